@@ -1,0 +1,19 @@
+# minishop: the two commands of the README are `make up` and `make test`.
+.PHONY: up down restart test lint fmt bench broker
+
+up:        ## build and start the whole local stack, print the URLs
+	scripts/up.sh
+down:      ## stop what `make up` started (by pid files)
+	scripts/down.sh
+restart: down up
+test:      ## run every test against real PostgreSQL and Redis
+	scripts/test.sh
+lint:      ## formatting and clippy, as CI runs them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+fmt:
+	cargo fmt --all
+bench:     ## benchmark figures of this machine (see scripts/bench.sh)
+	scripts/bench.sh
+broker:    ## build the Kafka-protocol broker once (about 8 minutes)
+	scripts/broker.sh install

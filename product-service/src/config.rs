@@ -1,0 +1,36 @@
+//! product-service configuration (environment variables, see README).
+
+use std::net::SocketAddr;
+
+use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+
+use crate::cache::CacheConfig;
+
+/// Everything product-service reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `GRPC_ADDR`: where `product.ProductService` listens.
+    pub grpc_addr: SocketAddr,
+    pub cache: CacheConfig,
+    pub jwt: JwtConfig,
+}
+
+impl Config {
+    /// Reads the configuration from `env`, failing with every problem at once.
+    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+        let config = Self {
+            common: CommonConfig::read(&mut env, 8081, "productdb"),
+            grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50052))),
+            cache: CacheConfig {
+                redis_url: env.get("REDIS_URL", "redis://127.0.0.1:6379".to_string()),
+                timeout: env.millis("REDIS_TIMEOUT_MS", 200),
+                ttl: env.millis("CACHE_TTL_MS", 60_000),
+                key_prefix: env.get("CACHE_KEY_PREFIX", "minishop".to_string()),
+            },
+            jwt: JwtConfig::read(&mut env),
+        };
+        env.finish()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,174 @@
+//! The gRPC `product.ProductService` (DESIGN.md §4): the order saga's stock
+//! calls. Every failure maps to a proper status code, never UNKNOWN.
+
+use shared::proto::product::product_service_server::ProductService;
+use shared::proto::product::{
+    CheckAvailabilityRequest, CheckAvailabilityResponse, CommitStockRequest, CommitStockResponse,
+    GetProductRequest, Product as ProtoProduct, ReleaseStockRequest, ReleaseStockResponse,
+    ReservationStatus as ProtoStatus, ReserveStockRequest, ReserveStockResponse, ReservedItem,
+};
+use tonic::{Request, Response, Status};
+
+use crate::cache::ProductCache;
+use crate::store::{ReservationStatus, StockChange, StockError, Store};
+
+/// The gRPC face of the product store.
+#[derive(Clone)]
+pub struct ProductGrpc {
+    pub store: Store,
+    pub cache: ProductCache,
+}
+
+fn db_status(e: sqlx::Error) -> Status {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Status::unavailable(format!("database unavailable: {e}"))
+        }
+        other => {
+            tracing::error!(error = %other, "database error in gRPC call");
+            Status::internal("internal database error")
+        }
+    }
+}
+
+impl From<StockError> for Status {
+    fn from(e: StockError) -> Self {
+        match e {
+            StockError::InvalidArgument(m) => Status::invalid_argument(m),
+            StockError::ProductNotFound(_) | StockError::ReservationNotFound(_) => {
+                Status::not_found(e.to_string())
+            }
+            StockError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StockError::Db(e) => db_status(e),
+        }
+    }
+}
+
+fn proto_status(s: ReservationStatus) -> i32 {
+    (match s {
+        ReservationStatus::Reserved => ProtoStatus::Reserved,
+        ReservationStatus::Insufficient => ProtoStatus::Insufficient,
+        ReservationStatus::Released => ProtoStatus::Released,
+        ReservationStatus::Committed => ProtoStatus::Committed,
+    }) as i32
+}
+
+fn positive(id: i64, what: &str) -> Result<i64, Status> {
+    if id > 0 {
+        Ok(id)
+    } else {
+        Err(Status::invalid_argument(format!(
+            "{what} must be a positive integer"
+        )))
+    }
+}
+
+impl ProductGrpc {
+    async fn invalidate<T>(&self, change: &StockChange<T>) {
+        for &(product_id, version) in &change.touched {
+            self.cache.invalidate(product_id, version).await;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ProductService for ProductGrpc {
+    async fn get_product(
+        &self,
+        request: Request<GetProductRequest>,
+    ) -> Result<Response<ProtoProduct>, Status> {
+        let id = positive(request.into_inner().id, "id")?;
+        let product = self
+            .store
+            .get(id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| Status::not_found(format!("product {id} not found")))?;
+        Ok(Response::new(ProtoProduct {
+            id: product.id,
+            name: product.name,
+            price_cents: product.price.cents(),
+            stock: product.stock,
+            version: product.version,
+        }))
+    }
+
+    async fn check_availability(
+        &self,
+        request: Request<CheckAvailabilityRequest>,
+    ) -> Result<Response<CheckAvailabilityResponse>, Status> {
+        let req = request.into_inner();
+        let id = positive(req.product_id, "product_id")?;
+        if req.quantity <= 0 {
+            return Err(Status::invalid_argument("quantity must be at least 1"));
+        }
+        let product = self
+            .store
+            .get(id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| Status::not_found(format!("product {id} not found")))?;
+        Ok(Response::new(CheckAvailabilityResponse {
+            available: product.stock >= req.quantity,
+            stock: product.stock,
+            price_cents: product.price.cents(),
+        }))
+    }
+
+    async fn reserve_stock(
+        &self,
+        request: Request<ReserveStockRequest>,
+    ) -> Result<Response<ReserveStockResponse>, Status> {
+        let req = request.into_inner();
+        let items: Vec<(i64, i32)> = req
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect();
+        let change = self.store.reserve(req.order_id, &items).await?;
+        self.invalidate(&change).await;
+        let reservation = change.outcome;
+        tracing::info!(order_id = req.order_id, status = ?reservation.status, "reserve stock");
+        let (short_product_id, available_stock) = reservation.short.unwrap_or((0, 0));
+        Ok(Response::new(ReserveStockResponse {
+            status: proto_status(reservation.status),
+            total_cents: reservation.total().cents(),
+            items: reservation
+                .items
+                .iter()
+                .map(|i| ReservedItem {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                    unit_price_cents: i.unit_price.cents(),
+                })
+                .collect(),
+            short_product_id,
+            available_stock,
+        }))
+    }
+
+    async fn release_stock(
+        &self,
+        request: Request<ReleaseStockRequest>,
+    ) -> Result<Response<ReleaseStockResponse>, Status> {
+        let order_id = request.into_inner().order_id;
+        let change = self.store.release(order_id).await?;
+        self.invalidate(&change).await;
+        tracing::info!(order_id, status = ?change.outcome, "release stock");
+        Ok(Response::new(ReleaseStockResponse {
+            status: proto_status(change.outcome),
+        }))
+    }
+
+    async fn commit_stock(
+        &self,
+        request: Request<CommitStockRequest>,
+    ) -> Result<Response<CommitStockResponse>, Status> {
+        let order_id = request.into_inner().order_id;
+        let status = self.store.commit(order_id).await?;
+        tracing::info!(order_id, "commit stock");
+        Ok(Response::new(CommitStockResponse {
+            status: proto_status(status),
+        }))
+    }
+}

@@ -1,0 +1,15 @@
+use std::process::ExitCode;
+
+use product_service::{App, Config, app::SERVICE};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    shared::telemetry::init(SERVICE);
+    let result = async {
+        let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
+        let app = App::build(config).await?;
+        app.run(shared::shutdown::on_signal()).await
+    }
+    .await;
+    shared::exit_code(SERVICE, result)
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Makes sure this machine has what the project needs: system packages (apt),
+# and PostgreSQL and Redis running on their local ports. Idempotent.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need cc build-essential
+need make make
+need curl curl
+need jq jq
+need openssl openssl
+need psql postgresql-client
+need pg_isready postgresql-client
+need redis-cli redis-tools
+need wrk wrk
+need pgbench postgresql-contrib
+[ -d /etc/postgresql ] || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+  log "starting PostgreSQL"
+  cluster=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$cluster" main start
+  wait_until 30 PostgreSQL pg_isready -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not start"
+fi
+
+if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  log "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_until 15 Redis redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping || die "Redis did not start"
+fi

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Stops exactly what scripts/up.sh started, by pid file (never by process name).
+# PostgreSQL and Redis belong to the machine and stay up.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+for name in notification-service payment-service order-service product-service user-service; do
+  stop_bg "$name"
+done
+"$ROOT/scripts/broker.sh" stop

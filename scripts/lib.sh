@@ -1,0 +1,78 @@
+# Shared helpers of the scripts in this folder (sourced, not run).
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Runtime state of the local stack (pids, logs, keys): inside the repo, git-ignored.
+STATE_DIR=${MINISHOP_STATE_DIR:-$ROOT/.local}
+# Things built once per machine and reused by every checkout (the broker binary).
+CACHE_DIR=${MINISHOP_CACHE_DIR:-$HOME/.cache/minishop}
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+PG_USER=${PG_USER:-postgres}
+REDIS_HOST=${REDIS_HOST:-127.0.0.1}
+REDIS_PORT=${REDIS_PORT:-6379}
+BROKER_ADDR=${BROKER_ADDR:-127.0.0.1:9092}
+NISSHI_VERSION=0.8.1
+NISSHI_BIN=$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi
+DATABASES=(userdb productdb orderdb paymentdb notificationdb)
+
+mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+psql_admin() { psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
+
+# Creates database $1 unless it exists.
+ensure_database() {
+  local exists
+  exists=$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$1'")
+  [ "$exists" = 1 ] || psql_admin -c "CREATE DATABASE \"$1\"" >/dev/null
+}
+
+pid_file() { echo "$STATE_DIR/pids/$1.pid"; }
+
+# True when the process recorded in the pid file of $1 is alive.
+is_running() {
+  local f; f=$(pid_file "$1")
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# start_bg NAME COMMAND...: runs COMMAND in the background (own session),
+# logging to $STATE_DIR/logs/NAME.log, and records its pid.
+start_bg() {
+  local name=$1; shift
+  nohup setsid "$@" >>"$STATE_DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$name")"
+}
+
+# Stops the process of pid file $1 (TERM, then KILL after 15 s) and removes the file.
+stop_bg() {
+  local name=$1 f pid
+  f=$(pid_file "$name")
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not stop in 15 s, killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$f"
+}
+
+# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND until it succeeds.
+wait_until() {
+  local secs=$1 what=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.3
+  done
+  log "$what is up"
+}
+
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }

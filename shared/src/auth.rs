@@ -1,0 +1,361 @@
+//! JWT authentication: tokens are signed by user-service with its Ed25519
+//! private key; every other service verifies them with the public key only.
+//!
+//! Verification pins the algorithm to EdDSA, so `alg: none` and HS256 tokens
+//! "signed" with the public key (algorithm confusion) are rejected before any
+//! signature check, and it requires `exp`, `iat`, `iss`, `aud` and `sub`.
+//! Handlers take an [`AuthUser`] (any valid token) or an [`AdminUser`]
+//! (role admin, else 403) as an extractor.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::{header, request::Parts};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Anyone who registered.
+    Customer,
+    /// Manages the catalogue and sees every order.
+    Admin,
+}
+
+impl Role {
+    /// The role as it appears in tokens and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The claims of a minishop token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a string per RFC 7519.
+    pub sub: String,
+    pub email: String,
+    pub role: Role,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+}
+
+/// Why a token was refused; each becomes a 401 with its own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token: send Authorization: Bearer <token>")]
+    Missing,
+    #[error("malformed Authorization header: expected Bearer <token>")]
+    MalformedHeader,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token has the wrong issuer")]
+    WrongIssuer,
+    #[error("the token has the wrong audience")]
+    WrongAudience,
+    #[error("the token's signature algorithm is not accepted")]
+    WrongAlgorithm,
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    #[error("the token is malformed")]
+    Malformed,
+}
+
+impl AuthError {
+    fn code(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing_token",
+            AuthError::Expired => "token_expired",
+            _ => "invalid_token",
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::unauthorized(e.code(), e.to_string())
+    }
+}
+
+/// Checks tokens with the user service's public key.
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier").finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifier {
+    /// A verifier for Ed25519 tokens from `issuer` meant for `audience`.
+    pub fn from_public_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        let key = DecodingKey::from_ed_pem(pem.as_bytes())
+            .map_err(|e| format!("the JWT public key is not an Ed25519 PEM key: {e}"))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = 30;
+        Ok(Self { key, validation })
+    }
+
+    /// The verifier for a [`crate::config::JwtConfig`].
+    pub fn from_config(config: &crate::config::JwtConfig) -> Result<Self, String> {
+        Self::from_public_pem(&config.public_key_pem, &config.issuer, &config.audience)
+    }
+
+    /// The claims of a valid token.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    AuthError::WrongAlgorithm
+                }
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                _ => AuthError::Malformed,
+            })
+    }
+
+    /// The user behind an `Authorization` header value.
+    pub fn authenticate(&self, header_value: Option<&str>) -> Result<AuthUser, AuthError> {
+        let value = header_value.ok_or(AuthError::Missing)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::MalformedHeader)?;
+        let claims = self.verify(token)?;
+        let id = claims
+            .sub
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or(AuthError::Malformed)?;
+        Ok(AuthUser {
+            id,
+            email: claims.email,
+            role: claims.role,
+        })
+    }
+}
+
+/// Signs tokens; only user-service holds the private key (tests use a test key).
+pub struct JwtSigner {
+    key: EncodingKey,
+    issuer: String,
+    audience: String,
+    ttl_seconds: i64,
+}
+
+impl std::fmt::Debug for JwtSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtSigner")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtSigner {
+    /// A signer from an Ed25519 private key in PEM.
+    pub fn from_private_pem(
+        pem: &str,
+        issuer: &str,
+        audience: &str,
+        ttl_seconds: i64,
+    ) -> Result<Self, String> {
+        let key = EncodingKey::from_ed_pem(pem.as_bytes())
+            .map_err(|e| format!("the JWT private key is not an Ed25519 PEM key: {e}"))?;
+        Ok(Self {
+            key,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            ttl_seconds,
+        })
+    }
+
+    /// A token for this user, valid from now for the configured lifetime.
+    pub fn sign(&self, user_id: i64, email: &str, role: Role) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp();
+        self.sign_claims(&Claims {
+            sub: user_id.to_string(),
+            email: email.into(),
+            role,
+            iat: now,
+            exp: now + self.ttl_seconds,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+        })
+    }
+
+    /// Signs arbitrary claims (tests use it to build expired or foreign tokens).
+    pub fn sign_claims(&self, claims: &Claims) -> Result<String, String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.key)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The caller, from a valid Bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub id: i64,
+    pub email: String,
+    pub role: Role,
+}
+
+impl AuthUser {
+    /// Whether the caller is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// 403 unless the caller is an admin or the user `owner_id`.
+    pub fn require_self_or_admin(&self, owner_id: i64) -> Result<(), ApiError> {
+        if self.is_admin() || self.id == owner_id {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this belongs to another user"))
+        }
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    Arc<JwtVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Arc::<JwtVerifier>::from_ref(state);
+        let header = match parts.headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(v.to_str().map_err(|_| AuthError::MalformedHeader)?),
+        };
+        let user = verifier.authenticate(header)?;
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}
+
+/// The caller, who must be an admin: 401 without a valid token, 403 for a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser(pub AuthUser);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    Arc<JwtVerifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.is_admin() {
+            Ok(AdminUser(user))
+        } else {
+            Err(ApiError::forbidden("this needs the admin role"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRIVATE: &str = include_str!("../testdata/test_jwt_private.pem");
+    const PUBLIC: &str = include_str!("../testdata/test_jwt_public.pem");
+
+    fn pair() -> (JwtSigner, JwtVerifier) {
+        (
+            JwtSigner::from_private_pem(PRIVATE, "iss", "aud", 60).unwrap(),
+            JwtVerifier::from_public_pem(PUBLIC, "iss", "aud").unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_signed_token_verifies_and_names_the_user() {
+        let (signer, verifier) = pair();
+        let token = signer.sign(7, "a@b.c", Role::Admin).unwrap();
+        let user = verifier
+            .authenticate(Some(&format!("Bearer {token}")))
+            .unwrap();
+        assert_eq!(
+            user,
+            AuthUser {
+                id: 7,
+                email: "a@b.c".into(),
+                role: Role::Admin
+            }
+        );
+    }
+
+    #[test]
+    fn expired_wrong_issuer_and_tampered_tokens_are_refused() {
+        let (signer, verifier) = pair();
+        let now = chrono::Utc::now().timestamp();
+        let base = Claims {
+            sub: "1".into(),
+            email: "x@y.z".into(),
+            role: Role::Customer,
+            iat: now - 1000,
+            exp: now - 500,
+            iss: "iss".into(),
+            aud: "aud".into(),
+        };
+        let expired = signer.sign_claims(&base).unwrap();
+        assert_eq!(verifier.verify(&expired).unwrap_err(), AuthError::Expired);
+
+        let foreign = signer
+            .sign_claims(&Claims {
+                exp: now + 500,
+                iss: "other".into(),
+                ..base.clone()
+            })
+            .unwrap();
+        assert_eq!(
+            verifier.verify(&foreign).unwrap_err(),
+            AuthError::WrongIssuer
+        );
+
+        let good = signer.sign(1, "x@y.z", Role::Customer).unwrap();
+        let (signed, signature) = good.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{signed}.{flipped}{}", &signature[1..]);
+        assert_eq!(
+            verifier.verify(&tampered).unwrap_err(),
+            AuthError::BadSignature
+        );
+    }
+
+    #[test]
+    fn headers_without_bearer_are_refused() {
+        let (_, verifier) = pair();
+        assert_eq!(verifier.authenticate(None).unwrap_err(), AuthError::Missing);
+        assert_eq!(
+            verifier.authenticate(Some("Basic abc")).unwrap_err(),
+            AuthError::MalformedHeader
+        );
+    }
+}

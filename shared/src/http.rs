@@ -1,0 +1,290 @@
+//! HTTP plumbing every service shares: the unversioned + `/api/v1` mounting of
+//! the API (DESIGN.md §3), `/health`, `/ready`, `/metrics`, `/openapi.json`
+//! and `/docs`, JSON 404/405, the body limit, RED metrics, request tracing,
+//! pagination, and a server with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{self, ApiError};
+use crate::metrics::{self, Metrics};
+
+/// Largest accepted request body; anything bigger is a 413.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
+
+/// The dependencies `/ready` checks. A required one that fails makes the
+/// service unready (503); an optional one (a cache) is only reported.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, bool, CheckFn)>,
+}
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.checks.iter().map(|(n, _, _)| *n).collect();
+        f.debug_struct("Readiness").field("checks", &names).finish()
+    }
+}
+
+/// How long one readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Readiness {
+    /// Adds a dependency the service cannot work without.
+    pub fn required<F, Fut>(self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(name, true, check)
+    }
+
+    /// Adds a dependency the service degrades without (reported, not fatal).
+    pub fn optional<F, Fut>(self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(name, false, check)
+    }
+
+    fn add<F, Fut>(mut self, name: &'static str, required: bool, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks.push((
+            name,
+            required,
+            Arc::new(move || Box::pin(check()) as CheckFuture),
+        ));
+        self
+    }
+
+    async fn run(&self) -> (bool, Map<String, Value>) {
+        let results =
+            futures::future::join_all(self.checks.iter().map(|(name, required, check)| {
+                let check = check.clone();
+                async move {
+                    let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
+                        Ok(r) => r,
+                        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+                    };
+                    (*name, *required, outcome)
+                }
+            }))
+            .await;
+        let mut ready = true;
+        let mut report = Map::new();
+        for (name, required, outcome) in results {
+            let text = match outcome {
+                Ok(()) => "ok".to_string(),
+                Err(e) => {
+                    ready &= !required;
+                    if required {
+                        format!("down: {e}")
+                    } else {
+                        format!("degraded: {e}")
+                    }
+                }
+            };
+            report.insert(name.into(), Value::String(text));
+        }
+        (ready, report)
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    service: &'static str,
+    readiness: Readiness,
+    metrics: Arc<Metrics>,
+}
+
+async fn health(State(ops): State<OpsState>) -> Json<Value> {
+    Json(json!({"status": "ok", "service": ops.service, "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn ready(State(ops): State<OpsState>) -> Response {
+    let (ready, checks) = ops.readiness.run().await;
+    let body = json!({"status": if ready { "ready" } else { "unready" }, "service": ops.service, "checks": checks});
+    if ready {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(5u32));
+        response
+    }
+}
+
+async fn render_metrics(State(ops): State<OpsState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ops.metrics.render(),
+    )
+}
+
+/// Everything a service serves over HTTP, assembled from its API router.
+pub struct ServiceRouter {
+    /// The service's name, as in logs and metrics.
+    pub service: &'static str,
+    /// The service's API, mounted both at `/` and under `/api/v1`.
+    pub api: Router,
+    /// Its OpenAPI document, served at `/openapi.json` with Swagger UI at `/docs`.
+    pub openapi: Option<utoipa::openapi::OpenApi>,
+    /// What `/ready` checks.
+    pub readiness: Readiness,
+    /// Where RED metrics go and what `/metrics` renders.
+    pub metrics: Arc<Metrics>,
+}
+
+impl ServiceRouter {
+    /// The finished router.
+    pub fn build(self) -> Router {
+        let ops = OpsState {
+            service: self.service,
+            readiness: self.readiness,
+            metrics: self.metrics.clone(),
+        };
+        let ops_routes = Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .route("/metrics", get(render_metrics))
+            .with_state(ops);
+        let mut router = Router::new()
+            .merge(self.api.clone())
+            .nest("/api/v1", self.api)
+            .merge(ops_routes);
+        if let Some(mut openapi) = self.openapi {
+            openapi.servers = Some(vec![
+                utoipa::openapi::Server::new("/api/v1"),
+                utoipa::openapi::Server::new("/"),
+            ]);
+            router = router
+                .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi));
+        }
+        router
+            .fallback(error::no_route)
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+            .layer(middleware::from_fn_with_state(
+                self.metrics,
+                metrics::track_http,
+            ))
+            .layer(TraceLayer::new_for_http())
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// Binds `addr` with a clear error (a taken port is the usual start-up failure).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+/// `?limit=&offset=` of a list endpoint.
+#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// How many items to return (1..=100, default 20).
+    pub limit: Option<i64>,
+    /// How many items to skip (default 0).
+    pub offset: Option<i64>,
+}
+
+/// A validated page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Largest page a client may ask for.
+pub const MAX_PAGE: i64 = 100;
+/// Page size when the client does not say.
+pub const DEFAULT_PAGE: i64 = 20;
+
+impl PageParams {
+    /// Checks the bounds: a 400 naming `limit` or `offset` when out of range.
+    pub fn page(self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::invalid_field(
+                "limit",
+                format!("limit must be between 1 and {MAX_PAGE}"),
+            ));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(ApiError::invalid_field(
+                "offset",
+                "offset must be 0 or more",
+            ));
+        }
+        Ok(Page { limit, offset })
+    }
+}
+
+/// The `X-Total-Count` header of a list response.
+pub fn total_count_header(total: i64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(total));
+    headers
+}
+
+/// Adds the `bearer` (JWT) security scheme to an OpenAPI document.
+#[derive(Debug)]
+pub struct BearerSecurity;
+
+impl utoipa::Modify for BearerSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

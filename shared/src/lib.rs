@@ -1,0 +1,38 @@
+//! `shared`: what every minishop service needs, written once.
+//!
+//! - [`config`]: typed, validated environment configuration.
+//! - [`telemetry`]: JSON logs through `tracing`.
+//! - [`error`]: the API error type and the extractors that produce it.
+//! - [`auth`]: JWT verification (public key only) as axum extractors, and signing.
+//! - [`http`]: versioned mounting, health/readiness/metrics/docs, serving, pagination.
+//! - [`metrics`]: a Prometheus registry per service and RED metrics per route.
+//! - [`db`]: the PostgreSQL pool and migrations.
+//! - [`money`]: exact amounts in cents, two decimals in JSON.
+//! - [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
+//! - [`proto`]: the generated gRPC code of `proto/`.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod money;
+pub mod proto;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// The process exit code for a service's `main`: a start-up or serving
+/// failure is logged (and printed, for whoever ran it by hand) and exits 1.
+pub fn exit_code(service: &str, result: Result<(), String>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{service} failed");
+            eprintln!("{service}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

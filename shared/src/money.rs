@@ -1,0 +1,128 @@
+//! Exact money: an amount in integer cents that reads and writes JSON as a
+//! number with two decimals (`1999.99`), per DESIGN.md §3.
+//!
+//! JSON numbers arrive as f64; the shortest decimal that round-trips an f64
+//! is exactly what the client wrote for any amount of up to 15 significant
+//! digits, so that text is parsed as a decimal, and more than two decimal
+//! places is an error rather than a silent rounding.
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An amount of money in cents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(pub i64);
+
+/// The largest amount accepted from a client: what NUMERIC(12,2) holds.
+pub const MAX_CENTS: i64 = 999_999_999_999;
+
+impl Money {
+    /// The amount in cents.
+    pub fn cents(self) -> i64 {
+        self.0
+    }
+
+    /// Parses `"12.5"`, `"12.50"` or `"12"`; `None` for anything else,
+    /// including more than two decimals.
+    pub fn parse_decimal(text: &str) -> Option<Money> {
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if fraction.len() > 2 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let whole: i64 = whole.parse().ok()?;
+        let fraction: i64 = format!("{fraction:0<2}").parse().ok()?;
+        let cents = whole.checked_mul(100)?.checked_add(fraction)?;
+        Some(Money(if negative { -cents } else { cents }))
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A raw JSON number keeps the two decimals (`10.00`, not `10.0`).
+        let raw = serde_json::value::RawValue::from_string(self.to_string())
+            .map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MoneyVisitor;
+        impl Visitor<'_> for MoneyVisitor {
+            type Value = Money;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an amount as a number with at most two decimals")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Money, E> {
+                v.checked_mul(100)
+                    .map(Money)
+                    .ok_or_else(|| E::custom("amount out of range"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
+                i64::try_from(v)
+                    .ok()
+                    .and_then(|v| v.checked_mul(100))
+                    .map(Money)
+                    .ok_or_else(|| E::custom("amount out of range"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Money, E> {
+                if !v.is_finite() || v.abs() > 1e15 {
+                    return Err(E::custom("amount out of range"));
+                }
+                Money::parse_decimal(&format!("{v}"))
+                    .ok_or_else(|| E::custom("amount must have at most two decimal places"))
+            }
+        }
+        deserializer.deserialize_any(MoneyVisitor)
+    }
+}
+
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .description(Some("An amount with at most two decimals"))
+            .multiple_of(Some(0.01))
+            .examples([serde_json::json!(19.99)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_keeps_two_decimals() {
+        let m: Money = serde_json::from_str("1999.99").unwrap();
+        assert_eq!(m, Money(199_999));
+        assert_eq!(serde_json::to_string(&Money(1000)).unwrap(), "10.00");
+        assert_eq!(serde_json::to_string(&Money(5)).unwrap(), "0.05");
+        assert_eq!(serde_json::from_str::<Money>("12").unwrap(), Money(1200));
+        assert_eq!(serde_json::from_str::<Money>("0.1").unwrap(), Money(10));
+    }
+
+    #[test]
+    fn more_than_two_decimals_and_strings_are_refused() {
+        assert!(serde_json::from_str::<Money>("1.999").is_err());
+        assert!(serde_json::from_str::<Money>("\"1.99\"").is_err());
+        assert!(serde_json::from_str::<Money>("1e300").is_err());
+    }
+}
