@@ -20,19 +20,42 @@ start() {
   if port_open "$BROKER_ADDR"; then die "something else listens on $BROKER_ADDR"; fi
   install
   case $mode in
-    durable) ensure_database nisshi; storage="postgres://$PG_USER@$PG_HOST:$PG_PORT/nisshi" ;;
+    durable) ensure_database nisshi; storage="postgres://$PG_USER@$PG_HOST:$PG_PORT/nisshi?sslmode=disable" ;;
     memory) storage="memory://nisshi/" ;;
     *) die "unknown broker mode $mode (durable or memory)" ;;
   esac
   log "starting the broker on $BROKER_ADDR ($mode storage)"
   start_bg broker "$NISSHI_BIN" broker --storage-engine "$storage" --listener-url "tcp://$BROKER_ADDR"
-  wait_until 60 "broker on $BROKER_ADDR" port_open "$BROKER_ADDR" \
+  wait_until 60 "broker on $BROKER_ADDR" serving broker "$BROKER_ADDR" \
     || die "the broker did not start; see $STATE_DIR/logs/broker.log"
+  create_topics
+}
+
+# (The connection is loopback-only, so no TLS: a local PostgreSQL's
+# certificate is usually issued for "localhost", not 127.0.0.1.)
+
+# The saga's topics, with explicit partition counts (the broker would
+# auto-create them with its own default): events keyed by order id spread
+# over $TOPIC_PARTITIONS partitions; the dead-letter topic needs no parallelism.
+create_topics() {
+  local topic=${KAFKA_TOPIC:-order_events} existing
+  existing=$("$NISSHI_BIN" topic list --broker "tcp://$BROKER_ADDR" | jq -r '.[].name') \
+    || die "cannot list the broker's topics"
+  create_topic "$topic" "${TOPIC_PARTITIONS:-6}" "$existing"
+  create_topic "$topic.dlq" 1 "$existing"
+}
+
+create_topic() {
+  if grep -qxF "$1" <<<"$3"; then return 0; fi
+  "$NISSHI_BIN" topic create "$1" --partitions "$2" --broker "tcp://$BROKER_ADDR" --silent \
+    || die "could not create topic $1"
+  log "created topic $1 ($2 partitions)"
 }
 
 case ${1:-} in
   install) install ;;
   start) start "${2:-durable}" ;;
+  topics) create_topics ;;
   stop) stop_bg broker ;;
   status) if is_running broker; then echo "running (pid $(cat "$(pid_file broker)"))"; else echo stopped; exit 1; fi ;;
   *) die "usage: $0 install|start [durable|memory]|stop|status" ;;

@@ -64,15 +64,24 @@ stop_bg() {
   rm -f "$f"
 }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND until it succeeds.
+# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND until it
+# succeeds; exit code 2 from COMMAND means "give up now".
 wait_until() {
-  local secs=$1 what=$2; shift 2
+  local secs=$1 what=$2 rc; shift 2
   local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || return 1
+  while true; do
+    rc=0; "$@" >/dev/null 2>&1 || rc=$?
+    [ $rc -eq 0 ] && break
+    [ $rc -ne 2 ] && [ $SECONDS -lt $deadline ] || return 1
     sleep 0.3
   done
   log "$what is up"
+}
+
+# serving NAME ADDR: the process of NAME answers on ADDR (2 if it has died).
+serving() {
+  is_running "$1" || return 2
+  port_open "$2"
 }
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }

@@ -56,9 +56,15 @@ for entry in "${SERVICES[@]}"; do
   log "started $name (pid $(cat "$(pid_file "$name")"), log $STATE_DIR/logs/$name.log)"
 done
 
+# ready NAME PORT: NAME's /ready answers 200 (2 if the process has died).
+ready() {
+  is_running "$1" || return 2
+  curl -fsS "http://127.0.0.1:$2/ready"
+}
+
 for entry in "${SERVICES[@]}"; do
   read -r name port _ <<<"$entry"
-  if ! wait_until 90 "$name" curl -fsS "http://127.0.0.1:$port/ready"; then
+  if ! wait_until 90 "$name" ready "$name" "$port"; then
     tail -n 20 "$STATE_DIR/logs/$name.log" >&2 || true
     die "$name did not become ready; see $STATE_DIR/logs/$name.log"
   fi
