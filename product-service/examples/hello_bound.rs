@@ -4,7 +4,9 @@
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:18099".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:18099".into());
     let app = axum::Router::new().route(
         "/hello",
         axum::routing::get(|| async { axum::Json(serde_json::json!({"hello": "world"})) }),

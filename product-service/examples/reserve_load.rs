@@ -46,7 +46,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = ProductServiceClient::connect(grpc).await?;
     // Order ids unique across runs: start from the current time in microseconds.
     let next_order = Arc::new(AtomicI64::new(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as i64,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros() as i64,
     ));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -62,7 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let result = client
                     .reserve_stock(ReserveStockRequest {
                         order_id,
-                        items: vec![StockItem { product_id, quantity: 1 }],
+                        items: vec![StockItem {
+                            product_id,
+                            quantity: 1,
+                        }],
                     })
                     .await;
                 match result {
