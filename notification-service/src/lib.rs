@@ -1,14 +1,11 @@
 //! notification-service: notifications for every order event.
 //!
-//! **Pending** (issue #4): for now the process starts, answers `/health`,
-//! `/ready` and `/metrics`, and serves no API yet.
+//! **Pending** (issue #4): for now the process starts and answers
+//! `/health`, `/ready` and `/metrics`; it serves no API yet.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use shared::config::{ConfigError, Env};
-use shared::http::{Readiness, ServiceRouter};
-use shared::metrics::Metrics;
 use shared::shutdown::CancellationToken;
 
 /// The service's name in logs and metrics.
@@ -21,21 +18,10 @@ pub fn http_addr(mut env: Env) -> Result<SocketAddr, ConfigError> {
     Ok(addr)
 }
 
-/// Serves the operational endpoints on `listener` until `shutdown`.
+/// Serves until `shutdown`.
 pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let router = ServiceRouter {
-        service: SERVICE,
-        api: axum::Router::new(),
-        openapi: None,
-        readiness: Readiness::default(),
-        metrics: Arc::new(Metrics::new(SERVICE)),
-    }
-    .build();
-    tracing::info!(addr = ?listener.local_addr().ok(), "{SERVICE} listening (pending: health only)");
-    shared::http::serve(listener, router, shutdown)
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))
+    shared::http::serve_operational_only(SERVICE, listener, shutdown).await
 }

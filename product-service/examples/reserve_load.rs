@@ -1,10 +1,12 @@
-//! Load generator for `ReserveStock`: creates one product with plenty of
-//! stock through the REST API (admin token signed with the local key), then
-//! drives `ReserveStock` with unique order ids from N concurrent callers for
-//! a duration and prints calls/s and latency percentiles. Used by
-//! `scripts/bench.sh`.
+//! Load generator for `ReserveStock`: creates `--products` products with
+//! plenty of stock through the REST API (admin token signed with the local
+//! key), then drives `ReserveStock` with unique order ids from N concurrent
+//! callers for a duration, each order taking one unit of a product picked
+//! round-robin (so callers contend like a catalogue, not all on one row;
+//! `--products 1` measures a single hot product), and prints calls/s and
+//! latency percentiles. Used by `scripts/bench.sh`.
 //!
-//! Args: --http URL --grpc URL --key PRIVATE_PEM [--concurrency 32] [--seconds 10]
+//! Args: --http URL --grpc URL --key PRIVATE_PEM [--concurrency 32] [--seconds 10] [--products 100]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -29,19 +31,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = std::fs::read_to_string(arg("--key", ".local/keys/jwt_private.pem"))?;
     let concurrency: usize = arg("--concurrency", "32").parse()?;
     let seconds: u64 = arg("--seconds", "10").parse()?;
+    let product_count: usize = arg("--products", "100").parse()?;
 
     let signer = JwtSigner::from_private_pem(&key, "minishop-user-service", "minishop", 600)?;
     let token = signer.sign(1, "bench@example.com", Role::Admin)?;
-    let product: serde_json::Value = reqwest::Client::new()
-        .post(format!("{http}/products"))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"name": "bench", "price": 1.0, "stock": 2_000_000_000}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let product_id = product["id"].as_i64().ok_or("no product id")?;
+    let http_client = reqwest::Client::new();
+    let mut product_ids = Vec::with_capacity(product_count);
+    for i in 0..product_count {
+        let product: serde_json::Value = http_client
+            .post(format!("{http}/products"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"name": format!("bench {i}"), "price": 1.0, "stock": 2_000_000_000}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        product_ids.push(product["id"].as_i64().ok_or("no product id")?);
+    }
+    let product_ids = Arc::new(product_ids);
 
     let client = ProductServiceClient::connect(grpc).await?;
     // Order ids unique across runs: start from the current time in microseconds.
@@ -55,11 +63,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let workers = (0..concurrency).map(|_| {
         let mut client = client.clone();
         let next_order = next_order.clone();
+        let product_ids = product_ids.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let order_id = next_order.fetch_add(1, Ordering::Relaxed);
+                let product_id = product_ids[order_id as usize % product_ids.len()];
                 let t = Instant::now();
                 let result = client
                     .reserve_stock(ReserveStockRequest {

@@ -64,6 +64,14 @@ fn positive(id: i64, what: &str) -> Result<i64, Status> {
 }
 
 impl ProductGrpc {
+    async fn product(&self, id: i64) -> Result<crate::model::Product, Status> {
+        self.store
+            .get(id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| Status::not_found(format!("product {id} not found")))
+    }
+
     async fn invalidate<T>(&self, change: &StockChange<T>) {
         for &(product_id, version) in &change.touched {
             self.cache.invalidate(product_id, version).await;
@@ -77,13 +85,9 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<GetProductRequest>,
     ) -> Result<Response<ProtoProduct>, Status> {
-        let id = positive(request.into_inner().id, "id")?;
         let product = self
-            .store
-            .get(id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| Status::not_found(format!("product {id} not found")))?;
+            .product(positive(request.into_inner().id, "id")?)
+            .await?;
         Ok(Response::new(ProtoProduct {
             id: product.id,
             name: product.name,
@@ -102,12 +106,7 @@ impl ProductService for ProductGrpc {
         if req.quantity <= 0 {
             return Err(Status::invalid_argument("quantity must be at least 1"));
         }
-        let product = self
-            .store
-            .get(id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| Status::not_found(format!("product {id} not found")))?;
+        let product = self.product(id).await?;
         Ok(Response::new(CheckAvailabilityResponse {
             available: product.stock >= req.quantity,
             stock: product.stock,

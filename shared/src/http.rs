@@ -212,6 +212,27 @@ pub async fn serve(
     .await
 }
 
+/// Serves only `/health`, `/ready` and `/metrics`: the whole HTTP face of a
+/// service whose API is not built yet, so the stack can start and be probed.
+pub async fn serve_operational_only(
+    service: &'static str,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let router = ServiceRouter {
+        service,
+        api: Router::new(),
+        openapi: None,
+        readiness: Readiness::default(),
+        metrics: Arc::new(Metrics::new(service)),
+    }
+    .build();
+    tracing::info!(addr = ?listener.local_addr().ok(), "{service} listening (pending: operational routes only)");
+    serve(listener, router, shutdown)
+        .await
+        .map_err(|e| format!("HTTP server failed: {e}"))
+}
+
 /// Binds `addr` with a clear error (a taken port is the usual start-up failure).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
     TcpListener::bind(addr)
