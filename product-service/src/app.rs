@@ -51,6 +51,7 @@ impl App {
                     async move { cache.ping().await }
                 }
             });
+        let write_limits = shared::ratelimit::RateLimits::new(config.rate_limits, verifier.clone());
         let (api, openapi) = api::router(ApiState {
             store: store.clone(),
             cache: cache.clone(),
@@ -62,6 +63,7 @@ impl App {
             openapi: Some(openapi),
             readiness,
             metrics,
+            write_limits: Some(write_limits),
         }
         .build();
         Ok(Self {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::ratelimit::RateLimitConfig;
 
 use crate::cache::CacheConfig;
 
@@ -14,6 +15,7 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub cache: CacheConfig,
     pub jwt: JwtConfig,
+    pub rate_limits: RateLimitConfig,
 }
 
 impl Config {
@@ -29,6 +31,7 @@ impl Config {
                 key_prefix: env.get("CACHE_KEY_PREFIX", "minishop".to_string()),
             },
             jwt: JwtConfig::read(&mut env),
+            rate_limits: RateLimitConfig::read(&mut env),
         };
         env.finish()?;
         Ok(config)

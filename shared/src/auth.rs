@@ -167,6 +167,8 @@ pub struct JwtSigner {
     issuer: String,
     audience: String,
     ttl_seconds: i64,
+    /// The `kid` header: which published key verifies the token (key rotation).
+    kid: Option<String>,
 }
 
 impl std::fmt::Debug for JwtSigner {
@@ -192,7 +194,14 @@ impl JwtSigner {
             issuer: issuer.into(),
             audience: audience.into(),
             ttl_seconds,
+            kid: None,
         })
+    }
+
+    /// Names the key in every token's `kid` header.
+    pub fn with_kid(mut self, kid: &str) -> Self {
+        self.kid = Some(kid.into());
+        self
     }
 
     /// A token for this user, valid from now for the configured lifetime.
@@ -211,9 +220,41 @@ impl JwtSigner {
 
     /// Signs arbitrary claims (tests use it to build expired or foreign tokens).
     pub fn sign_claims(&self, claims: &Claims) -> Result<String, String> {
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.key)
-            .map_err(|e| e.to_string())
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = self.kid.clone();
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| e.to_string())
     }
+}
+
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 key bytes follow.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// The JWK (RFC 8037, `kty: OKP`) of an Ed25519 public key in PEM, for
+/// `/.well-known/jwks.json`.
+pub fn jwk_from_public_pem(pem: &str, kid: &str) -> Result<serde_json::Value, String> {
+    use base64::Engine;
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| format!("the public key PEM is not base64: {e}"))?;
+    let x = der
+        .strip_prefix(&ED25519_SPKI_PREFIX)
+        .filter(|x| x.len() == 32)
+        .ok_or("the public key is not an Ed25519 key")?;
+    Ok(serde_json::json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+        "kid": kid,
+        "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(x),
+    }))
 }
 
 /// The caller, from a valid Bearer token.
@@ -347,6 +388,18 @@ mod tests {
             verifier.verify(&tampered).unwrap_err(),
             AuthError::BadSignature
         );
+    }
+
+    #[test]
+    fn the_jwk_of_the_public_key_verifies_tokens() {
+        let (signer, _) = pair();
+        let token = signer.sign(3, "j@w.k", Role::Customer).unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(jwk_from_public_pem(PUBLIC, "k1").unwrap()).unwrap();
+        let key = DecodingKey::from_jwk(&jwk).unwrap();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_audience(&["aud"]);
+        assert!(jsonwebtoken::decode::<Claims>(&token, &key, &validation).is_ok());
     }
 
     #[test]

@@ -163,30 +163,36 @@ pub struct JwtConfig {
 
 /// Default location of the local key pair that `make up` generates.
 pub const DEFAULT_PUBLIC_KEY_FILE: &str = ".local/keys/jwt_public.pem";
+/// The private half, read by user-service only.
+pub const DEFAULT_PRIVATE_KEY_FILE: &str = ".local/keys/jwt_private.pem";
 
 impl JwtConfig {
     /// Reads the verification settings; a missing key is a configuration problem.
     pub fn read(env: &mut Env) -> Self {
-        let public_key_pem = match env.opt::<String>("JWT_PUBLIC_KEY") {
-            Some(pem) => pem,
-            None => {
-                let file: String = env.get("JWT_PUBLIC_KEY_FILE", DEFAULT_PUBLIC_KEY_FILE.into());
-                match std::fs::read_to_string(&file) {
-                    Ok(pem) => pem,
-                    Err(e) => {
-                        env.problem(format!(
-                            "JWT_PUBLIC_KEY_FILE={file:?}: cannot read it ({e}); set JWT_PUBLIC_KEY \
-                             or JWT_PUBLIC_KEY_FILE, or run `make up`, which generates a local key pair"
-                        ));
-                        String::new()
-                    }
-                }
-            }
-        };
         Self {
-            public_key_pem,
+            public_key_pem: read_pem(env, "JWT_PUBLIC_KEY", DEFAULT_PUBLIC_KEY_FILE),
             issuer: env.get("JWT_ISSUER", "minishop-user-service".into()),
             audience: env.get("JWT_AUDIENCE", "minishop".into()),
+        }
+    }
+}
+
+/// A PEM given inline in `var`, or read from the file named by `<var>_FILE`
+/// (default `default_file`); a missing one is recorded as a problem.
+pub fn read_pem(env: &mut Env, var: &str, default_file: &str) -> String {
+    if let Some(pem) = env.opt::<String>(var) {
+        return pem;
+    }
+    let file_var = format!("{var}_FILE");
+    let file: String = env.get(&file_var, default_file.into());
+    match std::fs::read_to_string(&file) {
+        Ok(pem) => pem,
+        Err(e) => {
+            env.problem(format!(
+                "{file_var}={file:?}: cannot read it ({e}); set {var} or {file_var}, \
+                 or run `make up`, which generates a local key pair"
+            ));
+            String::new()
         }
     }
 }

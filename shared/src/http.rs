@@ -158,6 +158,8 @@ pub struct ServiceRouter {
     pub readiness: Readiness,
     /// Where RED metrics go and what `/metrics` renders.
     pub metrics: Arc<Metrics>,
+    /// Per-user limits on authenticated writes, if the service takes writes.
+    pub write_limits: Option<Arc<crate::ratelimit::RateLimits>>,
 }
 
 impl ServiceRouter {
@@ -184,6 +186,12 @@ impl ServiceRouter {
             ]);
             router = router
                 .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi));
+        }
+        if let Some(limits) = self.write_limits {
+            router = router.layer(middleware::from_fn_with_state(
+                limits,
+                crate::ratelimit::limit_writes_per_user,
+            ));
         }
         router
             .fallback(error::no_route)
@@ -225,6 +233,7 @@ pub async fn serve_operational_only(
         openapi: None,
         readiness: Readiness::default(),
         metrics: Arc::new(Metrics::new(service)),
+        write_limits: None,
     }
     .build();
     tracing::info!(addr = ?listener.local_addr().ok(), "{service} listening (pending: operational routes only)");

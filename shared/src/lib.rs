@@ -7,6 +7,7 @@
 //! - [`http`]: versioned mounting, health/readiness/metrics/docs, serving, pagination.
 //! - [`metrics`]: a Prometheus registry per service and RED metrics per route.
 //! - [`db`]: the PostgreSQL pool and migrations.
+//! - [`ratelimit`]: per-IP and per-user rate limits (429 + `Retry-After`).
 //! - [`money`]: exact amounts in cents, two decimals in JSON.
 //! - [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
 //! - [`proto`]: the generated gRPC code of `proto/`.
@@ -19,6 +20,7 @@ pub mod http;
 pub mod metrics;
 pub mod money;
 pub mod proto;
+pub mod ratelimit;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

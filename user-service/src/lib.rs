@@ -1,27 +1,17 @@
-//! user-service: registration, login and JWT issuing.
+//! user-service: accounts and the tokens every other service trusts.
 //!
-//! **Pending** (issue #3): for now the process starts and answers
-//! `/health`, `/ready` and `/metrics`; it serves no API yet.
+//! Registration and login (`api`) with argon2id password hashes
+//! (`passwords`) in `userdb` (`store`); Ed25519-signed JWTs whose public key
+//! is published at `/.well-known/jwks.json`, so other services verify tokens
+//! without any shared secret. The first admin comes from configuration;
+//! nobody becomes admin by registering. `/register` and `/login` are rate
+//! limited per client IP, writes per user.
 
-use std::net::SocketAddr;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod passwords;
+pub mod store;
 
-use shared::config::{ConfigError, Env};
-use shared::shutdown::CancellationToken;
-
-/// The service's name in logs and metrics.
-pub const SERVICE: &str = "user-service";
-
-/// `HTTP_ADDR` (default 0.0.0.0:8080).
-pub fn http_addr(mut env: Env) -> Result<SocketAddr, ConfigError> {
-    let addr = env.get("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)));
-    env.finish()?;
-    Ok(addr)
-}
-
-/// Serves until `shutdown`.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    shared::http::serve_operational_only(SERVICE, listener, shutdown).await
-}
+pub use app::App;
+pub use config::Config;

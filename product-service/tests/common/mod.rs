@@ -44,6 +44,9 @@ pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
         ("CACHE_KEY_PREFIX", &prefix),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
         ("DB_MAX_CONNECTIONS", "20"),
+        // Tests write fast; the write limit has its own test.
+        ("RATE_LIMIT_WRITES_PER_MIN", "100000"),
+        ("RATE_LIMIT_WRITES_BURST", "10000"),
     ]);
     let config = Config::from_env(env).expect("test configuration is valid");
     let app = App::build(config).await.expect("product-service starts");

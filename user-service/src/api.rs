@@ -1,0 +1,402 @@
+//! The REST API: register, login, profile, role changes, and the JWKS that
+//! lets every other service verify tokens with the public key only.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, middleware};
+use serde::{Deserialize, Serialize};
+use shared::auth::{AdminUser, AuthUser, JwtSigner, JwtVerifier, Role};
+use shared::error::{ApiError, ApiJson, ErrorBody, IdPath};
+use shared::http::BearerSecurity;
+use shared::ratelimit::{RateLimits, limit_per_ip};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::passwords::Passwords;
+use crate::store::{Store, StoreError, User};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub passwords: Passwords,
+    pub signer: Arc<JwtSigner>,
+    pub verifier: Arc<JwtVerifier>,
+    /// `{"keys": [...]}`, computed once at start-up.
+    pub jwks: Arc<serde_json::Value>,
+    pub token_ttl_seconds: i64,
+}
+
+impl FromRef<ApiState> for Arc<JwtVerifier> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "minishop user-service", description = "Accounts and tokens. Every path is also served under /api/v1."),
+    modifiers(&BearerSecurity),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The API router and its OpenAPI document; `/register` and `/login` are
+/// limited per client IP.
+pub fn router(
+    state: ApiState,
+    limits: Arc<RateLimits>,
+) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let credentials = OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .route_layer(middleware::from_fn_with_state(limits, limit_per_ip));
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(credentials)
+        .routes(routes!(get_profile, update_profile))
+        .routes(routes!(set_role))
+        .routes(routes!(jwks))
+        .split_for_parts();
+    (router.with_state(state), openapi)
+}
+
+pub const MIN_PASSWORD: usize = 8;
+pub const MAX_PASSWORD: usize = 128;
+pub const MAX_NAME: usize = 100;
+
+/// Trims and lower-cases an email and checks its shape.
+pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
+    let email = raw.trim().to_lowercase();
+    let invalid = || ApiError::invalid_field("email", "email must look like name@example.com");
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(invalid)?;
+    if local.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
+        return Err(invalid());
+    }
+    Ok(email)
+}
+
+fn validate_password(field: &str, password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&n) {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be {MIN_PASSWORD} to {MAX_PASSWORD} characters (got {n})"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str) -> Result<(), ApiError> {
+    let n = name.chars().count();
+    if name.trim().is_empty() || n > MAX_NAME || name.contains('\0') {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("name must be 1 to {MAX_NAME} characters and not blank"),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /register`: `name` or (for older clients) `username`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub name: Option<String>,
+    /// Older clients' name for `name`.
+    pub username: Option<String>,
+    pub email: String,
+    /// 8 to 128 characters.
+    pub password: String,
+}
+
+/// Creates a customer account.
+#[utoipa::path(
+    post, path = "/register", tag = "users", request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered", body = User),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 409, description = "The email is taken", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody),
+    )
+)]
+async fn register(
+    State(state): State<ApiState>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let name = match (req.name, req.username) {
+        (Some(name), _) | (None, Some(name)) => name,
+        (None, None) => return Err(ApiError::invalid_field("name", "name is required")),
+    };
+    validate_name(&name)?;
+    let email = normalize_email(&req.email)?;
+    validate_password("password", &req.password)?;
+    let hash = state
+        .passwords
+        .hash(req.password)
+        .await
+        .map_err(ApiError::internal)?;
+    let user = state
+        .store
+        .create(&name, &email, &hash)
+        .await
+        .map_err(|e| match e {
+            StoreError::DuplicateEmail => {
+                ApiError::conflict("email_taken", "this email is already registered")
+                    .with("field", "email")
+            }
+            StoreError::NotFound => ApiError::internal("insert returned no row"),
+            StoreError::Db(e) => e.into(),
+        })?;
+    tracing::info!(user_id = user.id, "user registered");
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// A JWT for `Authorization: Bearer <token>`.
+    pub token: String,
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+    pub user: User,
+}
+
+/// Exchanges email and password for a token. A wrong password and an
+/// unknown email get the same answer, in about the same time.
+#[utoipa::path(
+    post, path = "/login", tag = "users", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 400, description = "A field is missing", body = ErrorBody),
+        (status = 401, description = "Wrong email or password", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address", body = ErrorBody),
+    )
+)]
+async fn login(
+    State(state): State<ApiState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    let refused = || ApiError::unauthorized("invalid_credentials", "invalid email or password");
+    // A malformed email can't belong to anyone; still spend the hashing time.
+    let found = match normalize_email(&req.email) {
+        Ok(email) => state.store.by_email(&email).await?,
+        Err(_) => None,
+    };
+    let (user, hash) = match found {
+        Some(c) => (Some(c.user), Some(c.password_hash)),
+        None => (None, None),
+    };
+    if !state.passwords.verify(req.password, hash).await {
+        return Err(refused());
+    }
+    let user = user.ok_or_else(refused)?;
+    let token = state
+        .signer
+        .sign(user.id, &user.email, user.role)
+        .map_err(ApiError::internal)?;
+    Ok(Json(LoginResponse {
+        token,
+        token_type: "Bearer",
+        expires_in: state.token_ttl_seconds,
+        user,
+    }))
+}
+
+/// The caller's account, read from the database.
+#[utoipa::path(
+    get, path = "/profile", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = User),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+    )
+)]
+async fn get_profile(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+) -> Result<Json<User>, ApiError> {
+    state
+        .store
+        .by_id(caller.id)
+        .await?
+        .map(|c| Json(c.user))
+        .ok_or_else(|| ApiError::not_found("this account no longer exists"))
+}
+
+/// `PUT /profile`: a new name and/or a new password (which needs the current one).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub current_password: Option<String>,
+}
+
+/// Changes the caller's name or password.
+#[utoipa::path(
+    put, path = "/profile", tag = "users", request_body = ProfileUpdate, security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 400, description = "A field is invalid or missing", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "current_password is wrong", body = ErrorBody),
+        (status = 404, description = "The account no longer exists", body = ErrorBody),
+    )
+)]
+async fn update_profile(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    ApiJson(req): ApiJson<ProfileUpdate>,
+) -> Result<Json<User>, ApiError> {
+    if req.name.is_none() && req.password.is_none() {
+        return Err(ApiError::bad_request(
+            "empty_update",
+            "nothing to update: send name and/or password",
+        ));
+    }
+    if let Some(name) = &req.name {
+        validate_name(name)?;
+    }
+    let current = state
+        .store
+        .by_id(caller.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("this account no longer exists"))?;
+    let new_hash = match req.password {
+        None => None,
+        Some(password) => {
+            validate_password("password", &password)?;
+            let given = req.current_password.ok_or_else(|| {
+                ApiError::invalid_field(
+                    "current_password",
+                    "current_password is required to change the password",
+                )
+            })?;
+            if !state
+                .passwords
+                .verify(given, Some(current.password_hash))
+                .await
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "wrong_password",
+                    "current_password is wrong",
+                )
+                .with("field", "current_password"));
+            }
+            Some(
+                state
+                    .passwords
+                    .hash(password)
+                    .await
+                    .map_err(ApiError::internal)?,
+            )
+        }
+    };
+    let user = state
+        .store
+        .update_profile(caller.id, req.name.as_deref(), new_hash.as_deref())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(user))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleUpdate {
+    /// `customer` or `admin`.
+    pub role: Role,
+}
+
+/// Changes a user's role (admin only). It shows in the user's next token.
+#[utoipa::path(
+    put, path = "/users/{id}/role", tag = "users", request_body = RoleUpdate, security(("bearer" = [])),
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 400, description = "Unknown role or bad id", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
+async fn set_role(
+    State(state): State<ApiState>,
+    AdminUser(admin): AdminUser,
+    IdPath(id): IdPath,
+    ApiJson(req): ApiJson<RoleUpdate>,
+) -> Result<Json<User>, ApiError> {
+    let user = state
+        .store
+        .set_role(id, req.role)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(
+        user_id = id,
+        admin_id = admin.id,
+        role = req.role.as_str(),
+        "role changed"
+    );
+    Ok(Json(user))
+}
+
+/// The public key(s) tokens are signed with, as a JWK Set.
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "users",
+    responses((status = 200, description = "JWK Set", body = Object))
+)]
+async fn jwks(State(state): State<ApiState>) -> Response {
+    let mut response = Json(state.jwks.as_ref().clone()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::not_found("no such user"),
+        StoreError::DuplicateEmail => {
+            ApiError::conflict("email_taken", "this email is already registered")
+        }
+        StoreError::Db(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_lowercased_and_checked() {
+        assert_eq!(
+            normalize_email("  Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "", "ann", "ann@", "@x.io", "a@b", "a b@x.io", "a@@x.io", "a@x.io.",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+}

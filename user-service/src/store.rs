@@ -1,0 +1,164 @@
+//! The users table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::auth::Role;
+use sqlx::{PgPool, Row};
+use utoipa::ToSchema;
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    /// Equal to `id`; older clients read this name.
+    pub user_id: i64,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user with the stored hash, for login.
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the email is already registered")]
+    DuplicateEmail,
+    #[error("no such user")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "id, name, email, role, created_at, password_hash";
+
+fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, sqlx::Error> {
+    let id: i64 = row.try_get("id")?;
+    let role = match row.try_get::<&str, _>("role")? {
+        "admin" => Role::Admin,
+        _ => Role::Customer,
+    };
+    Ok(Credentials {
+        user: User {
+            id,
+            user_id: id,
+            name: row.try_get("name")?,
+            email: row.try_get("email")?,
+            role,
+            created_at: row.try_get("created_at")?,
+        },
+        password_hash: row.try_get("password_hash")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+/// The user database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Adds a customer; a taken email (also when two registrations race) is `DuplicateEmail`.
+    pub async fn create(&self, name: &str, email: &str, hash: &str) -> Result<User, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users (name, email, password_hash) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+        )))
+        .bind(name)
+        .bind(email)
+        .bind(hash)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::DuplicateEmail
+            } else {
+                StoreError::Db(e)
+            }
+        })
+        .and_then(|row| Ok(user_from_row(&row)?.user))
+    }
+
+    pub async fn by_email(&self, email: &str) -> Result<Option<Credentials>, sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE email = $1"
+        )))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    pub async fn by_id(&self, id: i64) -> Result<Option<Credentials>, sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    /// Changes the name and/or the password hash.
+    pub async fn update_profile(
+        &self,
+        id: i64,
+        name: Option<&str>,
+        hash: Option<&str>,
+    ) -> Result<User, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE users SET name = COALESCE($2, name), password_hash = COALESCE($3, password_hash), \
+             updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .bind(name)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok(user_from_row(&row)?.user)
+    }
+
+    pub async fn set_role(&self, id: i64, role: Role) -> Result<User, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        )))
+        .bind(id)
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        Ok(user_from_row(&row)?.user)
+    }
+
+    /// Creates the configured admin, or makes an existing account with that
+    /// email an admin with the configured password.
+    pub async fn upsert_admin(&self, email: &str, hash: &str) -> Result<User, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO users (name, email, password_hash, role) VALUES ('Administrator', $1, $2, 'admin') \
+             ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'admin', \
+             updated_at = now() RETURNING {COLUMNS}"
+        )))
+        .bind(email)
+        .bind(hash)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(user_from_row(&row)?.user)
+    }
+}
