@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Generates the local JWT key pair (Ed25519) once into $STATE_DIR/keys.
+# Generates, once, the local JWT key pair (Ed25519) into $STATE_DIR/keys and
+# the local admin credentials into $STATE_DIR/admin.env.
 # user-service signs with the private key; the others verify with the public one.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -10,4 +11,11 @@ if [ ! -f "$dir/jwt_private.pem" ]; then
   chmod 600 "$dir/jwt_private.pem"
   openssl pkey -in "$dir/jwt_private.pem" -pubout -out "$dir/jwt_public.pem"
   log "generated a local JWT key pair in $dir"
+fi
+
+# The bootstrap admin of local runs: a random password, made once.
+if [ ! -f "$STATE_DIR/admin.env" ]; then
+  umask 077
+  printf 'ADMIN_EMAIL=admin@minishop.local\nADMIN_PASSWORD=%s\n' "$(openssl rand -hex 12)" >"$STATE_DIR/admin.env"
+  log "generated the local admin's password in $STATE_DIR/admin.env"
 fi

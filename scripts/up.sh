@@ -19,6 +19,8 @@ BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$target_dir
 
 "$ROOT/scripts/deps.sh"
 "$ROOT/scripts/keys.sh"
+# shellcheck disable=SC1091
+source "$STATE_DIR/admin.env"
 for db in "${DATABASES[@]}"; do ensure_database "$db"; done
 log "databases ready: ${DATABASES[*]}"
 "$ROOT/scripts/broker.sh" start "${BROKER_MODE:-durable}"
@@ -28,7 +30,7 @@ cargo build --profile "$PROFILE" --bins
 
 # name  http-port  database  extra environment
 SERVICES=(
-  "user-service 8080 userdb"
+  "user-service 8080 userdb ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD"
   "product-service 8081 productdb GRPC_ADDR=0.0.0.0:50052"
   "order-service 8082 orderdb GRPC_ADDR=0.0.0.0:50051"
   "payment-service 8083 paymentdb"
@@ -73,12 +75,13 @@ done
 cat <<INFO
 
 minishop is up.
-  user-service          http://127.0.0.1:8080   (pending)
+  user-service          http://127.0.0.1:8080   docs http://127.0.0.1:8080/docs
   product-service       http://127.0.0.1:8081   docs http://127.0.0.1:8081/docs   gRPC 127.0.0.1:50052
   order-service         http://127.0.0.1:8082   (pending)
   payment-service       http://127.0.0.1:8083   (pending)
   notification-service  http://127.0.0.1:8084   (pending)
   Kafka broker          $BROKER_ADDR (nisshi)
+  admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
   logs                  $STATE_DIR/logs/
 Stop everything with: make down
 INFO
