@@ -5,6 +5,7 @@
 //! - [`error`]: the API error type and the extractors that produce it.
 //! - [`auth`]: JWT verification (public key only) as axum extractors, and signing.
 //! - [`http`]: versioned mounting, health/readiness/metrics/docs, serving, pagination.
+//! - [`kafka`]: events, transactional outbox + relay, inbox, consumer with DLQ.
 //! - [`metrics`]: a Prometheus registry per service and RED metrics per route.
 //! - [`db`]: the PostgreSQL pool and migrations.
 //! - [`ratelimit`]: per-IP and per-user rate limits (429 + `Retry-After`).
@@ -17,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod money;
 pub mod proto;

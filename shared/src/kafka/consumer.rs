@@ -1,0 +1,188 @@
+//! The consuming side: decode, hand to the service's handler with retries
+//! and backoff, dead-letter what can't be processed, commit the offset only
+//! after the handler has committed its effect, carry on.
+//!
+//! Handlers make their effect idempotent with [`super::claim`] (the inbox)
+//! inside the effect's transaction, so a redelivery after a crash between
+//! the effect and the offset commit does nothing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use super::events::{Decoded, Event, decode};
+
+/// Why a handler could not process an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying (a dependency was down); dead-lettered after the last retry.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying can't help (the event contradicts the state); dead-lettered at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// A service's reaction to events.
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event` (idempotently) and commits its effect.
+    fn handle(&self, event: &Event) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How the consumer behaves.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub topic: String,
+    /// Where undecodable or unprocessable messages go (`<topic>.dlq`).
+    pub dlq_topic: String,
+    /// Attempts before a transient failure is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter, up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Consumes until `shutdown`; the consumer must already be subscribed.
+pub async fn run_consumer<H: Handler>(
+    consumer: StreamConsumer,
+    dlq: FutureProducer,
+    handler: H,
+    config: ConsumerConfig,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        process(&message, &dlq, &handler, &config).await;
+        if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed; the event may be redelivered (harmless)");
+        }
+    }
+    // A librdkafka consumer can hang while it closes: commit synchronously,
+    // then drop it off the async workers, with a time limit.
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    if tokio::time::timeout(Duration::from_secs(10), closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("kafka consumer did not close within 10 s");
+    }
+    tracing::info!("kafka consumer stopped");
+}
+
+async fn process<H: Handler>(
+    message: &BorrowedMessage<'_>,
+    dlq: &FutureProducer,
+    handler: &H,
+    config: &ConsumerConfig,
+) {
+    let payload = message.payload().unwrap_or_default();
+    let event = match decode(payload) {
+        Decoded::Event(event) => event,
+        Decoded::Unknown(event_type) => {
+            tracing::info!(
+                event_type,
+                offset = message.offset(),
+                "skipping an event type this version does not know"
+            );
+            return;
+        }
+        Decoded::Malformed(why) => {
+            tracing::warn!(error = %why, offset = message.offset(), "malformed message: dead-lettering");
+            dead_letter(message, dlq, config, &why).await;
+            return;
+        }
+    };
+    let mut backoff = config.initial_backoff;
+    for attempt in 1..=config.max_attempts {
+        match handler.handle(&event).await {
+            Ok(()) => return,
+            Err(HandlerError::Permanent(why)) => {
+                tracing::warn!(event_id = %event.event_id, error = %why, "event cannot be processed: dead-lettering");
+                dead_letter(message, dlq, config, &why).await;
+                return;
+            }
+            Err(HandlerError::Transient(why)) if attempt < config.max_attempts => {
+                let jitter = rand::rng().random_range(0.5..1.5);
+                let wait = backoff.mul_f64(jitter);
+                tracing::warn!(event_id = %event.event_id, attempt, error = %why, retry_in_ms = wait.as_millis() as u64, "handler failed; retrying");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(config.max_backoff);
+            }
+            Err(HandlerError::Transient(why)) => {
+                tracing::error!(event_id = %event.event_id, attempts = attempt, error = %why, "handler kept failing: dead-lettering");
+                dead_letter(message, dlq, config, &why).await;
+            }
+        }
+    }
+}
+
+/// Copies `message` to the dead-letter topic with the error in a header.
+/// Retries until the broker takes it: a dead letter must not be lost either.
+async fn dead_letter(
+    message: &BorrowedMessage<'_>,
+    dlq: &FutureProducer,
+    config: &ConsumerConfig,
+    error: &str,
+) {
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    loop {
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(error),
+            })
+            .insert(Header {
+                key: "original_topic",
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: "original_partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "original_offset",
+                value: Some(offset.as_str()),
+            });
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let mut record = FutureRecord::<[u8], [u8]>::to(&config.dlq_topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        match dlq.send(record, Duration::from_secs(10)).await {
+            Ok(_) => return,
+            Err((e, _)) => {
+                tracing::error!(error = %e, "writing to the dead-letter topic failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

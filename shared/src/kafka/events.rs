@@ -1,0 +1,172 @@
+//! The saga's events (DESIGN.md §5): one JSON envelope per Kafka message,
+//! readable as it is in Kafdrop, with one definition for producers and
+//! consumers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::money::Money;
+
+/// A line of an order as events carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventItem {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub unit_price: Money,
+}
+
+/// What happened, with the fields of its type (`event_type` is the tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", rename_all = "snake_case")]
+pub enum EventPayload {
+    OrderCreated {
+        items: Vec<EventItem>,
+        total_price: Money,
+        currency: String,
+    },
+    PaymentSuccess {
+        payment_id: i64,
+        amount: Money,
+        transaction_id: String,
+    },
+    PaymentFailed {
+        payment_id: i64,
+        amount: Money,
+        reason: String,
+    },
+    OrderConfirmed {
+        total_price: Money,
+    },
+    OrderCancelled {
+        reason: String,
+    },
+    PaymentRefunded {
+        payment_id: i64,
+        amount: Money,
+        reason: String,
+    },
+}
+
+/// Every `event_type` this version knows.
+pub const EVENT_TYPES: &[&str] = &[
+    "order_created",
+    "payment_success",
+    "payment_failed",
+    "order_confirmed",
+    "order_cancelled",
+    "payment_refunded",
+];
+
+impl EventPayload {
+    /// The `event_type` string.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            EventPayload::OrderCreated { .. } => "order_created",
+            EventPayload::PaymentSuccess { .. } => "payment_success",
+            EventPayload::PaymentFailed { .. } => "payment_failed",
+            EventPayload::OrderConfirmed { .. } => "order_confirmed",
+            EventPayload::OrderCancelled { .. } => "order_cancelled",
+            EventPayload::PaymentRefunded { .. } => "payment_refunded",
+        }
+    }
+}
+
+/// The envelope: ids and time, then the type's fields, flat in one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub order_id: i64,
+    pub user_id: i64,
+    #[serde(flatten)]
+    pub payload: EventPayload,
+}
+
+impl Event {
+    /// A new event with a fresh id, happening now.
+    pub fn new(order_id: i64, user_id: i64, payload: EventPayload) -> Self {
+        Self {
+            event_id: Uuid::new_v4(),
+            occurred_at: Utc::now(),
+            order_id,
+            user_id,
+            payload,
+        }
+    }
+
+    /// The Kafka key: all events of one order go to one partition, in order.
+    pub fn key(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// What a consumer makes of a message's bytes.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A known event.
+    Event(Box<Event>),
+    /// Well-formed, but an `event_type` this version does not know: skipped.
+    Unknown(String),
+    /// Not an event at all: goes to the dead-letter topic.
+    Malformed(String),
+}
+
+/// Decodes a message payload; never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Decoded {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return Decoded::Malformed(format!("not JSON: {e}")),
+    };
+    let event_type = match value.get("event_type").and_then(|t| t.as_str()) {
+        Some(t) => t.to_string(),
+        None => return Decoded::Malformed("no event_type".into()),
+    };
+    if !EVENT_TYPES.contains(&event_type.as_str()) {
+        return Decoded::Unknown(event_type);
+    }
+    match serde_json::from_value::<Event>(value) {
+        Ok(event) => Decoded::Event(Box::new(event)),
+        Err(e) => Decoded::Malformed(format!("bad {event_type}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_envelope_is_flat_json_with_exact_money() {
+        let event = Event::new(
+            42,
+            7,
+            EventPayload::OrderCreated {
+                items: vec![EventItem {
+                    product_id: 1,
+                    quantity: 2,
+                    unit_price: Money(1000),
+                }],
+                total_price: Money(2000),
+                currency: "USD".into(),
+            },
+        );
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(json.contains(r#""event_type":"order_created""#), "{json}");
+        assert!(json.contains(r#""total_price":20.00"#), "{json}");
+        assert!(json.contains(r#""order_id":42"#), "{json}");
+        match decode(json.as_bytes()) {
+            Decoded::Event(decoded) => assert_eq!(*decoded, event),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_and_garbage_is_malformed() {
+        let unknown = br#"{"event_type":"order_shipped","order_id":1}"#;
+        assert!(matches!(decode(unknown), Decoded::Unknown(t) if t == "order_shipped"));
+        assert!(matches!(decode(b"\xff\x00"), Decoded::Malformed(_)));
+        assert!(matches!(decode(b"{}"), Decoded::Malformed(_)));
+        let missing = br#"{"event_type":"order_cancelled","order_id":1}"#;
+        assert!(matches!(decode(missing), Decoded::Malformed(_)));
+    }
+}

@@ -1,0 +1,249 @@
+//! The transactional outbox and its relay.
+//!
+//! [`enqueue`] writes an event in the caller's transaction and notifies the
+//! relay (`pg_notify` is delivered only if that transaction commits). The
+//! relay publishes unsent rows in id order with an idempotent producer
+//! (`acks=all`) and marks them sent. Events of one order are written by
+//! transactions that lock that order one after another, so their ids are in
+//! the order's own order, and publishing by id keeps it.
+//!
+//! Only one relay publishes at a time, however many replicas run: each holds
+//! out for a session-level advisory lock and the holder publishes; if it
+//! dies its connection closes, the lock is free, and a standby takes over.
+//! A crash between publish and marking re-publishes a few events; consumers
+//! are idempotent (the inbox), so that is harmless, while losing one is not.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::postgres::PgListener;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use super::events::Event;
+
+/// The `LISTEN` channel `enqueue` notifies.
+const CHANNEL: &str = "outbox";
+/// The advisory lock key of the one active relay per database.
+const RELAY_LOCK: i64 = 0x6d69_6e69_7368_6f70; // "minishop"
+/// Rows published per round.
+const BATCH: i64 = 200;
+
+/// Writes `event` into the outbox as part of `tx`.
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    event: &Event,
+    traceparent: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let payload = serde_json::to_string(event)
+        .map_err(|e| sqlx::Error::Encode(format!("event {}: {e}", event.event_id).into()))?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, order_id, event_type, payload, traceparent) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event.event_id)
+    .bind(event.order_id)
+    .bind(event.payload.event_type())
+    .bind(payload)
+    .bind(traceparent)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// How the relay behaves.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// The topic events go to.
+    pub topic: String,
+    /// How often to look for rows without a notification (a missed NOTIFY,
+    /// a restart): the upper bound on publish delay.
+    pub poll_interval: Duration,
+    /// How long sent rows are kept before they are pruned.
+    pub retention: Duration,
+}
+
+/// Publishes the outbox until `shutdown`.
+pub async fn run_relay(
+    pool: PgPool,
+    producer: FutureProducer,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        match relay_while_leader(&pool, &producer, &config, &shutdown).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "outbox relay interrupted; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+    tracing::info!("outbox relay stopped");
+}
+
+/// Takes the relay lock if it is free and publishes while holding it.
+async fn relay_while_leader(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    config: &RelayConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let mut lock_conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *lock_conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !leader {
+        return Ok(()); // another replica publishes; stand by
+    }
+    tracing::info!("this replica now runs the outbox relay");
+    let result = publish_loop(pool, producer, config, shutdown).await;
+    // Dropping the connection back into the pool would keep the lock: release it.
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(RELAY_LOCK)
+        .execute(&mut *lock_conn)
+        .await;
+    result
+}
+
+async fn publish_loop(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    config: &RelayConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let mut listener = PgListener::connect_with(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    listener.listen(CHANNEL).await.map_err(|e| e.to_string())?;
+    let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
+    while !shutdown.is_cancelled() {
+        while publish_batch(pool, producer, &config.topic).await? == BATCH as usize {}
+        if last_prune.elapsed() > Duration::from_secs(60) {
+            prune(pool, config.retention).await;
+            last_prune = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            n = listener.recv() => { n.map_err(|e| e.to_string())?; }
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Publishes one batch of unsent rows in id order; returns how many were
+/// published. Stops at the first failure so nothing is marked out of order.
+async fn publish_batch(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    topic: &str,
+) -> Result<usize, String> {
+    let rows = sqlx::query(
+        "SELECT id, event_id, order_id, event_type, payload, traceparent FROM outbox \
+         WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // (id, key, payload, headers), owned here because the sends borrow them.
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event_id: uuid::Uuid = row.get("event_id");
+        let event_type: String = row.get("event_type");
+        let traceparent: Option<String> = row.get("traceparent");
+        let event_id = event_id.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "event_type",
+                value: Some(event_type.as_str()),
+            })
+            .insert(Header {
+                key: "event_id",
+                value: Some(event_id.as_str()),
+            });
+        if let Some(tp) = &traceparent {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(tp.as_str()),
+            });
+        }
+        let key = row.get::<i64, _>("order_id").to_string();
+        messages.push((
+            row.get::<i64, _>("id"),
+            key,
+            row.get::<String, _>("payload"),
+            headers,
+        ));
+    }
+    // Queued in id order; the idempotent producer keeps that order per partition.
+    let sends = messages.iter().map(|(_, key, payload, headers)| {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(headers.clone());
+        producer.send(record, Duration::from_secs(30))
+    });
+    let outcomes = join_all(sends).await;
+    let ids: Vec<i64> = messages.iter().map(|(id, ..)| *id).collect();
+    let mut sent = Vec::with_capacity(ids.len());
+    let mut failure = None;
+    for (id, outcome) in ids.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(_) if failure.is_none() => sent.push(id),
+            Ok(_) => {}
+            Err((e, _)) => {
+                failure.get_or_insert(e.to_string());
+            }
+        }
+    }
+    if !sent.is_empty() {
+        sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+            .bind(&sent)
+            .execute(pool)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    match failure {
+        Some(e) => Err(format!("publishing to {topic} failed: {e}")),
+        None => Ok(sent.len()),
+    }
+}
+
+async fn prune(pool: &PgPool, retention: Duration) {
+    let result =
+        sqlx::query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
+            .bind(retention.as_secs_f64())
+            .execute(pool)
+            .await;
+    match result {
+        Ok(r) if r.rows_affected() > 0 => {
+            tracing::info!(rows = r.rows_affected(), "pruned sent outbox rows")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning the outbox failed"),
+    }
+}
+
+/// How many events wait to be published, and the age of the oldest (seconds).
+pub async fn backlog(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+         FROM outbox WHERE sent_at IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,379 @@
+//! The Kafka plumbing against the real broker (127.0.0.1:9092, started by
+//! `make test`) and a real PostgreSQL: outbox -> relay -> topic -> consumer
+//! -> inbox delivers every event once and in order per order; a redelivered
+//! event does nothing; malformed and unprocessable messages go to the
+//! dead-letter topic while the consumer carries on; unknown types are skipped;
+//! two relays on one database publish each event once.
+// The helpers need the `testing` feature, which `cargo test --workspace` turns on.
+#![cfg(feature = "testing")]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::FutureRecord;
+use shared::kafka::consumer::{ConsumerConfig, Handler, HandlerError, run_consumer};
+use shared::kafka::events::{Event, EventPayload};
+use shared::kafka::outbox::{RelayConfig, enqueue, run_relay};
+use shared::kafka::{KafkaConfig, claim, migrate};
+use shared::shutdown::CancellationToken;
+use sqlx::PgPool;
+
+fn kafka() -> KafkaConfig {
+    KafkaConfig {
+        brokers: std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        topic: format!("test_events_{}", uuid::Uuid::new_v4().simple()),
+        partitions: 3,
+    }
+}
+
+async fn database() -> PgPool {
+    let url = shared::testing::fresh_database("kafka").await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    migrate(&pool).await.unwrap();
+    sqlx::query("CREATE TABLE effects (event_id UUID, order_id BIGINT, seq INT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+fn relay_config(kafka: &KafkaConfig) -> RelayConfig {
+    RelayConfig {
+        topic: kafka.topic.clone(),
+        poll_interval: Duration::from_millis(200),
+        retention: Duration::from_secs(3600),
+    }
+}
+
+fn consumer_config(kafka: &KafkaConfig) -> ConsumerConfig {
+    ConsumerConfig {
+        topic: kafka.topic.clone(),
+        dlq_topic: kafka.dlq_topic(),
+        max_attempts: 3,
+        initial_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    }
+}
+
+/// Records each event's effect (with the inbox) unless told to fail for an order.
+#[derive(Clone)]
+struct Recorder {
+    pool: PgPool,
+    fail_order: Option<i64>,
+    attempts: Arc<Mutex<HashMap<i64, u32>>>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        *self
+            .attempts
+            .lock()
+            .unwrap()
+            .entry(event.order_id)
+            .or_default() += 1;
+        if self.fail_order == Some(event.order_id) {
+            return Err(HandlerError::Transient("the test says no".into()));
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        if !claim(&mut tx, event)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?
+        {
+            return Ok(());
+        }
+        let EventPayload::OrderConfirmed { total_price } = &event.payload else {
+            return Err(HandlerError::Permanent("unexpected type".into()));
+        };
+        sqlx::query("INSERT INTO effects VALUES ($1, $2, $3)")
+            .bind(event.event_id)
+            .bind(event.order_id)
+            .bind(total_price.cents() as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        tx.commit()
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))
+    }
+}
+
+fn event(order_id: i64, seq: i64) -> Event {
+    Event::new(
+        order_id,
+        1,
+        EventPayload::OrderConfirmed {
+            total_price: shared::money::Money(seq),
+        },
+    )
+}
+
+async fn wait_for(pool: &PgPool, sql: &str, expected: i64) -> i64 {
+    let mut last = -1;
+    for _ in 0..150 {
+        last = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if last >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+/// Everything on the dead-letter topic within a few seconds: (error header, payload).
+async fn dead_letters(kafka: &KafkaConfig, expected: usize) -> Vec<(String, String)> {
+    let consumer: StreamConsumer = kafka
+        .consumer(&format!("dlq-reader-{}", uuid::Uuid::new_v4()))
+        .unwrap();
+    consumer.subscribe(&[&kafka.dlq_topic()]).unwrap();
+    let mut found = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while found.len() < expected && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            let error = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "error")
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).to_string()))
+                })
+                .unwrap_or_default();
+            found.push((
+                error,
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
+            ));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+
+    // 4 orders x 10 events, each written by its own transaction.
+    let mut all = Vec::new();
+    for seq in 0..10 {
+        for order_id in 1..=4 {
+            let e = event(order_id, seq);
+            let mut tx = pool.begin().await.unwrap();
+            enqueue(
+                &mut tx,
+                &e,
+                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            all.push(e);
+        }
+    }
+    // An enqueue whose transaction rolls back publishes nothing.
+    let mut tx = pool.begin().await.unwrap();
+    enqueue(&mut tx, &event(99, 0), None).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    tokio::spawn(run_relay(
+        pool.clone(),
+        kafka.producer().unwrap(),
+        relay_config(&kafka),
+        stop.clone(),
+    ));
+    let consumer = kafka.consumer("test-group").unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let handler = Recorder {
+        pool: pool.clone(),
+        fail_order: None,
+        attempts: Default::default(),
+    };
+    tokio::spawn(run_consumer(
+        consumer,
+        kafka.producer().unwrap(),
+        handler,
+        consumer_config(&kafka),
+        stop.clone(),
+    ));
+
+    assert_eq!(
+        wait_for(&pool, "SELECT count(*) FROM effects", 40).await,
+        40
+    );
+    assert_eq!(
+        wait_for(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+            40
+        )
+        .await,
+        40
+    );
+    let orders: Vec<(i64, Vec<i32>)> = sqlx::query_as(
+        "SELECT order_id, array_agg(seq ORDER BY ctid) FROM effects GROUP BY order_id ORDER BY order_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (order_id, seqs) in orders {
+        assert_eq!(
+            seqs,
+            (0..10).collect::<Vec<_>>(),
+            "order {order_id} in order"
+        );
+    }
+
+    // Redeliver three events straight to the topic: the inbox absorbs them.
+    let producer = kafka.producer().unwrap();
+    for e in &all[..3] {
+        let payload = serde_json::to_string(e).unwrap();
+        producer
+            .send(
+                FutureRecord::to(&kafka.topic)
+                    .key(&e.key())
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    // A marker after them proves the consumer got past the repeats.
+    let marker = event(5, 0);
+    let payload = serde_json::to_string(&marker).unwrap();
+    producer
+        .send(
+            FutureRecord::to(&kafka.topic)
+                .key(&marker.key())
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for(&pool, "SELECT count(*) FROM effects WHERE order_id = 5", 1).await,
+        1
+    );
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM effects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(total, 41, "redelivered events had no effect");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    let consumer = kafka.consumer("test-group").unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let handler = Recorder {
+        pool: pool.clone(),
+        fail_order: Some(13),
+        attempts: Default::default(),
+    };
+    let attempts = handler.attempts.clone();
+    tokio::spawn(run_consumer(
+        consumer,
+        kafka.producer().unwrap(),
+        handler,
+        consumer_config(&kafka),
+        stop.clone(),
+    ));
+
+    let producer = kafka.producer().unwrap();
+    let send = |key: &str, payload: String| {
+        let producer = producer.clone();
+        let topic = kafka.topic.clone();
+        let key = key.to_string();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    send("1", "{not json".into()).await;
+    send("1", r#"{"event_type":"order_shipped","order_id":1}"#.into()).await;
+    send("13", serde_json::to_string(&event(13, 0)).unwrap()).await;
+    send("1", serde_json::to_string(&event(1, 7)).unwrap()).await;
+
+    // The good event after the bad ones is processed.
+    assert_eq!(
+        wait_for(&pool, "SELECT count(*) FROM effects WHERE order_id = 1", 1).await,
+        1
+    );
+    let letters = dead_letters(&kafka, 2).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters[0].0.contains("not JSON"), "{letters:?}");
+    assert_eq!(letters[0].1, "{not json");
+    assert!(letters[1].0.contains("the test says no"), "{letters:?}");
+    assert_eq!(
+        attempts.lock().unwrap()[&13],
+        3,
+        "retried up to max_attempts"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn two_relays_on_one_database_publish_each_event_once() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    for _ in 0..2 {
+        tokio::spawn(run_relay(
+            pool.clone(),
+            kafka.producer().unwrap(),
+            relay_config(&kafka),
+            stop.clone(),
+        ));
+    }
+    for seq in 0..30 {
+        let mut tx = pool.begin().await.unwrap();
+        enqueue(&mut tx, &event(seq % 3 + 1, seq), None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(
+        wait_for(
+            &pool,
+            "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+            30
+        )
+        .await,
+        30
+    );
+    // Count what reached the topic: 30 messages, no duplicates.
+    let consumer: StreamConsumer = kafka
+        .consumer(&format!("counter-{}", uuid::Uuid::new_v4()))
+        .unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let mut ids = std::collections::HashSet::new();
+    let mut messages = 0;
+    while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+        messages += 1;
+        let e: Event = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        ids.insert(e.event_id);
+    }
+    assert_eq!((messages, ids.len()), (30, 30));
+    stop.cancel();
+}
