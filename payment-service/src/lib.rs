@@ -1,27 +1,18 @@
-//! payment-service: payments for created orders (simulated gateway).
+//! payment-service: pays for orders.
 //!
-//! **Pending** (issue #4): for now the process starts and answers
-//! `/health`, `/ready` and `/metrics`; it serves no API yet.
+//! Consumes `order_created` (group `payment-service`), charges through a
+//! [`gateway::PaymentGateway`] (simulated: deterministic per order id, so a
+//! redelivery never flips an outcome), records one payment per order, and
+//! publishes `payment_success` / `payment_failed` through the outbox, all in
+//! one transaction with the inbox claim. A success whose order was
+//! cancelled meanwhile is refunded (`payment_refunded`). REST: `GET
+//! /payments` and `GET /payments/{id}` for the owner or an admin.
 
-use std::net::SocketAddr;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod gateway;
+pub mod store;
 
-use shared::config::{ConfigError, Env};
-use shared::shutdown::CancellationToken;
-
-/// The service's name in logs and metrics.
-pub const SERVICE: &str = "payment-service";
-
-/// `HTTP_ADDR` (default 0.0.0.0:8083).
-pub fn http_addr(mut env: Env) -> Result<SocketAddr, ConfigError> {
-    let addr = env.get("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8083)));
-    env.finish()?;
-    Ok(addr)
-}
-
-/// Serves until `shutdown`.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    shared::http::serve_operational_only(SERVICE, listener, shutdown).await
-}
+pub use app::App;
+pub use config::Config;

@@ -1,15 +1,14 @@
 use std::process::ExitCode;
 
-use payment_service::SERVICE;
+use payment_service::{App, Config, app::SERVICE};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init(SERVICE);
     let result = async {
-        let addr =
-            payment_service::http_addr(shared::config::Env::new()).map_err(|e| e.to_string())?;
-        let listener = shared::http::bind(addr).await?;
-        payment_service::run(listener, shared::shutdown::on_signal()).await
+        let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
+        let app = App::build(config).await?;
+        app.run(shared::shutdown::on_signal()).await
     }
     .await;
     shared::exit_code(SERVICE, result)

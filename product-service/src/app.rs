@@ -39,18 +39,13 @@ impl App {
         let metrics = Arc::new(Metrics::new(SERVICE));
         let store = Store::new(pool.clone());
         let cache = ProductCache::new(config.cache.clone(), &metrics);
-        let readiness = Readiness::default()
-            .required("database", move || {
-                let pool = pool.clone();
-                async move { shared::db::ping(&pool).await }
-            })
-            .optional("redis", {
+        let readiness = Readiness::default().database(pool).optional("redis", {
+            let cache = cache.clone();
+            move || {
                 let cache = cache.clone();
-                move || {
-                    let cache = cache.clone();
-                    async move { cache.ping().await }
-                }
-            });
+                async move { cache.ping().await }
+            }
+        });
         let write_limits = shared::ratelimit::RateLimits::new(config.rate_limits, verifier.clone());
         let (api, openapi) = api::router(ApiState {
             store: store.clone(),

@@ -56,6 +56,14 @@ impl Readiness {
         self.add(name, true, check)
     }
 
+    /// Adds the service's own database (required).
+    pub fn database(self, pool: sqlx::PgPool) -> Self {
+        self.required("database", move || {
+            let pool = pool.clone();
+            async move { crate::db::ping(&pool).await }
+        })
+    }
+
     /// Adds a dependency the service degrades without (reported, not fatal).
     pub fn optional<F, Fut>(self, name: &'static str, check: F) -> Self
     where

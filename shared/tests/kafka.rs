@@ -17,7 +17,7 @@ use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
 use shared::kafka::consumer::{ConsumerConfig, Handler, HandlerError, run_consumer};
 use shared::kafka::events::{Event, EventPayload};
-use shared::kafka::outbox::{RelayConfig, enqueue, run_relay};
+use shared::kafka::outbox::{enqueue, run_relay};
 use shared::kafka::{KafkaConfig, claim, migrate};
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
@@ -27,6 +27,9 @@ fn kafka() -> KafkaConfig {
         brokers: std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
         topic: format!("test_events_{}", uuid::Uuid::new_v4().simple()),
         partitions: 3,
+        max_attempts: 3,
+        outbox_poll: Duration::from_millis(200),
+        outbox_retention: Duration::from_secs(3600),
     }
 }
 
@@ -39,24 +42,6 @@ async fn database() -> PgPool {
         .await
         .unwrap();
     pool
-}
-
-fn relay_config(kafka: &KafkaConfig) -> RelayConfig {
-    RelayConfig {
-        topic: kafka.topic.clone(),
-        poll_interval: Duration::from_millis(200),
-        retention: Duration::from_secs(3600),
-    }
-}
-
-fn consumer_config(kafka: &KafkaConfig) -> ConsumerConfig {
-    ConsumerConfig {
-        topic: kafka.topic.clone(),
-        dlq_topic: kafka.dlq_topic(),
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
-    }
 }
 
 /// Records each event's effect (with the inbox) unless told to fail for an order.
@@ -189,7 +174,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     tokio::spawn(run_relay(
         pool.clone(),
         kafka.producer().unwrap(),
-        relay_config(&kafka),
+        kafka.relay_config(),
         stop.clone(),
     ));
     let consumer = kafka.consumer("test-group").unwrap();
@@ -203,7 +188,10 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
         consumer,
         kafka.producer().unwrap(),
         handler,
-        consumer_config(&kafka),
+        ConsumerConfig {
+            initial_backoff: Duration::from_millis(10),
+            ..kafka.consumer_config()
+        },
         stop.clone(),
     ));
 
@@ -290,7 +278,10 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
         consumer,
         kafka.producer().unwrap(),
         handler,
-        consumer_config(&kafka),
+        ConsumerConfig {
+            initial_backoff: Duration::from_millis(10),
+            ..kafka.consumer_config()
+        },
         stop.clone(),
     ));
 
@@ -342,7 +333,7 @@ async fn two_relays_on_one_database_publish_each_event_once() {
         tokio::spawn(run_relay(
             pool.clone(),
             kafka.producer().unwrap(),
-            relay_config(&kafka),
+            kafka.relay_config(),
             stop.clone(),
         ));
     }

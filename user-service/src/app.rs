@@ -76,10 +76,7 @@ impl App {
             },
             limits.clone(),
         );
-        let readiness = Readiness::default().required("database", move || {
-            let pool = pool.clone();
-            async move { shared::db::ping(&pool).await }
-        });
+        let readiness = Readiness::default().database(pool);
         let router = ServiceRouter {
             service: SERVICE,
             api,

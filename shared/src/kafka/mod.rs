@@ -28,6 +28,12 @@ pub struct KafkaConfig {
     pub topic: String,
     /// `KAFKA_PARTITIONS`: partitions of the topic when this service creates it.
     pub partitions: i32,
+    /// `KAFKA_MAX_ATTEMPTS`: tries of a failing handler before its event is dead-lettered.
+    pub max_attempts: u32,
+    /// `OUTBOX_POLL_MS`: the relay's look for unsent events without a notification.
+    pub outbox_poll: Duration,
+    /// `OUTBOX_RETENTION_SECS`: how long sent outbox rows are kept.
+    pub outbox_retention: Duration,
 }
 
 impl KafkaConfig {
@@ -36,6 +42,29 @@ impl KafkaConfig {
             brokers: env.get("KAFKA_BROKERS", "127.0.0.1:9092".into()),
             topic: env.get("KAFKA_TOPIC", "order_events".into()),
             partitions: env.in_range("KAFKA_PARTITIONS", 6, 1..=1000),
+            max_attempts: env.in_range("KAFKA_MAX_ATTEMPTS", 5, 1..=100),
+            outbox_poll: env.millis("OUTBOX_POLL_MS", 500),
+            outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
+        }
+    }
+
+    /// The consumer settings of this configuration.
+    pub fn consumer_config(&self) -> consumer::ConsumerConfig {
+        consumer::ConsumerConfig {
+            topic: self.topic.clone(),
+            dlq_topic: self.dlq_topic(),
+            max_attempts: self.max_attempts,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+
+    /// The relay settings of this configuration.
+    pub fn relay_config(&self) -> outbox::RelayConfig {
+        outbox::RelayConfig {
+            topic: self.topic.clone(),
+            poll_interval: self.outbox_poll,
+            retention: self.outbox_retention,
         }
     }
 
@@ -92,6 +121,68 @@ impl KafkaConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Starts a service's Kafka side: makes sure the topics exist, then runs the
+/// outbox relay and, when `consumer` names a group and a handler, the
+/// consumer. Both stop on `shutdown`; await the handles to drain them.
+pub async fn start<H: consumer::Handler>(
+    pool: &PgPool,
+    config: &KafkaConfig,
+    consumer: Option<(&str, H)>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    config.ensure_topics().await?;
+    let mut tasks = vec![tokio::spawn(outbox::run_relay(
+        pool.clone(),
+        config.producer()?,
+        config.relay_config(),
+        shutdown.clone(),
+    ))];
+    if let Some((group, handler)) = consumer {
+        let kafka_consumer = config.consumer(group)?;
+        rdkafka::consumer::Consumer::subscribe(&kafka_consumer, &[config.topic.as_str()])
+            .map_err(|e| format!("cannot subscribe to {}: {e}", config.topic))?;
+        tasks.push(tokio::spawn(consumer::run_consumer(
+            kafka_consumer,
+            config.producer()?,
+            handler,
+            config.consumer_config(),
+            shutdown.clone(),
+        )));
+    }
+    Ok(tasks)
+}
+
+/// Readiness of the broker: a metadata request answered in time.
+#[derive(Clone)]
+pub struct BrokerProbe {
+    client: std::sync::Arc<rdkafka::producer::BaseProducer>,
+}
+
+impl BrokerProbe {
+    pub fn new(config: &KafkaConfig) -> Result<Self, String> {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .create()
+            .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+        Ok(Self {
+            client: std::sync::Arc::new(client),
+        })
+    }
+
+    /// Ok when the broker answers within 2 s (librdkafka blocks: off the async workers).
+    pub async fn check(&self) -> Result<(), String> {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || {
+            rdkafka::producer::Producer::client(&*client)
+                .fetch_metadata(None, Duration::from_secs(2))
+                .map(|_| ())
+                .map_err(|e| format!("broker unreachable: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 

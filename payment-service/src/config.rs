@@ -1,0 +1,42 @@
+//! payment-service configuration (environment variables, see README).
+
+use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::kafka::KafkaConfig;
+use shared::money::Money;
+
+use crate::gateway::SimulatedGateway;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub jwt: JwtConfig,
+    pub kafka: KafkaConfig,
+    /// `PAYMENT_SUCCESS_RATE` (0.8) and `PAYMENT_MAX_AMOUNT` (10000.00).
+    pub gateway: SimulatedGateway,
+}
+
+impl Config {
+    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+        let success_rate = env.in_range("PAYMENT_SUCCESS_RATE", 0.8, 0.0..=1.0);
+        let max_amount = match env.opt::<String>("PAYMENT_MAX_AMOUNT") {
+            None => Money(1_000_000),
+            Some(text) => Money::parse_decimal(&text).unwrap_or_else(|| {
+                env.problem(format!(
+                    "PAYMENT_MAX_AMOUNT={text:?}: not an amount like 10000.00"
+                ));
+                Money(0)
+            }),
+        };
+        let config = Self {
+            common: CommonConfig::read(&mut env, 8083, "paymentdb"),
+            jwt: JwtConfig::read(&mut env),
+            kafka: KafkaConfig::read(&mut env),
+            gateway: SimulatedGateway {
+                success_rate,
+                max_amount,
+            },
+        };
+        env.finish()?;
+        Ok(config)
+    }
+}
