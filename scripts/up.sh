@@ -79,7 +79,7 @@ minishop is up.
   product-service       http://127.0.0.1:8081   docs http://127.0.0.1:8081/docs   gRPC 127.0.0.1:50052
   order-service         http://127.0.0.1:8082   (pending)
   payment-service       http://127.0.0.1:8083   docs http://127.0.0.1:8083/docs
-  notification-service  http://127.0.0.1:8084   (pending)
+  notification-service  http://127.0.0.1:8084   docs http://127.0.0.1:8084/docs
   Kafka broker          $BROKER_ADDR (nisshi)
   admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
   logs                  $STATE_DIR/logs/

@@ -1,27 +1,20 @@
-//! notification-service: notifications for every order event.
+//! notification-service: tells users what happened to their orders.
 //!
-//! **Pending** (issue #4): for now the process starts and answers
-//! `/health`, `/ready` and `/metrics`; it serves no API yet.
+//! Consumes every event (group `notification-service`), renders a message
+//! per type (`render`), stores it once per event id in the same transaction
+//! as the inbox claim (`store::Recorder`), and delivers it through a
+//! [`notifier::Notifier`] (the log by default). Delivery is a PostgreSQL
+//! queue worked with `FOR UPDATE SKIP LOCKED`: sends run concurrently with a
+//! timeout, failures are retried with exponential backoff and jitter without
+//! holding up other messages, and a message is `failed` after N tries.
+//! REST: `GET /notifications?user_id=` for that user or an admin.
 
-use std::net::SocketAddr;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod notifier;
+pub mod render;
+pub mod store;
 
-use shared::config::{ConfigError, Env};
-use shared::shutdown::CancellationToken;
-
-/// The service's name in logs and metrics.
-pub const SERVICE: &str = "notification-service";
-
-/// `HTTP_ADDR` (default 0.0.0.0:8084).
-pub fn http_addr(mut env: Env) -> Result<SocketAddr, ConfigError> {
-    let addr = env.get("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8084)));
-    env.finish()?;
-    Ok(addr)
-}
-
-/// Serves until `shutdown`.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    shared::http::serve_operational_only(SERVICE, listener, shutdown).await
-}
+pub use app::App;
+pub use config::Config;

@@ -1,15 +1,16 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use notification_service::SERVICE;
+use notification_service::notifier::LogNotifier;
+use notification_service::{App, Config, app::SERVICE};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init(SERVICE);
     let result = async {
-        let addr = notification_service::http_addr(shared::config::Env::new())
-            .map_err(|e| e.to_string())?;
-        let listener = shared::http::bind(addr).await?;
-        notification_service::run(listener, shared::shutdown::on_signal()).await
+        let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
+        let app = App::build(config, Arc::new(LogNotifier)).await?;
+        app.run(shared::shutdown::on_signal()).await
     }
     .await;
     shared::exit_code(SERVICE, result)

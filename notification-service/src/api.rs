@@ -1,0 +1,82 @@
+//! The REST API: a user's notifications (that user or an admin).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRef, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use shared::auth::{AuthUser, JwtVerifier};
+use shared::error::{ApiError, ApiQuery, ErrorBody};
+use shared::http::{BearerSecurity, PageParams, total_count_header};
+use sqlx::PgPool;
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::store::{self, Notification};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: PgPool,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+impl FromRef<ApiState> for Arc<JwtVerifier> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "minishop notification-service", description = "Notifications of order events. Every path is also served under /api/v1."),
+    modifiers(&BearerSecurity),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_notifications))
+        .split_for_parts();
+    (router.with_state(state), openapi)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationQuery {
+    /// Whose notifications (default: the caller's; another user's needs admin).
+    pub user_id: Option<i64>,
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// A user's notifications by id.
+#[utoipa::path(
+    get, path = "/notifications", tag = "notifications", params(NotificationQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of notifications", body = [Notification],
+         headers(("X-Total-Count" = i64, description = "How many there are in all"))),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Another user's, and not an admin", body = ErrorBody),
+    )
+)]
+async fn list_notifications(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    ApiQuery(query): ApiQuery<NotificationQuery>,
+) -> Result<(HeaderMap, Json<Vec<Notification>>), ApiError> {
+    let page = PageParams {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
+    let user_id = query.user_id.unwrap_or(caller.id);
+    caller.require_self_or_admin(user_id)?;
+    let (items, total) = store::list(&state.pool, Some(user_id), page).await?;
+    Ok((total_count_header(total), Json(items)))
+}

@@ -1,0 +1,252 @@
+//! Recording notifications (the consumer side) and delivering them (the
+//! worker side).
+//!
+//! Recording happens in one transaction with the inbox claim, so each event
+//! gives exactly one notification. Delivery is a queue in PostgreSQL: a
+//! worker takes due rows with `FOR UPDATE SKIP LOCKED` (safe with several
+//! replicas), sends them concurrently with a timeout each, and reschedules
+//! failures with exponential backoff and jitter, so a failing or slow
+//! message never holds up the others. After `max_attempts` it is `failed`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+use shared::http::Page;
+use shared::kafka::claim;
+use shared::kafka::consumer::{Handler, HandlerError};
+use shared::kafka::events::Event;
+use shared::metrics::prometheus::IntCounterVec;
+use shared::shutdown::CancellationToken;
+use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+
+use crate::notifier::{Message, Notifier};
+use crate::render::render;
+
+/// A notification as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Notification {
+    pub id: i64,
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub order_id: i64,
+    pub user_id: i64,
+    pub subject: String,
+    pub body: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+fn from_row(row: &sqlx::postgres::PgRow) -> Result<Notification, sqlx::Error> {
+    Ok(Notification {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        order_id: row.try_get("order_id")?,
+        user_id: row.try_get("user_id")?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        status: row.try_get("status")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        sent_at: row.try_get("sent_at")?,
+    })
+}
+
+/// Notifications by id, of one user or all, and how many there are.
+pub async fn list(
+    pool: &PgPool,
+    user_id: Option<i64>,
+    page: Page,
+) -> Result<(Vec<Notification>, i64), sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT * FROM notifications WHERE ($1::bigint IS NULL OR user_id = $1) ORDER BY id LIMIT $2 OFFSET $3",
+    )
+    .bind(user_id)
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notifications WHERE ($1::bigint IS NULL OR user_id = $1)",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((rows.iter().map(from_row).collect::<Result<_, _>>()?, total))
+}
+
+/// The consumer: records a notification for every event.
+pub struct Recorder {
+    pub pool: PgPool,
+    /// Wakes the delivery worker at once instead of at its next poll.
+    pub wake: Arc<Notify>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let transient = |e: sqlx::Error| HandlerError::Transient(e.to_string());
+        let mut tx = self.pool.begin().await.map_err(transient)?;
+        if !claim(&mut tx, event).await.map_err(transient)? {
+            return Ok(());
+        }
+        let (subject, body) = render(event);
+        sqlx::query(
+            "INSERT INTO notifications (event_id, event_type, order_id, user_id, subject, body) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event.event_id)
+        .bind(event.payload.event_type())
+        .bind(event.order_id)
+        .bind(event.user_id)
+        .bind(subject)
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .map_err(transient)?;
+        tx.commit().await.map_err(transient)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// How delivery retries.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryConfig {
+    /// `NOTIFY_MAX_ATTEMPTS`: tries before a notification is marked failed.
+    pub max_attempts: i32,
+    /// `NOTIFY_BACKOFF_MS`: the delay after the first failure; doubles each time.
+    pub initial_backoff: Duration,
+    /// Longest delay between tries.
+    pub max_backoff: Duration,
+    /// `NOTIFY_SEND_TIMEOUT_MS`: longest one delivery may take.
+    pub send_timeout: Duration,
+    /// How often to look for due rows without a wake-up.
+    pub poll_interval: Duration,
+}
+
+/// Rows taken per round.
+const BATCH: i64 = 50;
+
+/// Delivers due notifications until `shutdown`.
+pub async fn run_delivery(
+    pool: PgPool,
+    notifier: Arc<dyn Notifier>,
+    config: DeliveryConfig,
+    wake: Arc<Notify>,
+    outcomes: IntCounterVec,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        match deliver_due(&pool, notifier.as_ref(), &config, &outcomes).await {
+            Ok(n) if n as i64 == BATCH => continue, // more may be due
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "notification delivery round failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+        }
+    }
+}
+
+/// One round: take due rows, send them concurrently, record each outcome.
+async fn deliver_due(
+    pool: &PgPool,
+    notifier: &dyn Notifier,
+    config: &DeliveryConfig,
+    outcomes: &IntCounterVec,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "SELECT id, user_id, subject, body, attempts FROM notifications \
+         WHERE status = 'pending' AND next_attempt_at <= now() \
+         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    let jobs: Vec<(i64, i32, Message)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("id"),
+                r.get("attempts"),
+                Message {
+                    user_id: r.get("user_id"),
+                    subject: r.get("subject"),
+                    body: r.get("body"),
+                },
+            )
+        })
+        .collect();
+    let results = futures::future::join_all(jobs.iter().map(|(_, _, message)| async move {
+        match tokio::time::timeout(config.send_timeout, notifier.send(message)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "delivery took longer than {:?}",
+                config.send_timeout
+            )),
+        }
+    }))
+    .await;
+    for ((id, attempts, _), result) in jobs.iter().zip(results) {
+        let attempts = attempts + 1;
+        match result {
+            Ok(()) => {
+                sqlx::query("UPDATE notifications SET status = 'sent', attempts = $2, sent_at = now(), last_error = NULL WHERE id = $1")
+                    .bind(id)
+                    .bind(attempts)
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes.with_label_values(&["sent"]).inc();
+            }
+            Err(e) if attempts >= config.max_attempts => {
+                tracing::error!(notification_id = id, attempts, error = %e, "notification failed for good");
+                sqlx::query("UPDATE notifications SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(attempts)
+                    .bind(&e)
+                    .execute(&mut *tx)
+                    .await?;
+                outcomes.with_label_values(&["failed"]).inc();
+            }
+            Err(e) => {
+                let delay = backoff(config, attempts);
+                tracing::warn!(notification_id = id, attempts, error = %e, retry_in_ms = delay.as_millis() as u64, "notification delivery failed; will retry");
+                sqlx::query(
+                    "UPDATE notifications SET attempts = $2, last_error = $3, \
+                     next_attempt_at = now() + make_interval(secs => $4) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(attempts)
+                .bind(&e)
+                .bind(delay.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+                outcomes.with_label_values(&["retried"]).inc();
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(jobs.len())
+}
+
+/// Exponential backoff with ±50 % jitter, so retries of many failures spread out.
+fn backoff(config: &DeliveryConfig, attempts: i32) -> Duration {
+    let exp = config
+        .initial_backoff
+        .saturating_mul(1u32 << (attempts - 1).clamp(0, 20));
+    exp.min(config.max_backoff)
+        .mul_f64(rand::rng().random_range(0.5..1.5))
+}
