@@ -1,7 +1,10 @@
 //! order-service: orders and the saga that orchestrates stock and payment.
 //!
 //! **Pending** (issue #4): for now the process starts and answers
-//! `/health`, `/ready` and `/metrics`; it serves no API yet.
+//! `/health`, `/ready` and `/metrics`; it serves no API yet. Built so far:
+//! [`product_client`], the saga's resilient client of product-service.
+
+pub mod product_client;
 
 use std::net::SocketAddr;
 

@@ -13,6 +13,8 @@ pub mod config;
 pub mod grpc;
 pub mod model;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use app::App;
 pub use config::Config;

@@ -6,28 +6,14 @@ mod common;
 
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, spawn_app};
 use serde_json::{Value, json};
-use shared::config::Env;
 use shared::shutdown::CancellationToken;
-use shared::testing;
 
 #[tokio::test]
 async fn a_promoted_user_creates_a_product() {
     let users = spawn_app().await;
-    let database_url = testing::fresh_database("product").await;
-    let prefix = format!("test:e2e:{}", std::process::id());
-    let config = product_service::Config::from_env(Env::with_overrides(&[
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("GRPC_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", &database_url),
-        ("REDIS_URL", &testing::redis_url()),
-        ("CACHE_KEY_PREFIX", &prefix),
-        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
-    ]))
-    .unwrap();
-    let products = product_service::App::build(config).await.unwrap();
-    let product_url = format!("http://{}/api/v1/products", products.http_addr());
     let stop = CancellationToken::new();
-    tokio::spawn(products.run(stop.clone()));
+    let (http, _) = product_service::testing::spawn(&stop).await;
+    let product_url = format!("http://{http}/api/v1/products");
 
     let (_, user) = users
         .register("Shop Keeper", "keeper@x.io", "password1")

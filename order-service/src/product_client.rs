@@ -1,0 +1,196 @@
+//! The order saga's client of product-service's stock calls.
+//!
+//! Every call carries a deadline; a transient failure (UNAVAILABLE,
+//! DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is retried a bounded number of
+//! times with exponential backoff and jitter; and all calls go through one
+//! `failsafe` circuit breaker that counts only those transient failures, so
+//! a business answer (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT) never
+//! opens it. While it is open, calls fail at once with [`CallError::BreakerOpen`]
+//! (the API answers 503 with `Retry-After` without waiting). The channel
+//! connects lazily: product-service being down at start-up is not an error.
+
+use std::future::Future;
+use std::time::Duration;
+
+use failsafe::futures::CircuitBreaker;
+use failsafe::{Config, backoff, failure_policy};
+use rand::Rng;
+use shared::metrics::prometheus::IntGauge;
+use shared::proto::product::product_service_client::ProductServiceClient;
+use shared::proto::product::{
+    CommitStockRequest, CommitStockResponse, ReleaseStockRequest, ReleaseStockResponse,
+    ReserveStockRequest, ReserveStockResponse, StockItem,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ProductClientConfig {
+    /// `PRODUCT_GRPC_URL`.
+    pub url: String,
+    /// `PRODUCT_GRPC_DEADLINE_MS`: the deadline of each attempt.
+    pub deadline: Duration,
+    /// `PRODUCT_GRPC_ATTEMPTS`: attempts of one call on transient failures.
+    pub attempts: u32,
+    /// The first retry delay; doubles each retry.
+    pub backoff: Duration,
+    /// `PRODUCT_BREAKER_FAILURES`: consecutive transient failures that open the breaker.
+    pub breaker_failures: u32,
+    /// `PRODUCT_BREAKER_OPEN_MS`: how long the breaker stays open before it tries again (grows while failures go on).
+    pub breaker_open: Duration,
+}
+
+/// Why a call did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// product-service did not answer in time, even after retries.
+    #[error("product-service unavailable: {0}")]
+    Unavailable(Status),
+    /// The breaker is open: product-service has been failing; not even tried.
+    #[error("product-service circuit breaker is open")]
+    BreakerOpen,
+    /// product-service answered with an error (not found, precondition, ...).
+    #[error("product-service refused: {0}")]
+    Refused(Status),
+}
+
+fn is_transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
+    )
+}
+
+/// Exposes the breaker's state (0 closed, 1 open, 2 half-open).
+#[derive(Clone)]
+struct BreakerGauge(IntGauge);
+
+impl failsafe::Instrument for BreakerGauge {
+    fn on_call_rejected(&self) {}
+    fn on_open(&self) {
+        tracing::warn!("product-service circuit breaker opened");
+        self.0.set(1);
+    }
+    fn on_half_open(&self) {
+        self.0.set(2);
+    }
+    fn on_closed(&self) {
+        tracing::info!("product-service circuit breaker closed");
+        self.0.set(0);
+    }
+}
+
+type Breaker = failsafe::StateMachine<
+    failure_policy::ConsecutiveFailures<backoff::EqualJittered>,
+    BreakerGauge,
+>;
+
+/// A cheap-to-clone client of product-service's stock calls.
+#[derive(Clone)]
+pub struct ProductClient {
+    client: ProductServiceClient<Channel>,
+    breaker: Breaker,
+    config: ProductClientConfig,
+}
+
+impl ProductClient {
+    /// A client whose breaker state is `breaker_state` (register it as a metric).
+    pub fn new(config: ProductClientConfig, breaker_state: IntGauge) -> Result<Self, String> {
+        let channel = Endpoint::from_shared(config.url.clone())
+            .map_err(|e| format!("PRODUCT_GRPC_URL={:?}: {e}", config.url))?
+            .connect_timeout(config.deadline)
+            .timeout(config.deadline)
+            .connect_lazy();
+        let policy = failure_policy::consecutive_failures(
+            config.breaker_failures,
+            backoff::equal_jittered(config.breaker_open, config.breaker_open * 10),
+        );
+        let breaker = Config::new()
+            .failure_policy(policy)
+            .instrument(BreakerGauge(breaker_state))
+            .build();
+        Ok(Self {
+            client: ProductServiceClient::new(channel),
+            breaker,
+            config,
+        })
+    }
+
+    /// Runs one call with deadline, retries and breaker.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, CallError>
+    where
+        F: Fn(ProductServiceClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let attempts = async {
+            let mut wait = self.config.backoff;
+            let mut attempt = 1;
+            loop {
+                match op(self.client.clone(), self.config.deadline).await {
+                    Ok(response) => return Ok(response.into_inner()),
+                    Err(status) if is_transient(&status) && attempt < self.config.attempts => {
+                        let jittered = wait.mul_f64(rand::rng().random_range(0.5..1.5));
+                        tracing::debug!(code = ?status.code(), attempt, "product-service call failed; retrying");
+                        tokio::time::sleep(jittered).await;
+                        wait *= 2;
+                        attempt += 1;
+                    }
+                    Err(status) => return Err(status),
+                }
+            }
+        };
+        match self.breaker.call_with(is_transient, attempts).await {
+            Ok(v) => Ok(v),
+            Err(failsafe::Error::Rejected) => Err(CallError::BreakerOpen),
+            Err(failsafe::Error::Inner(status)) if is_transient(&status) => {
+                Err(CallError::Unavailable(status))
+            }
+            Err(failsafe::Error::Inner(status)) => Err(CallError::Refused(status)),
+        }
+    }
+
+    /// Holds stock for an order's items (idempotent by order id).
+    pub async fn reserve(
+        &self,
+        order_id: i64,
+        items: &[(i64, i32)],
+    ) -> Result<ReserveStockResponse, CallError> {
+        let items: Vec<StockItem> = items
+            .iter()
+            .map(|&(product_id, quantity)| StockItem {
+                product_id,
+                quantity,
+            })
+            .collect();
+        self.call(|mut client, deadline| {
+            let mut request = tonic::Request::new(ReserveStockRequest {
+                order_id,
+                items: items.clone(),
+            });
+            request.set_timeout(deadline);
+            async move { client.reserve_stock(request).await }
+        })
+        .await
+    }
+
+    /// Gives an order's units back (idempotent; also before any reservation).
+    pub async fn release(&self, order_id: i64) -> Result<ReleaseStockResponse, CallError> {
+        self.call(|mut client, deadline| {
+            let mut request = tonic::Request::new(ReleaseStockRequest { order_id });
+            request.set_timeout(deadline);
+            async move { client.release_stock(request).await }
+        })
+        .await
+    }
+
+    /// Makes an order's reservation final (idempotent).
+    pub async fn commit(&self, order_id: i64) -> Result<CommitStockResponse, CallError> {
+        self.call(|mut client, deadline| {
+            let mut request = tonic::Request::new(CommitStockRequest { order_id });
+            request.set_timeout(deadline);
+            async move { client.commit_stock(request).await }
+        })
+        .await
+    }
+}

@@ -1,0 +1,107 @@
+//! The saga's product client against a real product-service (and a dead
+//! port): calls work, business refusals pass through without opening the
+//! breaker, and an unreachable product-service opens it so calls fail fast.
+
+use std::time::Duration;
+
+use order_service::product_client::{CallError, ProductClient, ProductClientConfig};
+use shared::auth::Role;
+use shared::metrics::prometheus::IntGauge;
+use shared::proto::product::ReservationStatus;
+use shared::shutdown::CancellationToken;
+use shared::testing;
+use tonic::Code;
+
+fn config(url: String) -> ProductClientConfig {
+    ProductClientConfig {
+        url,
+        deadline: Duration::from_millis(500),
+        attempts: 2,
+        backoff: Duration::from_millis(20),
+        breaker_failures: 3,
+        breaker_open: Duration::from_secs(30),
+    }
+}
+
+fn gauge() -> IntGauge {
+    IntGauge::new("breaker", "test").unwrap()
+}
+
+/// A real product-service with one product of stock 5; returns its gRPC URL and the product id.
+async fn product_service(stop: &CancellationToken) -> (String, i64) {
+    let (http, grpc) = product_service::testing::spawn(stop).await;
+    let product: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{http}/products"))
+        .bearer_auth(testing::token(1, Role::Admin))
+        .json(&serde_json::json!({"name": "Widget", "price": 3.5, "stock": 5}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (format!("http://{grpc}"), product["id"].as_i64().unwrap())
+}
+
+#[tokio::test]
+async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
+    let stop = CancellationToken::new();
+    let (url, product) = product_service(&stop).await;
+    let state = gauge();
+    let client = ProductClient::new(config(url), state.clone()).unwrap();
+
+    let reserved = client.reserve(1, &[(product, 2)]).await.unwrap();
+    assert_eq!(reserved.status(), ReservationStatus::Reserved);
+    assert_eq!(reserved.total_cents, 700);
+    assert_eq!(
+        client.commit(1).await.unwrap().status(),
+        ReservationStatus::Committed
+    );
+    client.reserve(2, &[(product, 1)]).await.unwrap();
+    assert_eq!(
+        client.release(2).await.unwrap().status(),
+        ReservationStatus::Released
+    );
+
+    for order_id in 10..20 {
+        match client.reserve(order_id, &[(999_999, 1)]).await {
+            Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::NotFound),
+            other => panic!("{other:?}"),
+        }
+    }
+    match client.commit(2).await {
+        Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::FailedPrecondition),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(state.get(), 0, "business refusals leave the breaker closed");
+    assert_eq!(
+        client.reserve(3, &[(product, 1)]).await.unwrap().status(),
+        ReservationStatus::Reserved
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_unreachable_product_service_opens_the_breaker() {
+    let state = gauge();
+    let client = ProductClient::new(config("http://127.0.0.1:1".into()), state.clone()).unwrap();
+    for order_id in 1..=3 {
+        match client.reserve(order_id, &[(1, 1)]).await {
+            Err(CallError::Unavailable(status)) => assert_eq!(status.code(), Code::Unavailable),
+            other => panic!("call {order_id}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        state.get(),
+        1,
+        "open after 3 consecutive transient failures"
+    );
+    assert!(matches!(
+        client.release(4).await,
+        Err(CallError::BreakerOpen)
+    ));
+    assert!(matches!(
+        client.reserve(5, &[(1, 1)]).await,
+        Err(CallError::BreakerOpen)
+    ));
+}

@@ -1,0 +1,30 @@
+//! For other crates' tests (feature `testing`): a real product-service on
+//! ports chosen by the OS, against a fresh database and the real Redis,
+//! verifying tokens with the test key pair.
+
+use std::net::SocketAddr;
+
+use shared::config::Env;
+use shared::shutdown::CancellationToken;
+use shared::testing;
+
+use crate::{App, Config};
+
+/// Starts product-service until `stop`; returns its HTTP and gRPC addresses.
+pub async fn spawn(stop: &CancellationToken) -> (SocketAddr, SocketAddr) {
+    let database_url = testing::fresh_database("product").await;
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let config = Config::from_env(Env::with_overrides(&[
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("GRPC_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", &database_url),
+        ("REDIS_URL", &testing::redis_url()),
+        ("CACHE_KEY_PREFIX", &prefix),
+        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+    ]))
+    .expect("test configuration is valid");
+    let app = App::build(config).await.expect("product-service starts");
+    let addrs = (app.http_addr(), app.grpc_addr());
+    tokio::spawn(app.run(stop.clone()));
+    addrs
+}
