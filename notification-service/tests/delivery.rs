@@ -7,11 +7,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use notification_service::notifier::{Message, Notifier};
 use notification_service::{App, Config};
-use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use shared::auth::Role;
 use shared::config::Env;
@@ -100,34 +98,11 @@ async fn spawn_app() -> TestApp {
 
 impl TestApp {
     async fn publish(&self, event: &Event) {
-        let payload = serde_json::to_string(event).unwrap();
-        self.kafka
-            .producer()
-            .unwrap()
-            .send(
-                FutureRecord::to(&self.kafka.topic)
-                    .key(&event.key())
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        testing::publish(&self.kafka, event).await;
     }
 
-    /// Waits until `sql` (a count) reaches `expected`, for up to 20 s.
     async fn wait_for(&self, sql: &str, expected: i64) -> i64 {
-        let mut last = -1;
-        for _ in 0..200 {
-            last = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-                .fetch_one(&self.db)
-                .await
-                .unwrap();
-            if last >= expected {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        last
+        testing::wait_for_count(&self.db, sql, expected).await
     }
 }
 

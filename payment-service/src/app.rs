@@ -47,12 +47,7 @@ impl App {
             verifier,
         });
         let broker = shared::kafka::BrokerProbe::new(&config.kafka)?;
-        let readiness = Readiness::default()
-            .database(pool.clone())
-            .required("broker", move || {
-                let broker = broker.clone();
-                async move { broker.check().await }
-            });
+        let readiness = Readiness::default().database(pool.clone()).broker(broker);
         let router = ServiceRouter {
             service: SERVICE,
             api,

@@ -9,7 +9,6 @@ use payment_service::gateway::SimulatedGateway;
 use payment_service::{App, Config};
 use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 use shared::auth::Role;
 use shared::config::Env;
@@ -72,18 +71,7 @@ async fn spawn_app() -> TestApp {
 
 impl TestApp {
     async fn publish(&self, event: &Event) {
-        let payload = serde_json::to_string(event).unwrap();
-        self.kafka
-            .producer()
-            .unwrap()
-            .send(
-                FutureRecord::to(&self.kafka.topic)
-                    .key(&event.key())
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        testing::publish(&self.kafka, event).await;
     }
 
     /// Events of `event_type` seen on the topic within a few seconds, until `expected` arrive.

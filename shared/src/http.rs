@@ -64,6 +64,14 @@ impl Readiness {
         })
     }
 
+    /// Adds the Kafka broker (required): a metadata request answered in time.
+    pub fn broker(self, probe: crate::kafka::BrokerProbe) -> Self {
+        self.required("broker", move || {
+            let probe = probe.clone();
+            async move { probe.check().await }
+        })
+    }
+
     /// Adds a dependency the service degrades without (reported, not fatal).
     pub fn optional<F, Fut>(self, name: &'static str, check: F) -> Self
     where

@@ -54,3 +54,36 @@ pub async fn fresh_database(prefix: &str) -> String {
     let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
     format!("{base}/{name}")
 }
+
+/// Publishes `event` to `kafka`'s topic, keyed by its order, as a producer of the saga would.
+pub async fn publish(kafka: &crate::kafka::KafkaConfig, event: &crate::kafka::events::Event) {
+    let payload = serde_json::to_string(event).expect("events serialize");
+    let key = event.key();
+    kafka
+        .producer()
+        .expect("test producer")
+        .send(
+            rdkafka::producer::FutureRecord::to(&kafka.topic)
+                .key(&key)
+                .payload(&payload),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("the test broker takes the event");
+}
+
+/// Polls the count query `sql` until it reaches `expected` (at most 20 s); returns the last count.
+pub async fn wait_for_count(pool: &sqlx::PgPool, sql: &str, expected: i64) -> i64 {
+    let mut last = -1;
+    for _ in 0..200 {
+        last = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(pool)
+            .await
+            .expect("count query");
+        if last >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}

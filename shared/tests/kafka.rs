@@ -101,18 +101,7 @@ fn event(order_id: i64, seq: i64) -> Event {
 }
 
 async fn wait_for(pool: &PgPool, sql: &str, expected: i64) -> i64 {
-    let mut last = -1;
-    for _ in 0..150 {
-        last = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        if last >= expected {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    last
+    shared::testing::wait_for_count(pool, sql, expected).await
 }
 
 /// Everything on the dead-letter topic within a few seconds: (error header, payload).
