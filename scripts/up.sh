@@ -32,7 +32,7 @@ cargo build --profile "$PROFILE" --bins
 SERVICES=(
   "user-service 8080 userdb ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD"
   "product-service 8081 productdb GRPC_ADDR=0.0.0.0:50052"
-  "order-service 8082 orderdb GRPC_ADDR=0.0.0.0:50051"
+  "order-service 8082 orderdb GRPC_ADDR=0.0.0.0:50051 PRODUCT_GRPC_URL=http://127.0.0.1:50052"
   "payment-service 8083 paymentdb"
   "notification-service 8084 notificationdb"
 )
@@ -77,7 +77,7 @@ cat <<INFO
 minishop is up.
   user-service          http://127.0.0.1:8080   docs http://127.0.0.1:8080/docs
   product-service       http://127.0.0.1:8081   docs http://127.0.0.1:8081/docs   gRPC 127.0.0.1:50052
-  order-service         http://127.0.0.1:8082   (pending)
+  order-service         http://127.0.0.1:8082   docs http://127.0.0.1:8082/docs   gRPC 127.0.0.1:50051
   payment-service       http://127.0.0.1:8083   docs http://127.0.0.1:8083/docs
   notification-service  http://127.0.0.1:8084   docs http://127.0.0.1:8084/docs
   Kafka broker          $BROKER_ADDR (nisshi)

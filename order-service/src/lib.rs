@@ -1,30 +1,20 @@
 //! order-service: orders and the saga that orchestrates stock and payment.
 //!
-//! **Pending** (issue #4): for now the process starts and answers
-//! `/health`, `/ready` and `/metrics`; it serves no API yet. Built so far:
-//! [`product_client`], the saga's resilient client of product-service.
+//! `POST /orders` (and gRPC `CreateOrder`) inserts a pending order, holds
+//! its stock over gRPC at product-service ([`product_client`]: deadline,
+//! retries, circuit breaker) and publishes `order_created` through the
+//! outbox; payment results from Kafka make it `paid` (stock committed) or
+//! `failed` (stock released). A recovery loop finishes sagas a crash
+//! interrupted and cancels orders whose payment never came. See [`saga`].
 
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod grpc;
+pub mod model;
 pub mod product_client;
+pub mod saga;
+pub mod store;
 
-use std::net::SocketAddr;
-
-use shared::config::{ConfigError, Env};
-use shared::shutdown::CancellationToken;
-
-/// The service's name in logs and metrics.
-pub const SERVICE: &str = "order-service";
-
-/// `HTTP_ADDR` (default 0.0.0.0:8082).
-pub fn http_addr(mut env: Env) -> Result<SocketAddr, ConfigError> {
-    let addr = env.get("HTTP_ADDR", SocketAddr::from(([0, 0, 0, 0], 8082)));
-    env.finish()?;
-    Ok(addr)
-}
-
-/// Serves until `shutdown`.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    shared::http::serve_operational_only(SERVICE, listener, shutdown).await
-}
+pub use app::App;
+pub use config::Config;

@@ -1,15 +1,14 @@
 use std::process::ExitCode;
 
-use order_service::SERVICE;
+use order_service::{App, Config, app::SERVICE};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init(SERVICE);
     let result = async {
-        let addr =
-            order_service::http_addr(shared::config::Env::new()).map_err(|e| e.to_string())?;
-        let listener = shared::http::bind(addr).await?;
-        order_service::run(listener, shared::shutdown::on_signal()).await
+        let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
+        let app = App::build(config).await?;
+        app.run(shared::shutdown::on_signal()).await
     }
     .await;
     shared::exit_code(SERVICE, result)

@@ -1,6 +1,7 @@
 //! The gRPC `product.ProductService` (DESIGN.md §4): the order saga's stock
 //! calls. Every failure maps to a proper status code, never UNKNOWN.
 
+use shared::error::db_status;
 use shared::proto::product::product_service_server::ProductService;
 use shared::proto::product::{
     CheckAvailabilityRequest, CheckAvailabilityResponse, CommitStockRequest, CommitStockResponse,
@@ -17,18 +18,6 @@ use crate::store::{ReservationStatus, StockChange, StockError, Store};
 pub struct ProductGrpc {
     pub store: Store,
     pub cache: ProductCache,
-}
-
-fn db_status(e: sqlx::Error) -> Status {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Status::unavailable(format!("database unavailable: {e}"))
-        }
-        other => {
-            tracing::error!(error = %other, "database error in gRPC call");
-            Status::internal("internal database error")
-        }
-    }
 }
 
 impl From<StockError> for Status {

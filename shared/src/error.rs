@@ -149,6 +149,20 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// The gRPC status of a database error: UNAVAILABLE when the database can't
+/// be reached (worth a retry), INTERNAL otherwise (logged; never UNKNOWN).
+pub fn db_status(e: sqlx::Error) -> tonic::Status {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            tonic::Status::unavailable(format!("database unavailable: {e}"))
+        }
+        other => {
+            tracing::error!(error = %other, "database error in gRPC call");
+            tonic::Status::internal("internal database error")
+        }
+    }
+}
+
 /// A JSON body that must be `application/json` (else 415), fit the body
 /// limit (else 413) and deserialize as `T` (else 400 naming the field).
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,0 +1,311 @@
+//! The REST API (DESIGN.md §3): place, read, list and cancel orders.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use shared::auth::{AuthUser, JwtVerifier};
+use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, IdPath};
+use shared::http::{BearerSecurity, PageParams, total_count_header};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::model::{OrderStatus, OrderView};
+use crate::saga::{PlaceError, Saga, reasons};
+use crate::store::Transition;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub saga: Saga,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+impl FromRef<ApiState> for Arc<JwtVerifier> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "minishop order-service", description = "Orders and their saga. Every path is also served under /api/v1."),
+    modifiers(&BearerSecurity),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(cancel_order))
+        .split_for_parts();
+    (router.with_state(state), openapi)
+}
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Checks an idempotency key: 1..=255 visible ASCII characters.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+        ));
+    }
+    Ok(())
+}
+
+impl From<PlaceError> for ApiError {
+    fn from(e: PlaceError) -> Self {
+        let message = e.to_string();
+        match e {
+            PlaceError::Invalid(line) => ApiError::invalid_field(&line.field, line.message),
+            PlaceError::KeyReused { order_id } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                message,
+            )
+            .with("order_id", order_id),
+            PlaceError::InProgress { order_id } => {
+                ApiError::conflict("request_in_progress", message)
+                    .with("order_id", order_id)
+                    .retry_after(1)
+            }
+            PlaceError::Insufficient {
+                order_id,
+                product_id,
+                stock,
+            } => ApiError::conflict(reasons::INSUFFICIENT_STOCK, message)
+                .with("stock", stock)
+                .with("product_id", product_id)
+                .with("order_id", order_id),
+            PlaceError::ProductNotFound { order_id, .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, reasons::PRODUCT_NOT_FOUND, message)
+                    .with("order_id", order_id)
+            }
+            PlaceError::Unavailable { retry_after_secs } => {
+                ApiError::unavailable(message).retry_after(retry_after_secs)
+            }
+            PlaceError::Refused(_) => ApiError::internal(message),
+            PlaceError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// One line of a new order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemBody {
+    pub product_id: i64,
+    pub quantity: i32,
+}
+
+/// A new order: `{product_id, quantity}` or `{items: [...]}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderBody {
+    /// Optional; must be the caller (the token's subject).
+    pub user_id: Option<i64>,
+    pub product_id: Option<i64>,
+    pub quantity: Option<i32>,
+    pub items: Option<Vec<ItemBody>>,
+}
+
+impl CreateOrderBody {
+    fn lines(&self) -> Result<Vec<(i64, i32)>, ApiError> {
+        match (&self.items, self.product_id, self.quantity) {
+            (Some(items), None, None) => {
+                Ok(items.iter().map(|i| (i.product_id, i.quantity)).collect())
+            }
+            (Some(_), _, _) => Err(ApiError::invalid_field(
+                "items",
+                "send either product_id and quantity, or items, not both",
+            )),
+            (None, Some(product_id), Some(quantity)) => Ok(vec![(product_id, quantity)]),
+            (None, None, _) => Err(ApiError::invalid_field(
+                "product_id",
+                "product_id (with quantity) or items is required",
+            )),
+            (None, Some(_), None) => {
+                Err(ApiError::invalid_field("quantity", "quantity is required"))
+            }
+        }
+    }
+}
+
+/// Places an order: holds stock, then waits for payment (`pending`).
+///
+/// Send `Idempotency-Key` to make retries safe: the same key (with the same
+/// items) returns the same order, never a second one.
+#[utoipa::path(
+    post, path = "/orders", tag = "orders", request_body = CreateOrderBody, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses(
+        (status = 201, description = "Placed (or the order of a repeated Idempotency-Key)", body = OrderView),
+        (status = 400, description = "Bad input, naming the field", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "user_id is not the caller", body = ErrorBody),
+        (status = 404, description = "A product does not exist", body = ErrorBody),
+        (status = 409, description = "Product not available (with `stock`), or the same key still in progress", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for different items", body = ErrorBody),
+        (status = 503, description = "The stock service is unavailable (Retry-After)", body = ErrorBody),
+    )
+)]
+async fn create_order(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateOrderBody>,
+) -> Result<(StatusCode, HeaderMap, Json<OrderView>), ApiError> {
+    if let Some(user_id) = body.user_id
+        && user_id != caller.id
+    {
+        return Err(
+            ApiError::forbidden("user_id must be your own user id").with("field", "user_id")
+        );
+    }
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map_err(|_| {
+                ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII")
+            })?;
+            check_key(key).map_err(|m| ApiError::invalid_field("Idempotency-Key", m))?;
+            Some(key)
+        }
+    };
+    let lines = body.lines()?;
+    let placed = state.saga.place(caller.id, &lines, key).await?;
+    let mut out = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", placed.order.id)) {
+        out.insert(header::LOCATION, location);
+    }
+    if placed.replayed {
+        out.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok((
+        StatusCode::CREATED,
+        out,
+        Json(OrderView::from(&placed.order)),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// Only orders in this status (pending, paid, failed, cancelled, rejected).
+    pub status: Option<String>,
+    /// Another user's orders (admins only); default the caller's.
+    pub user_id: Option<i64>,
+    /// 1..=100, default 20.
+    pub limit: Option<i64>,
+    /// Default 0.
+    pub offset: Option<i64>,
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(
+    get, path = "/orders", tag = "orders", params(OrderQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of orders", body = [OrderView],
+         headers(("X-Total-Count" = i64, description = "How many match in all"))),
+        (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Another user's orders", body = ErrorBody),
+    )
+)]
+async fn list_orders(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    ApiQuery(query): ApiQuery<OrderQuery>,
+) -> Result<(HeaderMap, Json<Vec<OrderView>>), ApiError> {
+    let page = PageParams {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .page()?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid_field(
+                "status",
+                "status must be one of pending, paid, failed, cancelled, rejected",
+            )
+        })?),
+    };
+    let user_id = query.user_id.unwrap_or(caller.id);
+    caller.require_self_or_admin(user_id)?;
+    let (orders, total) = state.saga.store.list(Some(user_id), status, page).await?;
+    Ok((
+        total_count_header(total),
+        Json(orders.iter().map(OrderView::from).collect()),
+    ))
+}
+
+/// One order (its owner or an admin).
+#[utoipa::path(
+    get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Someone else's order", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+    )
+)]
+async fn get_order(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<OrderView>, ApiError> {
+    let order = state
+        .saga
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
+    caller.require_self_or_admin(order.user_id)?;
+    Ok(Json(OrderView::from(&order)))
+}
+
+/// Cancels a pending order and gives its stock back (its owner or an admin).
+/// Cancelling a cancelled order again is harmless.
+#[utoipa::path(
+    post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The cancelled order", body = OrderView),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Someone else's order", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "The order is no longer pending (with its `status`)", body = ErrorBody),
+    )
+)]
+async fn cancel_order(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<OrderView>, ApiError> {
+    let not_found = || ApiError::not_found(format!("order {id} not found"));
+    let order = state.saga.store.get(id).await?.ok_or_else(not_found)?;
+    caller.require_self_or_admin(order.user_id)?;
+    match state.saga.cancel(id, reasons::USER_CANCELLED).await? {
+        Transition::Done(order) => Ok(Json(OrderView::from(&order))),
+        Transition::Refused(order) if order.status == OrderStatus::Cancelled => {
+            Ok(Json(OrderView::from(&order)))
+        }
+        Transition::Refused(order) => Err(ApiError::conflict(
+            "not_cancellable",
+            format!(
+                "order {id} is {} and can no longer be cancelled",
+                order.status.as_str()
+            ),
+        )
+        .with("status", order.status.as_str())),
+        Transition::NotFound | Transition::AlreadyProcessed => Err(not_found()),
+    }
+}

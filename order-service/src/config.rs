@@ -1,0 +1,56 @@
+//! order-service configuration (environment variables, see README).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::kafka::KafkaConfig;
+use shared::ratelimit::RateLimitConfig;
+
+use crate::product_client::ProductClientConfig;
+use crate::saga::SagaConfig;
+
+/// Everything order-service reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    /// `GRPC_ADDR`: where `order.OrderService` listens.
+    pub grpc_addr: SocketAddr,
+    pub jwt: JwtConfig,
+    pub kafka: KafkaConfig,
+    pub rate_limits: RateLimitConfig,
+    pub product: ProductClientConfig,
+    pub saga: SagaConfig,
+}
+
+impl Config {
+    /// Reads the configuration from `env`, failing with every problem at once.
+    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+        let config = Self {
+            common: CommonConfig::read(&mut env, 8082, "orderdb"),
+            grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051))),
+            jwt: JwtConfig::read(&mut env),
+            kafka: KafkaConfig::read(&mut env),
+            rate_limits: RateLimitConfig::read(&mut env),
+            product: ProductClientConfig {
+                url: env.get("PRODUCT_GRPC_URL", "http://127.0.0.1:50052".to_string()),
+                deadline: env.millis("PRODUCT_GRPC_DEADLINE_MS", 2000),
+                attempts: env.in_range("PRODUCT_GRPC_ATTEMPTS", 3, 1..=10),
+                backoff: env.millis("PRODUCT_GRPC_BACKOFF_MS", 100),
+                breaker_failures: env.in_range("PRODUCT_BREAKER_FAILURES", 5, 1..=1000),
+                breaker_open: env.millis("PRODUCT_BREAKER_OPEN_MS", 5000),
+            },
+            saga: SagaConfig {
+                payment_timeout: Duration::from_secs(env.in_range(
+                    "PAYMENT_TIMEOUT_SECS",
+                    60,
+                    1..=86_400,
+                )),
+                recovery_interval: env.millis("RECOVERY_INTERVAL_MS", 1000),
+                recovery_grace: env.millis("RECOVERY_GRACE_MS", 10_000),
+            },
+        };
+        env.finish()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,128 @@
+//! The gRPC `order.OrderService` (DESIGN.md §4): the same rules as REST,
+//! with the caller's Bearer token in the `authorization` metadata.
+
+use std::sync::Arc;
+
+use shared::auth::{AuthUser, JwtVerifier};
+use shared::error::db_status;
+use shared::proto::order::order_service_server::OrderService;
+use shared::proto::order::{
+    CreateOrderRequest, GetOrderRequest, Order as ProtoOrder, OrderItem as ProtoItem,
+};
+use tonic::{Request, Response, Status};
+
+use crate::api::check_key;
+use crate::model::Order;
+use crate::saga::{PlaceError, Saga};
+
+/// The gRPC face of the saga.
+#[derive(Clone)]
+pub struct OrderGrpc {
+    pub saga: Saga,
+    pub verifier: Arc<JwtVerifier>,
+}
+
+impl From<PlaceError> for Status {
+    fn from(e: PlaceError) -> Self {
+        let message = e.to_string();
+        match e {
+            PlaceError::Invalid(line) => {
+                Status::invalid_argument(format!("{}: {}", line.field, line.message))
+            }
+            PlaceError::KeyReused { .. } => Status::already_exists(message),
+            PlaceError::InProgress { .. } => Status::aborted(message),
+            PlaceError::Insufficient {
+                product_id, stock, ..
+            } => Status::failed_precondition(format!(
+                "Product not available: product {product_id} has {stock} in stock"
+            )),
+            PlaceError::ProductNotFound { .. } => Status::not_found(message),
+            PlaceError::Unavailable { .. } => Status::unavailable(message),
+            PlaceError::Refused(_) => Status::internal(message),
+            PlaceError::Db(e) => db_status(e),
+        }
+    }
+}
+
+fn to_proto(order: &Order) -> ProtoOrder {
+    ProtoOrder {
+        id: order.id,
+        user_id: order.user_id,
+        status: order.status.as_str().to_string(),
+        total_price_cents: order.total_price.map_or(0, |m| m.cents()),
+        items: order
+            .items
+            .iter()
+            .map(|i| ProtoItem {
+                product_id: i.product_id,
+                quantity: i.quantity,
+                unit_price_cents: i.unit_price.map_or(0, |m| m.cents()),
+            })
+            .collect(),
+        created_at: order.created_at.to_rfc3339(),
+        updated_at: order.updated_at.to_rfc3339(),
+    }
+}
+
+impl OrderGrpc {
+    fn caller<T>(&self, request: &Request<T>) -> Result<AuthUser, Status> {
+        let header = match request.metadata().get("authorization") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .map_err(|_| Status::unauthenticated("malformed authorization metadata"))?,
+            ),
+        };
+        self.verifier
+            .authenticate(header)
+            .map_err(|e| Status::unauthenticated(e.to_string()))
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderGrpc {
+    async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<ProtoOrder>, Status> {
+        let caller = self.caller(&request)?;
+        let req = request.into_inner();
+        let key = if req.idempotency_key.is_empty() {
+            None
+        } else {
+            check_key(&req.idempotency_key).map_err(Status::invalid_argument)?;
+            Some(req.idempotency_key.as_str())
+        };
+        let lines: Vec<(i64, i32)> = req
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect();
+        let placed = self.saga.place(caller.id, &lines, key).await?;
+        Ok(Response::new(to_proto(&placed.order)))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<ProtoOrder>, Status> {
+        let caller = self.caller(&request)?;
+        let id = request.into_inner().id;
+        if id <= 0 {
+            return Err(Status::invalid_argument("id must be a positive integer"));
+        }
+        let order = self
+            .saga
+            .store
+            .get(id)
+            .await
+            .map_err(db_status)?
+            .ok_or_else(|| Status::not_found(format!("order {id} not found")))?;
+        if !(caller.is_admin() || caller.id == order.user_id) {
+            return Err(Status::permission_denied(
+                "this order belongs to another user",
+            ));
+        }
+        Ok(Response::new(to_proto(&order)))
+    }
+}

@@ -1,0 +1,248 @@
+//! Orders as the service keeps them, and the validated shape of a new one.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::money::Money;
+use utoipa::ToSchema;
+
+/// Most lines one order may have (product-service's reservation limit).
+pub const MAX_ITEMS: usize = 100;
+/// Most units of one product in one order.
+pub const MAX_QUANTITY: i32 = 10_000;
+
+/// What the customer sees of an order's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Placed; waiting for payment.
+    Pending,
+    /// Paid; its units are sold.
+    Paid,
+    /// The payment was declined; stock given back.
+    Failed,
+    /// Cancelled by the customer or for lack of a payment in time; stock given back.
+    Cancelled,
+    /// Refused at once (not enough stock, unknown product, stock service down).
+    Rejected,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Paid => "paid",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "paid" => Self::Paid,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            "rejected" => Self::Rejected,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        self != Self::Pending
+    }
+}
+
+/// Where an order's units are at product-service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockState {
+    /// ReserveStock was asked but not answered: units may be held.
+    Unknown,
+    Held,
+    Committed,
+    Released,
+    /// Nothing was ever held.
+    None,
+}
+
+impl StockState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Held => "held",
+            Self::Committed => "committed",
+            Self::Released => "released",
+            Self::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "unknown" => Self::Unknown,
+            "held" => Self::Held,
+            "committed" => Self::Committed,
+            "released" => Self::Released,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct OrderItem {
+    pub product_id: i64,
+    pub quantity: i32,
+    /// The price reserved for the order; `null` until stock is held.
+    pub unit_price: Option<Money>,
+}
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: OrderStatus,
+    pub stock: StockState,
+    pub total_price: Option<Money>,
+    pub currency: String,
+    pub reason: Option<String>,
+    /// For a rejection for lack of stock: the short product and its stock then.
+    pub short: Option<(i64, i32)>,
+    pub request_fingerprint: Option<String>,
+    pub items: Vec<OrderItem>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order as the API shows it (DESIGN.md §3).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrderView {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: OrderStatus,
+    /// The sum of the reserved lines; `null` until stock is held.
+    pub total_price: Option<Money>,
+    pub currency: String,
+    pub items: Vec<OrderItem>,
+    /// The first item's product, for clients of the single-item API.
+    pub product_id: i64,
+    /// The first item's quantity, for clients of the single-item API.
+    pub quantity: i32,
+    /// Why the order was rejected, failed or cancelled.
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Order> for OrderView {
+    fn from(o: &Order) -> Self {
+        let first = o.items.first();
+        Self {
+            id: o.id,
+            user_id: o.user_id,
+            status: o.status,
+            total_price: o.total_price,
+            currency: o.currency.clone(),
+            items: o.items.clone(),
+            product_id: first.map_or(0, |i| i.product_id),
+            quantity: first.map_or(0, |i| i.quantity),
+            reason: o.reason.clone(),
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+        }
+    }
+}
+
+/// The validated lines of a new order: one per product (repeats merged),
+/// in product id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lines(Vec<(i64, i32)>);
+
+/// Why requested lines are not acceptable; names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub field: String,
+    pub message: String,
+}
+
+impl Lines {
+    /// Checks ids and quantities and merges repeats of one product.
+    pub fn new(requested: &[(i64, i32)]) -> Result<Self, LineError> {
+        let err = |field: String, message: String| Err(LineError { field, message });
+        if requested.is_empty() {
+            return err("items".into(), "an order needs at least one item".into());
+        }
+        if requested.len() > MAX_ITEMS {
+            return err(
+                "items".into(),
+                format!("an order has at most {MAX_ITEMS} items"),
+            );
+        }
+        let mut merged: BTreeMap<i64, i32> = BTreeMap::new();
+        for (i, &(product_id, quantity)) in requested.iter().enumerate() {
+            if product_id <= 0 {
+                return err(
+                    format!("items[{i}].product_id"),
+                    "product_id must be a positive integer".into(),
+                );
+            }
+            if !(1..=MAX_QUANTITY).contains(&quantity) {
+                return err(
+                    format!("items[{i}].quantity"),
+                    format!("quantity must be between 1 and {MAX_QUANTITY}"),
+                );
+            }
+            let total = merged.entry(product_id).or_insert(0);
+            *total += quantity;
+            if *total > MAX_QUANTITY {
+                return err(
+                    format!("items[{i}].quantity"),
+                    format!("at most {MAX_QUANTITY} units of product {product_id} per order"),
+                );
+            }
+        }
+        Ok(Self(merged.into_iter().collect()))
+    }
+
+    pub fn as_slice(&self) -> &[(i64, i32)] {
+        &self.0
+    }
+
+    /// A canonical text of the lines: equal for requests that mean the same order.
+    pub fn fingerprint(&self) -> String {
+        self.0
+            .iter()
+            .map(|(p, q)| format!("{p}x{q}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_validated_merged_and_sorted() {
+        let lines = Lines::new(&[(5, 1), (2, 3), (5, 2)]).unwrap();
+        assert_eq!(lines.as_slice(), &[(2, 3), (5, 3)]);
+        assert_eq!(lines.fingerprint(), "2x3,5x3");
+        assert_eq!(Lines::new(&[]).unwrap_err().field, "items");
+        assert_eq!(
+            Lines::new(&[(1, 1), (0, 1)]).unwrap_err().field,
+            "items[1].product_id"
+        );
+        assert_eq!(
+            Lines::new(&[(1, 0)]).unwrap_err().field,
+            "items[0].quantity"
+        );
+        assert_eq!(
+            Lines::new(&[(1, MAX_QUANTITY), (1, 1)]).unwrap_err().field,
+            "items[1].quantity"
+        );
+        assert!(Lines::new(&vec![(1, 1); MAX_ITEMS + 1]).is_err());
+    }
+}

@@ -1,0 +1,550 @@
+//! The orchestration (DESIGN.md §6).
+//!
+//! ```text
+//! place:           insert PENDING -> ReserveStock -> tx{ held, total, outbox(order_created) }
+//!                                    insufficient  -> REJECTED (409)
+//! payment_success: tx{ inbox, PAID, outbox(order_confirmed) } -> CommitStock
+//! payment_failed:  tx{ inbox, FAILED, outbox(order_cancelled) } -> ReleaseStock
+//! cancel/timeout:  tx{ CANCELLED, outbox(order_cancelled) } -> ReleaseStock
+//! ```
+//!
+//! Every step is a guarded transition ([`crate::store`]) and every stock call
+//! is idempotent by order id, so a step may run twice — a redelivered event,
+//! the recovery loop racing a request, two replicas — and still act once.
+//! The stock calls after a transition are attempted at once and, if
+//! product-service is down, by the recovery loop until they succeed.
+
+use std::time::Duration;
+
+use shared::kafka::consumer::{Handler, HandlerError};
+use shared::kafka::events::{Event, EventItem, EventPayload};
+use shared::metrics::prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
+use shared::money::Money;
+use shared::proto::product::ReservationStatus;
+use shared::shutdown::CancellationToken;
+use tonic::Code;
+
+use crate::model::{LineError, Lines, Order, OrderStatus, StockState};
+use crate::product_client::{CallError, ProductClient};
+use crate::store::{Change, Inserted, Store, Transition};
+
+/// Rejection reasons, as stored and shown in `reason`.
+pub mod reasons {
+    pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+    pub const PRODUCT_NOT_FOUND: &str = "product_not_found";
+    pub const STOCK_UNAVAILABLE: &str = "stock_service_unavailable";
+    pub const STOCK_REFUSED: &str = "stock_refused";
+    pub const PAYMENT_FAILED: &str = "payment_failed";
+    pub const USER_CANCELLED: &str = "user_cancelled";
+    pub const TIMEOUT: &str = "timeout";
+}
+
+/// How the saga paces itself.
+#[derive(Debug, Clone)]
+pub struct SagaConfig {
+    /// `PAYMENT_TIMEOUT_SECS`: a held order without a payment result after this is cancelled.
+    pub payment_timeout: Duration,
+    /// `RECOVERY_INTERVAL_MS`: how often the recovery loop looks for unfinished sagas.
+    pub recovery_interval: Duration,
+    /// `RECOVERY_GRACE_MS`: how long an order must be untouched before the
+    /// loop takes it over from a request that may still be working on it.
+    pub recovery_grace: Duration,
+}
+
+/// The saga's metrics.
+#[derive(Clone)]
+pub struct SagaMetrics {
+    /// `saga_outcomes_total{outcome}`: paid, failed, cancelled, rejected.
+    pub outcomes: IntCounterVec,
+    /// `saga_duration_seconds`: from order placed to terminal status.
+    pub duration: Histogram,
+}
+
+impl SagaMetrics {
+    pub fn new(metrics: &shared::metrics::Metrics) -> Self {
+        let outcomes = IntCounterVec::new(
+            Opts::new(
+                "saga_outcomes_total",
+                "Orders reaching a terminal status, by status",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "saga_duration_seconds",
+                "Time from order placed to terminal status",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+            ]),
+        )
+        .expect("static metric definition");
+        metrics.register(outcomes.clone());
+        metrics.register(duration.clone());
+        Self { outcomes, duration }
+    }
+
+    fn finished(&self, order: &Order) {
+        self.outcomes
+            .with_label_values(&[order.status.as_str()])
+            .inc();
+        let took = (chrono::Utc::now() - order.created_at)
+            .to_std()
+            .unwrap_or_default();
+        self.duration.observe(took.as_secs_f64());
+    }
+}
+
+/// Why an order was not placed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("{}", .0.message)]
+    Invalid(LineError),
+    #[error("this Idempotency-Key was used for a different order ({order_id})")]
+    KeyReused { order_id: i64 },
+    #[error("an order with this Idempotency-Key is still being placed ({order_id})")]
+    InProgress { order_id: i64 },
+    #[error("Product not available")]
+    Insufficient {
+        order_id: i64,
+        product_id: i64,
+        stock: i32,
+    },
+    #[error("a product of the order does not exist: {message}")]
+    ProductNotFound { order_id: i64, message: String },
+    #[error("the stock service is unavailable; try again shortly")]
+    Unavailable { retry_after_secs: u64 },
+    #[error("the stock service refused the order: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A placed order; `replayed` when an idempotency key brought back an earlier one.
+#[derive(Debug)]
+pub struct Placed {
+    pub order: Order,
+    pub replayed: bool,
+}
+
+/// Who asks for a reservation: a request (answers the client now) or the
+/// recovery loop (may try again later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Request,
+    Recovery,
+}
+
+/// The orchestrator: cheap to clone, shared by REST, gRPC, the consumer and the recovery loop.
+#[derive(Clone)]
+pub struct Saga {
+    pub store: Store,
+    products: ProductClient,
+    metrics: SagaMetrics,
+    config: SagaConfig,
+}
+
+impl Saga {
+    pub fn new(
+        store: Store,
+        products: ProductClient,
+        metrics: SagaMetrics,
+        config: SagaConfig,
+    ) -> Self {
+        Self {
+            store,
+            products,
+            metrics,
+            config,
+        }
+    }
+
+    /// Places an order for `user_id`: pending, then stock held and
+    /// `order_created` published, or rejected.
+    pub async fn place(
+        &self,
+        user_id: i64,
+        requested: &[(i64, i32)],
+        idempotency_key: Option<&str>,
+    ) -> Result<Placed, PlaceError> {
+        let lines = Lines::new(requested).map_err(PlaceError::Invalid)?;
+        match self.store.insert(user_id, &lines, idempotency_key).await? {
+            Inserted::Existing(order) => replay(order, &lines),
+            Inserted::New(order) => Ok(Placed {
+                order: self.reserve(order, Caller::Request).await?,
+                replayed: false,
+            }),
+        }
+    }
+
+    /// Asks product-service to hold the order's units and records the answer.
+    async fn reserve(&self, order: Order, caller: Caller) -> Result<Order, PlaceError> {
+        let lines: Vec<(i64, i32)> = order
+            .items
+            .iter()
+            .map(|i| (i.product_id, i.quantity))
+            .collect();
+        let answer = match self.products.reserve(order.id, &lines).await {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.reservation_failed(&order, e, caller).await),
+        };
+        match answer.status() {
+            ReservationStatus::Reserved | ReservationStatus::Committed => {
+                let reserved: Vec<EventItem> = answer
+                    .items
+                    .iter()
+                    .map(|i| EventItem {
+                        product_id: i.product_id,
+                        quantity: i.quantity,
+                        unit_price: Money(i.unit_price_cents),
+                    })
+                    .collect();
+                let matches = reserved.len() == lines.len()
+                    && reserved
+                        .iter()
+                        .zip(&lines)
+                        .all(|(r, l)| (r.product_id, r.quantity) == *l);
+                if !matches {
+                    // Not this order's reservation: its id was used before
+                    // (the order database was reset but not the product one).
+                    // Touch nothing of it.
+                    tracing::error!(
+                        order_id = order.id,
+                        "product-service holds a different reservation under this order id"
+                    );
+                    self.reject(&order, reasons::STOCK_REFUSED, None, StockState::None, true)
+                        .await?;
+                    return Err(PlaceError::Refused(
+                        "order id already used at product-service".into(),
+                    ));
+                }
+                match self
+                    .store
+                    .hold(order.id, &reserved, Money(answer.total_cents))
+                    .await?
+                {
+                    Some(held) => {
+                        tracing::info!(order_id = order.id, total = %Money(answer.total_cents), "stock held; order_created queued");
+                        Ok(held)
+                    }
+                    // Someone else moved it on meanwhile (a cancel, the recovery loop).
+                    None => Ok(self.current(order.id).await?),
+                }
+            }
+            ReservationStatus::Insufficient => {
+                let short = (answer.short_product_id, answer.available_stock);
+                self.reject(
+                    &order,
+                    reasons::INSUFFICIENT_STOCK,
+                    Some(short),
+                    StockState::None,
+                    false,
+                )
+                .await?;
+                Err(PlaceError::Insufficient {
+                    order_id: order.id,
+                    product_id: short.0,
+                    stock: short.1,
+                })
+            }
+            ReservationStatus::Released => {
+                // A release came first (the order was cancelled before its
+                // reservation arrived): nothing is held, nothing will be.
+                self.store
+                    .set_stock(order.id, &[StockState::Unknown], StockState::Released)
+                    .await?;
+                Ok(self.current(order.id).await?)
+            }
+            ReservationStatus::Unspecified => Err(PlaceError::Refused(
+                "product-service gave no reservation status".into(),
+            )),
+        }
+    }
+
+    /// product-service gave no answer, or refused: reject the order (a
+    /// request) or leave it for the next round (the recovery loop, until the
+    /// payment timeout has passed).
+    async fn reservation_failed(&self, order: &Order, e: CallError, caller: Caller) -> PlaceError {
+        let result = match &e {
+            CallError::Refused(status) if status.code() == Code::NotFound => self
+                .reject(
+                    order,
+                    reasons::PRODUCT_NOT_FOUND,
+                    None,
+                    StockState::None,
+                    false,
+                )
+                .await
+                .map(|_| PlaceError::ProductNotFound {
+                    order_id: order.id,
+                    message: status.message().to_string(),
+                }),
+            CallError::Refused(status) => {
+                tracing::error!(order_id = order.id, code = ?status.code(), message = status.message(), "ReserveStock refused");
+                self.reject(
+                    order,
+                    reasons::STOCK_REFUSED,
+                    None,
+                    StockState::Unknown,
+                    true,
+                )
+                .await
+                .map(|_| PlaceError::Refused(status.message().to_string()))
+            }
+            CallError::BreakerOpen | CallError::Unavailable(_) => {
+                let overdue = (chrono::Utc::now() - order.created_at)
+                    .to_std()
+                    .is_ok_and(|age| age > self.config.payment_timeout);
+                if caller == Caller::Request || overdue {
+                    // A request's first call with the breaker open sent
+                    // nothing; otherwise units may be held: release them.
+                    let stock = if caller == Caller::Request && matches!(e, CallError::BreakerOpen)
+                    {
+                        StockState::None
+                    } else {
+                        StockState::Unknown
+                    };
+                    tracing::warn!(order_id = order.id, error = %e, "order rejected: product-service unavailable");
+                    self.reject(order, reasons::STOCK_UNAVAILABLE, None, stock, true)
+                        .await
+                        .map(|_| PlaceError::Unavailable {
+                            retry_after_secs: 5,
+                        })
+                } else {
+                    Ok(PlaceError::Unavailable {
+                        retry_after_secs: 5,
+                    })
+                }
+            }
+        };
+        result.unwrap_or_else(PlaceError::Db)
+    }
+
+    async fn reject(
+        &self,
+        order: &Order,
+        reason: &str,
+        short: Option<(i64, i32)>,
+        stock: StockState,
+        free_key: bool,
+    ) -> Result<(), sqlx::Error> {
+        if self
+            .store
+            .reject(order.id, reason, short, stock, free_key)
+            .await?
+        {
+            self.metrics.finished(&Order {
+                status: OrderStatus::Rejected,
+                ..order.clone()
+            });
+            tracing::info!(order_id = order.id, reason, "order rejected");
+        }
+        Ok(())
+    }
+
+    async fn current(&self, id: i64) -> Result<Order, sqlx::Error> {
+        self.store.get(id).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// A payment result: the order is paid (stock committed) or failed
+    /// (stock released). Once per event; never moves a finished order.
+    pub async fn on_payment(&self, event: &Event) -> Result<(), HandlerError> {
+        let change = match &event.payload {
+            EventPayload::PaymentSuccess { .. } => Change {
+                to: OrderStatus::Paid,
+                reason: None,
+                event: Box::new(|order: &Order| EventPayload::OrderConfirmed {
+                    total_price: order.total_price.unwrap_or(Money(0)),
+                }),
+            },
+            EventPayload::PaymentFailed { .. } => Change {
+                to: OrderStatus::Failed,
+                reason: Some(reasons::PAYMENT_FAILED),
+                event: Box::new(|_: &Order| EventPayload::OrderCancelled {
+                    reason: reasons::PAYMENT_FAILED.into(),
+                }),
+            },
+            _ => return Ok(()),
+        };
+        let transition = self
+            .store
+            .transition(event.order_id, Some(event), change)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        match transition {
+            Transition::Done(order) => {
+                self.metrics.finished(&order);
+                tracing::info!(
+                    order_id = order.id,
+                    status = order.status.as_str(),
+                    "payment result applied"
+                );
+                self.settle(&order).await;
+            }
+            Transition::Refused(order) => tracing::info!(
+                order_id = order.id,
+                status = order.status.as_str(),
+                event_type = event.payload.event_type(),
+                "payment result for a finished order: ignored"
+            ),
+            Transition::AlreadyProcessed => {
+                tracing::debug!(event_id = %event.event_id, "event already processed")
+            }
+            Transition::NotFound => {
+                return Err(HandlerError::Permanent(format!(
+                    "order {} does not exist",
+                    event.order_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels a pending order (`reason`: user_cancelled or timeout) and gives its stock back.
+    pub async fn cancel(&self, id: i64, reason: &'static str) -> Result<Transition, sqlx::Error> {
+        let transition = self
+            .store
+            .transition(
+                id,
+                None,
+                Change {
+                    to: OrderStatus::Cancelled,
+                    reason: Some(reason),
+                    event: Box::new(move |_: &Order| EventPayload::OrderCancelled {
+                        reason: reason.into(),
+                    }),
+                },
+            )
+            .await?;
+        if let Transition::Done(order) = &transition {
+            self.metrics.finished(order);
+            tracing::info!(order_id = id, reason, "order cancelled");
+            self.settle(order).await;
+        }
+        Ok(transition)
+    }
+
+    /// Makes product-service match a finished order: commit a paid order's
+    /// units, release everyone else's. Failures are left to the recovery loop.
+    pub async fn settle(&self, order: &Order) {
+        let result = match (order.status, order.stock) {
+            (OrderStatus::Paid, StockState::Held) => match self.products.commit(order.id).await {
+                Ok(_) => self
+                    .store
+                    .set_stock(order.id, &[StockState::Held], StockState::Committed)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            (
+                OrderStatus::Failed | OrderStatus::Cancelled | OrderStatus::Rejected,
+                StockState::Held | StockState::Unknown,
+            ) => match self.products.release(order.id).await {
+                Ok(_) => self
+                    .store
+                    .set_stock(
+                        order.id,
+                        &[StockState::Held, StockState::Unknown],
+                        StockState::Released,
+                    )
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            _ => return,
+        };
+        match result {
+            Ok(_) => tracing::debug!(order_id = order.id, "stock settled"),
+            Err(e) => {
+                tracing::warn!(order_id = order.id, error = %e, "stock not settled yet; the recovery loop retries")
+            }
+        }
+    }
+
+    /// One round of recovery: every unfinished saga is moved on one step.
+    pub async fn recover_once(&self) -> Result<usize, sqlx::Error> {
+        let orders = self
+            .store
+            .unsettled(self.config.recovery_grace, self.config.payment_timeout, 100)
+            .await?;
+        let count = orders.len();
+        for order in orders {
+            match (order.status, order.stock) {
+                (OrderStatus::Pending, StockState::Unknown) => {
+                    let id = order.id;
+                    match self.reserve(order, Caller::Recovery).await {
+                        Ok(order) => tracing::info!(
+                            order_id = id,
+                            status = order.status.as_str(),
+                            "recovered an interrupted order"
+                        ),
+                        Err(PlaceError::Db(e)) => return Err(e),
+                        Err(e) => {
+                            tracing::info!(order_id = id, outcome = %e, "recovery: reservation not made")
+                        }
+                    }
+                }
+                (OrderStatus::Pending, _) => {
+                    tracing::warn!(order_id = order.id, "no payment result in time: cancelling");
+                    self.cancel(order.id, reasons::TIMEOUT).await?;
+                }
+                _ => self.settle(&order).await,
+            }
+        }
+        Ok(count)
+    }
+
+    /// Runs [`Self::recover_once`] every `recovery_interval` until `shutdown`.
+    pub async fn run_recovery(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.recover_once().await {
+                tracing::warn!(error = %e, "recovery round failed");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.config.recovery_interval) => {}
+            }
+        }
+    }
+}
+
+/// The answer to a repeated idempotency key: the first order, as the first
+/// request would have seen it.
+fn replay(order: Order, lines: &Lines) -> Result<Placed, PlaceError> {
+    if order.request_fingerprint.as_deref() != Some(lines.fingerprint().as_str()) {
+        return Err(PlaceError::KeyReused { order_id: order.id });
+    }
+    match (order.status, order.stock, order.reason.as_deref()) {
+        (OrderStatus::Pending, StockState::Unknown, _) => {
+            Err(PlaceError::InProgress { order_id: order.id })
+        }
+        (OrderStatus::Rejected, _, Some(reasons::INSUFFICIENT_STOCK)) => {
+            let (product_id, stock) = order.short.unwrap_or((0, 0));
+            Err(PlaceError::Insufficient {
+                order_id: order.id,
+                product_id,
+                stock,
+            })
+        }
+        (OrderStatus::Rejected, _, Some(reasons::PRODUCT_NOT_FOUND)) => {
+            Err(PlaceError::ProductNotFound {
+                order_id: order.id,
+                message: format!("order {} was rejected", order.id),
+            })
+        }
+        _ => Ok(Placed {
+            order,
+            replayed: true,
+        }),
+    }
+}
+
+/// The order service's reaction to the saga's events (group `order-service`).
+pub struct OrderHandler(pub Saga);
+
+impl Handler for OrderHandler {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.0.on_payment(event).await
+    }
+}

@@ -1,0 +1,402 @@
+//! The orders database. Every step of the saga is one transaction guarded
+//! by the order's current state (`WHERE status = 'pending' AND stock = ...`),
+//! so a late, repeated or concurrent step never moves an order twice; and
+//! every event is written to the outbox in the transaction of the change it
+//! announces, so none is lost.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use shared::http::Page;
+use shared::kafka::events::{Event, EventItem, EventPayload};
+use shared::kafka::{claim, outbox};
+use shared::money::Money;
+use sqlx::{PgPool, Row};
+
+use crate::model::{Lines, Order, OrderItem, OrderStatus, StockState};
+
+const COLUMNS: &str = "id, user_id, status, stock, (total_price * 100)::bigint AS total_cents, \
+     currency, reason, short_product_id, available_stock, request_fingerprint, created_at, updated_at";
+
+fn order_from_row(
+    row: &sqlx::postgres::PgRow,
+    items: Vec<OrderItem>,
+) -> Result<Order, sqlx::Error> {
+    let decode = |what: &str, value: String| {
+        sqlx::Error::Decode(format!("unknown order {what} {value:?}").into())
+    };
+    let status: String = row.try_get("status")?;
+    let stock: String = row.try_get("stock")?;
+    Ok(Order {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        status: OrderStatus::parse(&status).ok_or_else(|| decode("status", status.clone()))?,
+        stock: StockState::parse(&stock).ok_or_else(|| decode("stock state", stock.clone()))?,
+        total_price: row.try_get::<Option<i64>, _>("total_cents")?.map(Money),
+        currency: row.try_get("currency")?,
+        reason: row.try_get("reason")?,
+        short: match (
+            row.try_get::<Option<i64>, _>("short_product_id")?,
+            row.try_get::<Option<i32>, _>("available_stock")?,
+        ) {
+            (Some(p), Some(s)) => Some((p, s)),
+            _ => None,
+        },
+        request_fingerprint: row.try_get("request_fingerprint")?,
+        items,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// What inserting a new order found.
+#[derive(Debug)]
+pub enum Inserted {
+    /// A new pending order.
+    New(Order),
+    /// The order this user placed before with the same idempotency key.
+    Existing(Order),
+}
+
+/// What a guarded status change did.
+#[derive(Debug)]
+pub enum Transition {
+    /// The order moved; its event is in the outbox.
+    Done(Order),
+    /// The order had already left `pending`: nothing changed.
+    Refused(Order),
+    /// The inbox had this event already: nothing changed.
+    AlreadyProcessed,
+    /// No such order.
+    NotFound,
+}
+
+/// A guarded status change and the event that announces it.
+pub struct Change<'a> {
+    pub to: OrderStatus,
+    pub reason: Option<&'a str>,
+    /// The event, from the order as it was (still pending).
+    pub event: Box<dyn FnOnce(&Order) -> EventPayload + Send + 'a>,
+}
+
+/// The orders database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Inserts a pending order with its lines, unless this user already used
+    /// `key`: then that order comes back instead.
+    pub async fn insert(
+        &self,
+        user_id: i64,
+        lines: &Lines,
+        key: Option<&str>,
+    ) -> Result<Inserted, sqlx::Error> {
+        // Two rounds at most: the first order of a key may be rejected for an
+        // outage between our insert and our lookup, which frees its key.
+        for _ in 0..2 {
+            let mut tx = self.pool.begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO orders (user_id, idempotency_key, request_fingerprint) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(key.map(|_| lines.fingerprint()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(id) = id else {
+                tx.rollback().await?;
+                let existing: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2",
+                )
+                .bind(user_id)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                match existing {
+                    Some(id) => return self.must_get(id).await.map(Inserted::Existing),
+                    None => continue,
+                }
+            };
+            let (products, quantities): (Vec<i64>, Vec<i32>) =
+                lines.as_slice().iter().copied().unzip();
+            sqlx::query(
+                "INSERT INTO order_items (order_id, product_id, quantity) \
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::int[])",
+            )
+            .bind(id)
+            .bind(&products)
+            .bind(&quantities)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return self.must_get(id).await.map(Inserted::New);
+        }
+        Err(sqlx::Error::Protocol(
+            "idempotency key kept changing hands; try again".into(),
+        ))
+    }
+
+    async fn must_get(&self, id: i64) -> Result<Order, sqlx::Error> {
+        self.get(id).await?.ok_or(sqlx::Error::RowNotFound)
+    }
+
+    /// One order with its lines.
+    pub async fn get(&self, id: i64) -> Result<Option<Order>, sqlx::Error> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut items = self.items(&[id]).await?;
+        order_from_row(&row, items.remove(&id).unwrap_or_default()).map(Some)
+    }
+
+    /// The lines of `ids`, by order.
+    async fn items(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<OrderItem>>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT order_id, product_id, quantity, (unit_price * 100)::bigint AS price_cents \
+             FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, product_id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_order: HashMap<i64, Vec<OrderItem>> = HashMap::new();
+        for row in rows {
+            by_order
+                .entry(row.try_get("order_id")?)
+                .or_default()
+                .push(OrderItem {
+                    product_id: row.try_get("product_id")?,
+                    quantity: row.try_get("quantity")?,
+                    unit_price: row.try_get::<Option<i64>, _>("price_cents")?.map(Money),
+                });
+        }
+        Ok(by_order)
+    }
+
+    async fn with_items(
+        &self,
+        rows: Vec<sqlx::postgres::PgRow>,
+    ) -> Result<Vec<Order>, sqlx::Error> {
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+        let mut items = self.items(&ids).await?;
+        rows.iter()
+            .zip(&ids)
+            .map(|(row, id)| order_from_row(row, items.remove(id).unwrap_or_default()))
+            .collect()
+    }
+
+    /// Orders newest first, of one user or of everyone, optionally in one
+    /// status, and how many match.
+    pub async fn list(
+        &self,
+        user_id: Option<i64>,
+        status: Option<OrderStatus>,
+        page: Page,
+    ) -> Result<(Vec<Order>, i64), sqlx::Error> {
+        let filter = "($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)";
+        let status = status.map(OrderStatus::as_str);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE {filter} ORDER BY id DESC LIMIT $3 OFFSET $4"
+        )))
+        .bind(user_id)
+        .bind(status)
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM orders WHERE {filter}"
+        )))
+        .bind(user_id)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((self.with_items(rows).await?, total))
+    }
+
+    /// Stock is held for a pending order: records the reserved prices and
+    /// total and writes `order_created`, in one transaction. `None` when the
+    /// order had already moved on (another path recorded it, or it was
+    /// cancelled meanwhile).
+    pub async fn hold(
+        &self,
+        id: i64,
+        reserved: &[EventItem],
+        total: Money,
+    ) -> Result<Option<Order>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
+             WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING user_id, currency",
+        )
+        .bind(id)
+        .bind(total.cents())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let products: Vec<i64> = reserved.iter().map(|i| i.product_id).collect();
+        let prices: Vec<i64> = reserved.iter().map(|i| i.unit_price.cents()).collect();
+        sqlx::query(
+            "UPDATE order_items SET unit_price = u.price::numeric / 100 \
+             FROM UNNEST($2::bigint[], $3::bigint[]) AS u(product_id, price) \
+             WHERE order_items.order_id = $1 AND order_items.product_id = u.product_id",
+        )
+        .bind(id)
+        .bind(&products)
+        .bind(&prices)
+        .execute(&mut *tx)
+        .await?;
+        let created = Event::new(
+            id,
+            row.try_get("user_id")?,
+            EventPayload::OrderCreated {
+                items: reserved.to_vec(),
+                total_price: total,
+                currency: row.try_get("currency")?,
+            },
+        );
+        outbox::enqueue(&mut tx, &created, None).await?;
+        tx.commit().await?;
+        self.get(id).await
+    }
+
+    /// Rejects a pending order whose stock was never confirmed held.
+    /// `stock` says whether units may still be held (`Unknown`: the recovery
+    /// loop releases them) or surely are not (`None`). `free_key` lets the
+    /// client retry with the same idempotency key (for outages, not for
+    /// answers). `false` when the order had already moved on.
+    pub async fn reject(
+        &self,
+        id: i64,
+        reason: &str,
+        short: Option<(i64, i32)>,
+        stock: StockState,
+        free_key: bool,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'rejected', stock = $2, reason = $3, short_product_id = $4, \
+             available_stock = $5, updated_at = now(), \
+             idempotency_key = CASE WHEN $6 THEN NULL ELSE idempotency_key END \
+             WHERE id = $1 AND status = 'pending' AND stock = 'unknown'",
+        )
+        .bind(id)
+        .bind(stock.as_str())
+        .bind(reason)
+        .bind(short.map(|s| s.0))
+        .bind(short.map(|s| s.1))
+        .bind(free_key)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Moves a pending order to `change.to` and writes its event, in one
+    /// transaction with the inbox claim of `cause` (the event that caused
+    /// it, if any).
+    pub async fn transition(
+        &self,
+        id: i64,
+        cause: Option<&Event>,
+        change: Change<'_>,
+    ) -> Result<Transition, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(cause) = cause
+            && !claim(&mut tx, cause).await?
+        {
+            return Ok(Transition::AlreadyProcessed);
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Transition::NotFound);
+        };
+        let order = order_from_row(&row, Vec::new())?;
+        if order.status != OrderStatus::Pending {
+            // Keep the inbox claim: the event is handled, by doing nothing.
+            tx.commit().await?;
+            return Ok(Transition::Refused(self.must_get(id).await?));
+        }
+        sqlx::query("UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(change.to.as_str())
+            .bind(change.reason)
+            .execute(&mut *tx)
+            .await?;
+        let event = Event::new(id, order.user_id, (change.event)(&order));
+        outbox::enqueue(&mut tx, &event, None).await?;
+        tx.commit().await?;
+        Ok(Transition::Done(self.must_get(id).await?))
+    }
+
+    /// Records that product-service now has the order's units in `to`,
+    /// if they were in one of `from`.
+    pub async fn set_stock(
+        &self,
+        id: i64,
+        from: &[StockState],
+        to: StockState,
+    ) -> Result<bool, sqlx::Error> {
+        let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        let done = sqlx::query(
+            "UPDATE orders SET stock = $3, updated_at = now() WHERE id = $1 AND stock = ANY($2)",
+        )
+        .bind(id)
+        .bind(&from)
+        .bind(to.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// Orders the recovery loop must move on, oldest first: pending without
+    /// a confirmed reservation, pending past the payment timeout, and
+    /// finished orders whose units are not committed or released yet. Only
+    /// orders untouched for `grace`, so requests in flight finish their own.
+    pub async fn unsettled(
+        &self,
+        grace: Duration,
+        payment_timeout: Duration,
+        limit: i64,
+    ) -> Result<Vec<Order>, sqlx::Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE \
+               (status = 'pending' AND stock = 'unknown' AND updated_at < now() - $1 * interval '1 millisecond') \
+            OR (status = 'pending' AND stock = 'held' AND updated_at < now() - $2 * interval '1 millisecond') \
+            OR (status <> 'pending' AND stock IN ('unknown', 'held') AND updated_at < now() - $1 * interval '1 millisecond') \
+             ORDER BY updated_at LIMIT $3"
+        )))
+        .bind(grace.as_millis() as f64)
+        .bind(payment_timeout.as_millis() as f64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        self.with_items(rows).await
+    }
+}

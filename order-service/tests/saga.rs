@@ -1,0 +1,932 @@
+//! The whole saga across the real services — order, product, payment and
+//! notification — on the real broker and PostgreSQL: paid and failed
+//! orders, insufficient stock, idempotency keys, a hundred concurrent
+//! orders for forty units, redelivered and contradicting events, a crash
+//! between reservation and publish, a payment-service restart, a poison
+//! message. Each test checks the invariants of DESIGN.md §6 it touches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use shared::auth::Role;
+use shared::config::Env;
+use shared::kafka::KafkaConfig;
+use shared::kafka::events::{Event, EventPayload};
+use shared::shutdown::CancellationToken;
+use shared::testing;
+use sqlx::PgPool;
+
+const ADMIN: i64 = 1;
+
+struct Options {
+    success_rate: &'static str,
+    max_amount: &'static str,
+    payment_timeout_secs: &'static str,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            success_rate: "1.0",
+            max_amount: "100.00",
+            payment_timeout_secs: "60",
+        }
+    }
+}
+
+struct Stack {
+    order: String,
+    product: String,
+    product_grpc: String,
+    order_grpc: String,
+    order_url: String,
+    payment_url: String,
+    order_db: PgPool,
+    payment_db: PgPool,
+    notification_db: PgPool,
+    kafka: KafkaConfig,
+    options: Options,
+    http: reqwest::Client,
+    /// Stops everything but payment- and order-service.
+    stop: CancellationToken,
+    payment_stop: CancellationToken,
+    order_stop: CancellationToken,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.payment_stop.cancel();
+        self.order_stop.cancel();
+    }
+}
+
+fn brokers() -> String {
+    std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+async fn start_payment(
+    kafka: &KafkaConfig,
+    database_url: &str,
+    options: &Options,
+) -> CancellationToken {
+    let config = payment_service::Config::from_env(Env::with_overrides(&[
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", database_url),
+        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        ("KAFKA_BROKERS", &kafka.brokers),
+        ("KAFKA_TOPIC", &kafka.topic),
+        ("OUTBOX_POLL_MS", "200"),
+        ("PAYMENT_SUCCESS_RATE", options.success_rate),
+        ("PAYMENT_MAX_AMOUNT", options.max_amount),
+    ]))
+    .unwrap();
+    let app = payment_service::App::build(config).await.unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(app.run(stop.clone()));
+    stop
+}
+
+/// Starts order-service on `database_url`; returns its HTTP and gRPC base URLs.
+async fn start_order(
+    kafka: &KafkaConfig,
+    database_url: &str,
+    product_grpc: &str,
+    options: &Options,
+    stop: &CancellationToken,
+) -> (String, String) {
+    let config = order_service::Config::from_env(Env::with_overrides(&[
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("GRPC_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", database_url),
+        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        ("KAFKA_BROKERS", &kafka.brokers),
+        ("KAFKA_TOPIC", &kafka.topic),
+        ("OUTBOX_POLL_MS", "200"),
+        ("PRODUCT_GRPC_URL", product_grpc),
+        ("RECOVERY_INTERVAL_MS", "200"),
+        ("RECOVERY_GRACE_MS", "1000"),
+        ("PAYMENT_TIMEOUT_SECS", options.payment_timeout_secs),
+        ("RATE_LIMIT_WRITES_PER_MIN", "1000000"),
+        ("RATE_LIMIT_WRITES_BURST", "1000000"),
+    ]))
+    .unwrap();
+    let app = order_service::App::build(config).await.unwrap();
+    let urls = (
+        format!("http://{}", app.http_addr()),
+        format!("http://{}", app.grpc_addr()),
+    );
+    tokio::spawn(app.run(stop.clone()));
+    urls
+}
+
+async fn spawn_stack(options: Options) -> Stack {
+    let stop = CancellationToken::new();
+    let kafka = KafkaConfig {
+        brokers: brokers(),
+        topic: format!("test_saga_{}", uuid::Uuid::new_v4().simple()),
+        partitions: 3,
+        max_attempts: 3,
+        outbox_poll: Duration::from_millis(200),
+        outbox_retention: Duration::from_secs(3600),
+    };
+    kafka.ensure_topics().await.unwrap();
+    let (product_http, product_grpc) = product_service::testing::spawn(&stop).await;
+    let product_grpc = format!("http://{product_grpc}");
+    let payment_url = testing::fresh_database("payment").await;
+    let order_url = testing::fresh_database("order").await;
+    let notification_url = testing::fresh_database("notification").await;
+
+    let notification = notification_service::App::build(
+        notification_service::Config::from_env(Env::with_overrides(&[
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", &notification_url),
+            ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+            ("KAFKA_BROKERS", &kafka.brokers),
+            ("KAFKA_TOPIC", &kafka.topic),
+            ("NOTIFY_POLL_MS", "200"),
+        ]))
+        .unwrap(),
+        Arc::new(notification_service::notifier::LogNotifier),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(notification.run(stop.clone()));
+    let payment_stop = start_payment(&kafka, &payment_url, &options).await;
+    let order_stop = CancellationToken::new();
+    let (order, order_grpc) =
+        start_order(&kafka, &order_url, &product_grpc, &options, &order_stop).await;
+    Stack {
+        order,
+        product: format!("http://{product_http}"),
+        product_grpc,
+        order_grpc,
+        order_db: PgPool::connect(&order_url).await.unwrap(),
+        payment_db: PgPool::connect(&payment_url).await.unwrap(),
+        notification_db: PgPool::connect(&notification_url).await.unwrap(),
+        order_url,
+        payment_url,
+        kafka,
+        options,
+        http: reqwest::Client::new(),
+        stop,
+        payment_stop,
+        order_stop,
+    }
+}
+
+impl Stack {
+    async fn product(&self, price: f64, stock: i32) -> i64 {
+        let product: Value = self
+            .http
+            .post(format!("{}/products", self.product))
+            .bearer_auth(testing::token(ADMIN, Role::Admin))
+            .json(&json!({"name": "Widget", "price": price, "stock": stock}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        product["id"].as_i64().unwrap()
+    }
+
+    async fn stock(&self, product: i64) -> i64 {
+        let product: Value = self
+            .http
+            .get(format!("{}/products/{product}", self.product))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        product["stock"].as_i64().unwrap()
+    }
+
+    async fn place(&self, user: i64, body: Value, key: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/orders", self.order))
+            .bearer_auth(testing::token(user, Role::Customer))
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn get(&self, user: i64, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.order))
+            .bearer_auth(testing::token(user, Role::Customer))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn count(&self, db: &PgPool, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(db)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until order `id` is terminal and its stock settled (at most 30 s).
+    async fn settled(&self, id: i64) -> Value {
+        for _ in 0..300 {
+            let done = self
+                .count(
+                    &self.order_db,
+                    &format!(
+                        "SELECT count(*) FROM orders WHERE id = {id} AND status <> 'pending' \
+                         AND stock NOT IN ('unknown', 'held')"
+                    ),
+                )
+                .await;
+            if done == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let response = self
+            .http
+            .get(format!("{}/orders/{id}", self.order))
+            .bearer_auth(testing::token(ADMIN, Role::Admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Events of `event_type` this order's service wrote to its outbox for `order`.
+    async fn outbox(&self, db: &PgPool, order: i64, event_type: &str) -> i64 {
+        self.count(
+            db,
+            &format!(
+                "SELECT count(*) FROM outbox WHERE order_id = {order} AND event_type = '{event_type}'"
+            ),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_event() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(12.5, 10).await;
+
+    let (status, order) = stack
+        .place(7, json!({"product_id": product, "quantity": 2}), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["user_id"], 7);
+    assert_eq!(order["total_price"], json!(25.0));
+    assert_eq!(order["items"][0]["unit_price"], json!(12.5));
+    assert_eq!(order["product_id"], product);
+    assert_eq!(order["quantity"], 2);
+    let id = order["id"].as_i64().unwrap();
+    assert_eq!(stack.stock(product).await, 8, "the units are held at once");
+
+    let order = stack.settled(id).await;
+    assert_eq!(order["status"], "paid", "{order}");
+    assert_eq!(stack.stock(product).await, 8);
+    let payments = stack
+        .count(
+            &stack.payment_db,
+            &format!(
+                "SELECT count(*) FROM payments WHERE order_id = {id} AND status = 'succeeded'"
+            ),
+        )
+        .await;
+    assert_eq!(payments, 1);
+    assert_eq!(stack.outbox(&stack.order_db, id, "order_created").await, 1);
+    assert_eq!(
+        stack.outbox(&stack.order_db, id, "order_confirmed").await,
+        1
+    );
+    assert_eq!(
+        stack
+            .count(
+                &stack.order_db,
+                &format!("SELECT count(*) FROM orders WHERE id = {id} AND stock = 'committed'")
+            )
+            .await,
+        1
+    );
+    // order_created, payment_success, order_confirmed: one notification each.
+    let notified = testing::wait_for_count(
+        &stack.notification_db,
+        &format!("SELECT count(*) FROM notifications WHERE order_id = {id}"),
+        3,
+    )
+    .await;
+    assert_eq!(notified, 3);
+
+    // The owner sees it in their list; another customer may not read it.
+    let (status, list) = stack.get(7, "/api/v1/orders").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id);
+    let (status, _) = stack.get(8, &format!("/orders/{id}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, list) = stack.get(8, "/orders").await;
+    assert_eq!((status, list), (StatusCode::OK, json!([])));
+    // A paid order can no longer be cancelled.
+    let response = stack
+        .http
+        .post(format!("{}/orders/{id}/cancel", stack.order))
+        .bearer_auth(testing::token(7, Role::Customer))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "paid");
+}
+
+#[tokio::test]
+async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
+    let stack = spawn_stack(Options::default()).await;
+    // Over PAYMENT_MAX_AMOUNT (100.00): the gateway always declines.
+    let product = stack.product(60.0, 5).await;
+    let (status, order) = stack
+        .place(
+            3,
+            json!({"items": [{"product_id": product, "quantity": 2}]}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["id"].as_i64().unwrap();
+
+    let order = stack.settled(id).await;
+    assert_eq!(order["status"], "failed", "{order}");
+    assert_eq!(order["reason"], "payment_failed");
+    assert_eq!(stack.stock(product).await, 5, "the held units are back");
+    assert_eq!(
+        stack.outbox(&stack.order_db, id, "order_cancelled").await,
+        1
+    );
+    let kept = stack
+        .count(
+            &stack.payment_db,
+            &format!(
+                "SELECT count(*) FROM payments WHERE order_id = {id} AND status = 'succeeded'"
+            ),
+        )
+        .await;
+    assert_eq!(kept, 0, "a failed order keeps no money");
+}
+
+#[tokio::test]
+async fn short_stock_is_a_409_with_the_stock_and_holds_nothing() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(1.0, 3).await;
+    let other = stack.product(1.0, 10).await;
+    let (status, body) = stack
+        .place(
+            4,
+            json!({"items": [{"product_id": other, "quantity": 2}, {"product_id": product, "quantity": 5}]}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "Product not available");
+    assert_eq!(body["stock"], 3);
+    assert_eq!(body["product_id"], product);
+    assert_eq!(stack.stock(product).await, 3);
+    assert_eq!(stack.stock(other).await, 10, "all or nothing");
+    let id = body["order_id"].as_i64().unwrap();
+    let (_, order) = stack.get(4, &format!("/orders/{id}")).await;
+    assert_eq!(order["status"], "rejected");
+    assert_eq!(order["reason"], "insufficient_stock");
+    assert_eq!(stack.outbox(&stack.order_db, id, "order_created").await, 0);
+
+    // An unknown product is a 404 and a rejected order, too.
+    let (status, body) = stack
+        .place(4, json!({"product_id": 999_999, "quantity": 1}), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "product_not_found");
+}
+
+#[tokio::test]
+async fn bad_orders_get_a_clear_4xx_and_write_nothing() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(1.0, 3).await;
+    let cases = [
+        (json!({}), "product_id"),
+        (json!({"product_id": product}), "quantity"),
+        (
+            json!({"product_id": product, "quantity": 0}),
+            "items[0].quantity",
+        ),
+        (
+            json!({"product_id": -1, "quantity": 1}),
+            "items[0].product_id",
+        ),
+        (json!({"items": []}), "items"),
+        (
+            json!({"items": [{"product_id": product, "quantity": 1}], "product_id": product}),
+            "items",
+        ),
+        (
+            json!({"product_id": product, "quantity": "two"}),
+            "quantity",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, error) = stack.place(5, body.clone(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {error}");
+        assert_eq!(error["field"], field, "{body} -> {error}");
+    }
+    let (status, error) = stack
+        .place(
+            5,
+            json!({"user_id": 6, "product_id": product, "quantity": 1}),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    let response = stack
+        .http
+        .post(format!("{}/orders", stack.order))
+        .json(&json!({"product_id": product, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, error) = stack
+        .place(
+            5,
+            json!({"product_id": product, "quantity": 1}),
+            Some("bad key with spaces"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["field"], "Idempotency-Key");
+    assert_eq!(
+        stack
+            .count(&stack.order_db, "SELECT count(*) FROM orders")
+            .await,
+        0
+    );
+    assert_eq!(stack.stock(product).await, 3);
+    let (status, _) = stack.get(5, "/orders?status=shipped").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = stack.get(5, "/orders?user_id=6").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn one_idempotency_key_makes_one_order_however_often_it_is_sent() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(2.0, 50).await;
+    let body = json!({"product_id": product, "quantity": 1});
+    let (status, first) = stack.place(9, body.clone(), Some("key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, again) = stack.place(9, body.clone(), Some("key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(again["id"], first["id"]);
+
+    // Ten at once with a fresh key: one order, every answer names it (or says wait).
+    let answers =
+        futures::future::join_all((0..10).map(|_| stack.place(9, body.clone(), Some("key-2"))))
+            .await;
+    let ids: std::collections::BTreeSet<i64> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .map(|(_, o)| o["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    for (status, answer) in &answers {
+        assert!(
+            *status == StatusCode::CREATED
+                || (*status == StatusCode::CONFLICT && answer["code"] == "request_in_progress"),
+            "{status} {answer}"
+        );
+    }
+    // The same key with other items is refused, not a second order.
+    let (status, error) = stack
+        .place(
+            9,
+            json!({"product_id": product, "quantity": 2}),
+            Some("key-1"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    // Another user's key is theirs.
+    let (status, other) = stack.place(10, body.clone(), Some("key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(other["id"], first["id"]);
+
+    assert_eq!(
+        stack
+            .count(&stack.order_db, "SELECT count(*) FROM orders")
+            .await,
+        3
+    );
+    assert_eq!(stack.stock(product).await, 47);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_orders_for_forty_units_never_oversell() {
+    let stack = spawn_stack(Options {
+        success_rate: "0.8",
+        max_amount: "10000.00",
+        ..Options::default()
+    })
+    .await;
+    let product = stack.product(5.0, 40).await;
+    let answers = futures::future::join_all(
+        (0..100).map(|i| stack.place(100 + i, json!({"product_id": product, "quantity": 1}), None)),
+    )
+    .await;
+    let created: Vec<i64> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .map(|(_, o)| o["id"].as_i64().unwrap())
+        .collect();
+    let refused = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::CONFLICT && b["error"] == "Product not available")
+        .count();
+    assert_eq!(created.len(), 40, "exactly the stock is sold");
+    assert_eq!(refused, 60);
+    assert_eq!(stack.stock(product).await, 0, "never below zero");
+
+    for id in &created {
+        stack.settled(*id).await;
+    }
+    let paid = stack
+        .count(
+            &stack.order_db,
+            "SELECT count(*) FROM orders WHERE status = 'paid'",
+        )
+        .await;
+    let failed = stack
+        .count(
+            &stack.order_db,
+            "SELECT count(*) FROM orders WHERE status = 'failed'",
+        )
+        .await;
+    assert_eq!(paid + failed, 40);
+    assert!(
+        paid > 0 && failed > 0,
+        "the 0.8 success rate gives both: {paid} paid"
+    );
+    // Conservation: what is left plus what was sold is what there was.
+    assert_eq!(stack.stock(product).await + paid, 40);
+    assert_eq!(
+        stack
+            .count(
+                &stack.order_db,
+                "SELECT count(*) FROM orders WHERE status = 'rejected'"
+            )
+            .await,
+        60
+    );
+    // Exactly one successful payment per paid order, none kept for the rest.
+    let successes = stack
+        .count(
+            &stack.payment_db,
+            "SELECT count(*) FROM payments WHERE status = 'succeeded'",
+        )
+        .await;
+    assert_eq!(successes, paid);
+    let payments = stack
+        .count(
+            &stack.payment_db,
+            "SELECT count(DISTINCT order_id) FROM payments",
+        )
+        .await;
+    assert_eq!(payments, 40);
+    assert_eq!(
+        testing::wait_for_count(
+            &stack.order_db,
+            "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+            40 + 40,
+        )
+        .await,
+        80,
+        "order_created and order_confirmed/cancelled, all published"
+    );
+}
+
+#[tokio::test]
+async fn redelivered_and_contradicting_payment_events_change_nothing() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(10.0, 5).await;
+    let (_, order) = stack
+        .place(11, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    assert_eq!(stack.settled(id).await["status"], "paid");
+
+    // The very payment_success again, twice, and a payment_failed for the paid order.
+    let payload: String = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE order_id = $1 AND event_type = 'payment_success'",
+    )
+    .bind(id)
+    .fetch_one(&stack.payment_db)
+    .await
+    .unwrap();
+    let success: Event = serde_json::from_str(&payload).unwrap();
+    testing::publish(&stack.kafka, &success).await;
+    testing::publish(&stack.kafka, &success).await;
+    let late_failure = Event::new(
+        id,
+        11,
+        EventPayload::PaymentFailed {
+            payment_id: 1,
+            amount: shared::money::Money(1000),
+            reason: "late".into(),
+        },
+    );
+    testing::publish(&stack.kafka, &late_failure).await;
+    // The late failure is the last of this order's events: once it is in the
+    // inbox, the repeats before it were seen too.
+    assert_eq!(
+        testing::wait_for_count(
+            &stack.order_db,
+            &format!(
+                "SELECT count(*) FROM processed_events WHERE event_id = '{}'",
+                late_failure.event_id
+            ),
+            1,
+        )
+        .await,
+        1
+    );
+    let order = stack.settled(id).await;
+    assert_eq!(order["status"], "paid");
+    assert_eq!(
+        stack.outbox(&stack.order_db, id, "order_confirmed").await,
+        1
+    );
+    assert_eq!(
+        stack.outbox(&stack.order_db, id, "order_cancelled").await,
+        0
+    );
+    assert_eq!(stack.stock(product).await, 4);
+}
+
+#[tokio::test]
+async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_loop() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(10.0, 5).await;
+    // Stop order-service, then leave exactly what a crash between
+    // ReserveStock and the order_created transaction leaves: a pending
+    // order whose units product-service holds, and no event.
+    stack.order_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id: i64 = sqlx::query_scalar("INSERT INTO orders (user_id) VALUES (12) RETURNING id")
+        .fetch_one(&stack.order_db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, $2, 2)")
+        .bind(id)
+        .bind(product)
+        .execute(&stack.order_db)
+        .await
+        .unwrap();
+    let client = order_service::product_client::ProductClient::new(
+        order_service::product_client::ProductClientConfig {
+            url: stack.product_grpc.clone(),
+            deadline: Duration::from_secs(2),
+            attempts: 1,
+            backoff: Duration::from_millis(10),
+            breaker_failures: 5,
+            breaker_open: Duration::from_secs(1),
+        },
+        shared::metrics::prometheus::IntGauge::new("b", "b").unwrap(),
+    )
+    .unwrap();
+    client.reserve(id, &[(product, 2)]).await.unwrap();
+    assert_eq!(stack.stock(product).await, 3);
+
+    // The restarted service finds it and completes the saga.
+    let restart = CancellationToken::new();
+    start_order(
+        &stack.kafka,
+        &stack.order_url,
+        &stack.product_grpc,
+        &stack.options,
+        &restart,
+    )
+    .await;
+    let order = stack.settled(id).await;
+    restart.cancel();
+    assert_eq!(order["status"], "paid", "{order}");
+    assert_eq!(order["total_price"], json!(20.0));
+    assert_eq!(stack.stock(product).await, 3);
+    assert_eq!(stack.outbox(&stack.order_db, id, "order_created").await, 1);
+}
+
+#[tokio::test]
+async fn a_payment_service_restart_and_a_redelivered_order_created_pay_once() {
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(10.0, 5).await;
+    let (_, order) = stack
+        .place(13, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    assert_eq!(stack.settled(id).await["status"], "paid");
+
+    // payment-service dies after its commit; a new one gets order_created
+    // again (its offset may not have been committed), plus a poison message.
+    stack.payment_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let payload: String = sqlx::query_scalar(
+        "SELECT payload FROM outbox WHERE order_id = $1 AND event_type = 'order_created'",
+    )
+    .bind(id)
+    .fetch_one(&stack.order_db)
+    .await
+    .unwrap();
+    let created: Event = serde_json::from_str(&payload).unwrap();
+    let producer = stack.kafka.producer().unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&stack.kafka.topic)
+                .key("poison")
+                .payload("{not json"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    testing::publish(&stack.kafka, &created).await;
+    let restarted = start_payment(&stack.kafka, &stack.payment_url, &stack.options).await;
+    // A second order still goes through after the poison message.
+    let (_, second) = stack
+        .place(13, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    let second = second["id"].as_i64().unwrap();
+    assert_eq!(stack.settled(second).await["status"], "paid");
+    restarted.cancel();
+    assert_eq!(
+        stack
+            .count(
+                &stack.payment_db,
+                &format!("SELECT count(*) FROM payments WHERE order_id = {id}")
+            )
+            .await,
+        1,
+        "no second payment"
+    );
+    assert_eq!(
+        stack.outbox(&stack.payment_db, id, "payment_success").await,
+        1
+    );
+    assert_eq!(stack.stock(product).await, 3);
+}
+
+#[tokio::test]
+async fn a_pending_order_is_cancelled_by_its_owner_or_by_the_payment_timeout() {
+    // No payment-service: orders wait for a payment that never comes.
+    let stack = spawn_stack(Options {
+        payment_timeout_secs: "2",
+        ..Options::default()
+    })
+    .await;
+    stack.payment_stop.cancel();
+    let product = stack.product(10.0, 5).await;
+    let (_, first) = stack
+        .place(14, json!({"product_id": product, "quantity": 2}), None)
+        .await;
+    let (_, second) = stack
+        .place(14, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    assert_eq!(stack.stock(product).await, 2);
+    let first = first["id"].as_i64().unwrap();
+    let second = second["id"].as_i64().unwrap();
+
+    let cancel = |user: i64, id: i64| {
+        stack
+            .http
+            .post(format!("{}/orders/{id}/cancel", stack.order))
+            .bearer_auth(testing::token(user, Role::Customer))
+            .send()
+    };
+    assert_eq!(
+        cancel(15, first).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    let response = cancel(14, first).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(body["reason"], "user_cancelled");
+    assert_eq!(
+        cancel(14, first).await.unwrap().status(),
+        StatusCode::OK,
+        "again: harmless"
+    );
+
+    let timed_out = stack.settled(second).await;
+    assert_eq!(timed_out["status"], "cancelled");
+    assert_eq!(timed_out["reason"], "timeout");
+    stack.settled(first).await;
+    assert_eq!(stack.stock(product).await, 5, "both orders' units are back");
+    assert_eq!(
+        stack
+            .outbox(&stack.order_db, first, "order_cancelled")
+            .await,
+        1
+    );
+    assert_eq!(
+        stack
+            .outbox(&stack.order_db, second, "order_cancelled")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn grpc_create_and_get_order_follow_the_rest_rules() {
+    use shared::proto::order::order_service_client::OrderServiceClient;
+    use shared::proto::order::{CreateOrderRequest, GetOrderRequest, OrderItem};
+    use tonic::Code;
+
+    let stack = spawn_stack(Options::default()).await;
+    let product = stack.product(4.25, 3).await;
+    let mut client = OrderServiceClient::connect(stack.order_grpc.clone())
+        .await
+        .unwrap();
+    let request = |user: Option<i64>, items: Vec<(i64, i32)>, key: &str| {
+        let mut request = tonic::Request::new(CreateOrderRequest {
+            items: items
+                .into_iter()
+                .map(|(product_id, quantity)| OrderItem {
+                    product_id,
+                    quantity,
+                    unit_price_cents: 0,
+                })
+                .collect(),
+            idempotency_key: key.into(),
+        });
+        if let Some(user) = user {
+            let token = format!("Bearer {}", testing::token(user, Role::Customer));
+            request
+                .metadata_mut()
+                .insert("authorization", token.parse().unwrap());
+        }
+        request
+    };
+    let unauthenticated = client
+        .create_order(request(None, vec![(product, 1)], ""))
+        .await;
+    assert_eq!(unauthenticated.unwrap_err().code(), Code::Unauthenticated);
+    let invalid = client.create_order(request(Some(20), vec![], "")).await;
+    assert_eq!(invalid.unwrap_err().code(), Code::InvalidArgument);
+    let short = client
+        .create_order(request(Some(20), vec![(product, 4)], ""))
+        .await;
+    let short = short.unwrap_err();
+    assert_eq!(short.code(), Code::FailedPrecondition);
+    assert!(
+        short.message().contains("Product not available"),
+        "{short:?}"
+    );
+
+    let order = client
+        .create_order(request(Some(20), vec![(product, 2)], "g-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(order.status, "pending");
+    assert_eq!(order.total_price_cents, 850);
+    assert_eq!(order.items[0].unit_price_cents, 425);
+    let again = client
+        .create_order(request(Some(20), vec![(product, 2)], "g-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.id, order.id);
+
+    let get = |user: i64| {
+        let mut request = tonic::Request::new(GetOrderRequest { id: order.id });
+        let token = format!("Bearer {}", testing::token(user, Role::Customer));
+        request
+            .metadata_mut()
+            .insert("authorization", token.parse().unwrap());
+        request
+    };
+    assert_eq!(
+        client.get_order(get(20)).await.unwrap().into_inner().id,
+        order.id
+    );
+    assert_eq!(
+        client.get_order(get(21)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    assert_eq!(stack.stock(product).await, 1);
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Smoke test of a running minishop (start it with `make up`): drives the
+# REST APIs like a user with curl and jq, asserts what comes back, prints a
+# ✓/✗ line per step and a summary, and exits non-zero on any failure.
+#
+#   ./test-system.sh
+#   USER_URL=... PRODUCT_URL=... ORDER_URL=... PAYMENT_URL=... NOTIFICATION_URL=... ./test-system.sh
+#   ADMIN_EMAIL=... ADMIN_PASSWORD=...   (default: read from .local/admin.env)
+#
+# The failing payment is forced the documented way: an order above
+# PAYMENT_MAX_AMOUNT (default 10000.00) is always declined.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+USER_URL=${USER_URL:-http://127.0.0.1:8080}
+PRODUCT_URL=${PRODUCT_URL:-http://127.0.0.1:8081}
+ORDER_URL=${ORDER_URL:-http://127.0.0.1:8082}
+PAYMENT_URL=${PAYMENT_URL:-http://127.0.0.1:8083}
+NOTIFICATION_URL=${NOTIFICATION_URL:-http://127.0.0.1:8084}
+SETTLE_SECONDS=${SETTLE_SECONDS:-30}
+if [ -z "${ADMIN_PASSWORD:-}" ] && [ -f .local/admin.env ]; then
+  # shellcheck disable=SC1091
+  source .local/admin.env
+fi
+
+for tool in curl jq; do
+  command -v "$tool" >/dev/null || { echo "test-system.sh needs $tool" >&2; exit 2; }
+done
+
+passed=0
+failed=0
+ok() { printf '  \033[32m✓\033[0m %s\n' "$1"; passed=$((passed + 1)); }
+bad() { printf '  \033[31m✗\033[0m %s\n' "$1"; failed=$((failed + 1)); }
+# check DESCRIPTION COMMAND...: one step, passed when COMMAND succeeds.
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+section() { printf '\n%s\n' "$1"; }
+
+# call METHOD URL [BODY] [extra curl args...]: sets STATUS and BODY.
+call() {
+  local method=$1 url=$2 data=${3:-} out
+  shift 3 2>/dev/null || shift $#
+  local args=(-sS -X "$method" -H 'Content-Type: application/json' -w '\n%{http_code}' "$@")
+  if [ -n "$data" ]; then args+=(--data "$data"); fi
+  if ! out=$(curl "${args[@]}" "$url" 2>&1); then
+    STATUS=000; BODY=$out; return 0
+  fi
+  STATUS=${out##*$'\n'}
+  BODY=${out%$'\n'*}
+}
+auth() { printf 'Authorization: Bearer %s' "$1"; }
+is() { [ "$1" = "$2" ] || { echo "    expected $2, got $1: ${BODY:0:300}" >&2; return 1; }; }
+field() { jq -r "$1" <<<"$BODY" 2>/dev/null; }
+
+# wait_for SECONDS COMMAND...: retries COMMAND every 0.5 s.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.5
+  done
+}
+order_status() { call GET "$ORDER_URL/api/v1/orders/$1" "" -H "$(auth "$TOKEN")"; field .status; }
+order_done() { local s; s=$(order_status "$1"); [ "$s" != pending ] && [ "$s" != null ]; }
+stock_of() { call GET "$PRODUCT_URL/api/v1/products/$1" ""; field .stock; }
+stock_is() { [ "$(stock_of "$1")" = "$2" ]; }
+
+section "Health"
+for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
+  name=${entry%%:*}; url=${entry#*:}
+  call GET "$url/health" ""
+  check "$name-service /health answers 200" is "$STATUS" 200
+  call GET "$url/ready" ""
+  check "$name-service /ready answers 200 (database, broker)" is "$STATUS" 200
+done
+
+section "Accounts"
+email="smoke-$(date +%s)-$$@example.com"
+password="smoke-password-$$"
+call POST "$USER_URL/api/v1/register" "{\"name\":\"Smoke Test\",\"email\":\"$email\",\"password\":\"$password\"}"
+check "register a customer (201)" is "$STATUS" 201
+USER_ID=$(field .id)
+call POST "$USER_URL/api/v1/login" "{\"email\":\"$email\",\"password\":\"$password\"}"
+check "log in (200, token)" is "$STATUS" 200
+TOKEN=$(field .token)
+call GET "$USER_URL/api/v1/profile" "" -H "$(auth "$TOKEN")"
+check "profile shows the customer" is "$STATUS/$(field .email)" "200/$email"
+call GET "$USER_URL/api/v1/profile" ""
+check "profile without a token is 401" is "$STATUS" 401
+
+section "Catalogue"
+call POST "$USER_URL/api/v1/login" "{\"email\":\"${ADMIN_EMAIL:-}\",\"password\":\"${ADMIN_PASSWORD:-}\"}"
+check "the admin logs in" is "$STATUS" 200
+ADMIN_TOKEN=$(field .token)
+call POST "$PRODUCT_URL/api/v1/products" '{"name":"Smoke mug","price":19.99,"stock":10}' -H "$(auth "$ADMIN_TOKEN")"
+check "admin creates a product (201)" is "$STATUS" 201
+MUG=$(field .id)
+call POST "$PRODUCT_URL/api/v1/products" '{"name":"Smoke piano","price":6000.00,"stock":5}' -H "$(auth "$ADMIN_TOKEN")"
+check "admin creates an expensive product (201)" is "$STATUS" 201
+PIANO=$(field .id)
+call POST "$PRODUCT_URL/api/v1/products" '{"name":"Nope","price":1,"stock":1}' -H "$(auth "$TOKEN")"
+check "a customer may not create products (403)" is "$STATUS" 403
+
+section "An order that gets paid"
+# The simulated gateway declines PAYMENT_SUCCESS_RATE's complement (20%)
+# at random, decided by order id: place orders until one is paid.
+PAID=""
+for attempt in 1 2 3 4 5 6; do
+  before=$(stock_of "$MUG")
+  call POST "$ORDER_URL/api/v1/orders" "{\"product_id\":$MUG,\"quantity\":2}" -H "$(auth "$TOKEN")"
+  check "place an order for 2 mugs (201 pending, total 39.98)" is "$STATUS/$(field .status)/$(field .total_price)" "201/pending/39.98"
+  id=$(field .id)
+  check "the order ends paid or failed within ${SETTLE_SECONDS}s" wait_for "$SETTLE_SECONDS" order_done "$id"
+  status=$(order_status "$id")
+  if [ "$status" = paid ]; then
+    PAID=$id
+    check "order $id is paid; the mug stock went from $before to $((before - 2))" stock_is "$MUG" $((before - 2))
+    break
+  fi
+  check "order $id was declined at random (attempt $attempt); its stock came back" wait_for 10 stock_is "$MUG" "$before"
+done
+check "one of the orders was paid" test -n "$PAID"
+
+section "An order whose payment fails (over PAYMENT_MAX_AMOUNT) is compensated"
+call POST "$ORDER_URL/api/v1/orders" "{\"items\":[{\"product_id\":$PIANO,\"quantity\":2}]}" -H "$(auth "$TOKEN")"
+check "place an order for 2 pianos, 12000.00 (201 pending)" is "$STATUS/$(field .status)" "201/pending"
+FAILED=$(field .id)
+check "the piano stock is held (3 left)" is "$(stock_of "$PIANO")" 3
+check "the order ends failed" wait_for "$SETTLE_SECONDS" order_done "$FAILED"
+check "its status is failed" is "$(order_status "$FAILED")" failed
+check "the piano stock is back to 5" wait_for 10 stock_is "$PIANO" 5
+call GET "$PAYMENT_URL/api/v1/payments?order_id=$FAILED" "" -H "$(auth "$TOKEN")"
+check "its payment is recorded as failed" is "$STATUS/$(field '.[0].status')" "200/failed"
+
+section "Insufficient stock"
+mugs=$(stock_of "$MUG")
+call POST "$ORDER_URL/api/v1/orders" "{\"product_id\":$MUG,\"quantity\":1000}" -H "$(auth "$TOKEN")"
+check "1000 mugs: 409 Product not available, stock $mugs" is "$STATUS/$(field .error)/$(field .stock)" "409/Product not available/$mugs"
+check "nothing was reserved (stock still $mugs)" stock_is "$MUG" "$mugs"
+
+section "Idempotency"
+key="smoke-$(date +%s%N)"
+call POST "$ORDER_URL/api/v1/orders" "{\"product_id\":$MUG,\"quantity\":1}" -H "$(auth "$TOKEN")" -H "Idempotency-Key: $key"
+first=$(field .id)
+check "first request with Idempotency-Key (201)" is "$STATUS" 201
+call POST "$ORDER_URL/api/v1/orders" "{\"product_id\":$MUG,\"quantity\":1}" -H "$(auth "$TOKEN")" -H "Idempotency-Key: $key"
+check "the same key again returns the same order" is "$STATUS/$(field .id)" "201/$first"
+check "only one unit was taken for both" stock_is "$MUG" $((mugs - 1))
+call GET "$ORDER_URL/api/v1/orders?limit=100" "" -H "$(auth "$TOKEN")"
+check "the order list holds it once" is "$(jq --argjson id "$first" '[.[] | select(.id == $id)] | length' <<<"$BODY")" 1
+
+section "Notifications"
+has_notifications() {
+  call GET "$NOTIFICATION_URL/api/v1/notifications?user_id=$USER_ID&limit=100" "" -H "$(auth "$TOKEN")"
+  local got
+  got=$(jq -r --argjson o "$1" '[.[] | select(.order_id == $o) | .event_type] | sort | join(",")' <<<"$BODY")
+  [ "$got" = "$2" ]
+}
+check "paid order: order_created, payment_success, order_confirmed" \
+  wait_for "$SETTLE_SECONDS" has_notifications "${PAID:-0}" "order_confirmed,order_created,payment_success"
+check "failed order: order_created, payment_failed, order_cancelled" \
+  wait_for "$SETTLE_SECONDS" has_notifications "$FAILED" "order_cancelled,order_created,payment_failed"
+
+section "Metrics"
+for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
+  name=${entry%%:*}; url=${entry#*:}
+  call GET "$url/metrics" ""
+  check "$name-service /metrics answers with RED metrics" grep -q '^http_requests_total' <<<"$BODY"
+done
+call GET "$ORDER_URL/metrics" ""
+check "order-service counts saga outcomes" grep -q '^saga_outcomes_total{.*outcome="paid"' <<<"$BODY"
+
+printf '\n%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]
