@@ -61,7 +61,7 @@ wait_for() {
 }
 order_status() { call GET "$ORDER_URL/api/v1/orders/$1" "" -H "$(auth "$TOKEN")"; field .status; }
 order_done() { local s; s=$(order_status "$1"); [ "$s" != pending ] && [ "$s" != null ]; }
-stock_of() { call GET "$PRODUCT_URL/api/v1/products/$1" ""; field .stock; }
+stock_of() { call GET "$PRODUCT_URL/api/v1/products/$1" ""; field '.stock | numbers' | grep -E '^[0-9]+$' || echo -1; }
 stock_is() { [ "$(stock_of "$1")" = "$2" ]; }
 
 section "Health"
