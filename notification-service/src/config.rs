@@ -13,6 +13,10 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub kafka: KafkaConfig,
     pub delivery: DeliveryConfig,
+    /// `SMTP_URL`: mail notifications through this server; unset, they go to the log.
+    pub smtp_url: Option<String>,
+    /// `SMTP_FROM`: the sender of those mails.
+    pub smtp_from: String,
 }
 
 impl Config {
@@ -21,6 +25,11 @@ impl Config {
             common: CommonConfig::read(&mut env, 8084, "notificationdb"),
             jwt: JwtConfig::read(&mut env),
             kafka: KafkaConfig::read(&mut env),
+            smtp_url: env.opt("SMTP_URL").filter(|u: &String| !u.is_empty()),
+            smtp_from: env.get(
+                "SMTP_FROM",
+                "minishop <no-reply@minishop.local>".to_string(),
+            ),
             delivery: DeliveryConfig {
                 max_attempts: env.in_range("NOTIFY_MAX_ATTEMPTS", 5, 1..=100),
                 initial_backoff: env.millis("NOTIFY_BACKOFF_MS", 1_000),
@@ -31,5 +40,17 @@ impl Config {
         };
         env.finish()?;
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The notifier this configuration asks for: SMTP when `SMTP_URL` is set, else the log.
+    pub fn notifier(&self) -> Result<std::sync::Arc<dyn crate::notifier::Notifier>, String> {
+        Ok(match &self.smtp_url {
+            Some(url) => {
+                std::sync::Arc::new(crate::notifier::SmtpNotifier::new(url, &self.smtp_from)?)
+            }
+            None => std::sync::Arc::new(crate::notifier::LogNotifier),
+        })
     }
 }

@@ -1,15 +1,13 @@
-use std::process::ExitCode;
-use std::sync::Arc;
-
-use notification_service::notifier::LogNotifier;
 use notification_service::{App, Config, app::SERVICE};
+use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     shared::telemetry::init(SERVICE);
     let result = async {
         let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
-        let app = App::build(config, Arc::new(LogNotifier)).await?;
+        let notifier = config.notifier()?;
+        let app = App::build(config, notifier).await?;
         app.run(shared::shutdown::on_signal()).await
     }
     .await;

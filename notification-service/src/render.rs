@@ -10,6 +10,7 @@ pub fn render(event: &Event) -> (String, String) {
             items,
             total_price,
             currency,
+            ..
         } => (
             format!("Order #{order} placed"),
             format!(

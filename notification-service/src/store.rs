@@ -17,7 +17,7 @@ use serde::Serialize;
 use shared::http::Page;
 use shared::kafka::claim;
 use shared::kafka::consumer::{Handler, HandlerError};
-use shared::kafka::events::Event;
+use shared::kafka::events::{Event, EventPayload};
 use shared::metrics::prometheus::IntCounterVec;
 use shared::shutdown::CancellationToken;
 use sqlx::{PgPool, Row};
@@ -35,6 +35,8 @@ pub struct Notification {
     pub event_type: String,
     pub order_id: i64,
     pub user_id: i64,
+    /// The email address mail goes to (from the order's `order_created`), if known.
+    pub recipient: Option<String>,
     pub subject: String,
     pub body: String,
     /// `pending`, `sent` or `failed`.
@@ -52,6 +54,7 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Notification, sqlx::Error> {
         event_type: row.try_get("event_type")?,
         order_id: row.try_get("order_id")?,
         user_id: row.try_get("user_id")?,
+        recipient: row.try_get("recipient")?,
         subject: row.try_get("subject")?,
         body: row.try_get("body")?,
         status: row.try_get("status")?,
@@ -99,10 +102,26 @@ impl Handler for Recorder {
         if !claim(&mut tx, event).await.map_err(transient)? {
             return Ok(());
         }
+        if let EventPayload::OrderCreated {
+            customer_email: Some(email),
+            ..
+        } = &event.payload
+        {
+            // Later events of the order (same partition, so after this one) mail here too.
+            sqlx::query(
+                "INSERT INTO order_recipients (order_id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(event.order_id)
+            .bind(email)
+            .execute(&mut *tx)
+            .await
+            .map_err(transient)?;
+        }
         let (subject, body) = render(event);
         sqlx::query(
-            "INSERT INTO notifications (event_id, event_type, order_id, user_id, subject, body) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO notifications (event_id, event_type, order_id, user_id, subject, body, recipient) \
+             VALUES ($1, $2, $3, $4, $5, $6, (SELECT email FROM order_recipients WHERE order_id = $3)) \
+             ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(event.event_id)
         .bind(event.payload.event_type())
@@ -169,7 +188,7 @@ async fn deliver_due(
 ) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "SELECT id, user_id, subject, body, attempts FROM notifications \
+        "SELECT id, user_id, recipient, subject, body, attempts FROM notifications \
          WHERE status = 'pending' AND next_attempt_at <= now() \
          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
@@ -184,6 +203,7 @@ async fn deliver_due(
                 r.get("attempts"),
                 Message {
                     user_id: r.get("user_id"),
+                    to: r.get("recipient"),
                     subject: r.get("subject"),
                     body: r.get("body"),
                 },

@@ -112,6 +112,7 @@ fn every_type(order_id: i64, user_id: i64) -> Vec<Event> {
             items: vec![],
             total_price: Money(500),
             currency: "USD".into(),
+            customer_email: None,
         },
         EventPayload::PaymentSuccess {
             payment_id: 1,

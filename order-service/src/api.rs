@@ -177,7 +177,7 @@ async fn create_order(
         }
     };
     let lines = body.lines()?;
-    let placed = state.saga.place(caller.id, &lines, key).await?;
+    let placed = state.saga.place(&caller, &lines, key).await?;
     let mut out = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", placed.order.id)) {
         out.insert(header::LOCATION, location);

@@ -98,7 +98,7 @@ impl OrderService for OrderGrpc {
             .iter()
             .map(|i| (i.product_id, i.quantity))
             .collect();
-        let placed = self.saga.place(caller.id, &lines, key).await?;
+        let placed = self.saga.place(&caller, &lines, key).await?;
         Ok(Response::new(to_proto(&placed.order)))
     }
 

@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use shared::auth::AuthUser;
 use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::metrics::prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
@@ -160,16 +161,20 @@ impl Saga {
         }
     }
 
-    /// Places an order for `user_id`: pending, then stock held and
+    /// Places an order for `customer`: pending, then stock held and
     /// `order_created` published, or rejected.
     pub async fn place(
         &self,
-        user_id: i64,
+        customer: &AuthUser,
         requested: &[(i64, i32)],
         idempotency_key: Option<&str>,
     ) -> Result<Placed, PlaceError> {
         let lines = Lines::new(requested).map_err(PlaceError::Invalid)?;
-        match self.store.insert(user_id, &lines, idempotency_key).await? {
+        match self
+            .store
+            .insert(customer.id, &customer.email, &lines, idempotency_key)
+            .await?
+        {
             Inserted::Existing(order) => replay(order, &lines),
             Inserted::New(order) => Ok(Placed {
                 order: self.reserve(order, Caller::Request).await?,

@@ -99,6 +99,7 @@ impl Store {
     pub async fn insert(
         &self,
         user_id: i64,
+        email: &str,
         lines: &Lines,
         key: Option<&str>,
     ) -> Result<Inserted, sqlx::Error> {
@@ -107,12 +108,13 @@ impl Store {
         for _ in 0..2 {
             let mut tx = self.pool.begin().await?;
             let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO orders (user_id, idempotency_key, request_fingerprint) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
+                "INSERT INTO orders (user_id, idempotency_key, request_fingerprint, customer_email) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
             )
             .bind(user_id)
             .bind(key)
             .bind(key.map(|_| lines.fingerprint()))
+            .bind(email)
             .fetch_optional(&mut *tx)
             .await?;
             let Some(id) = id else {
@@ -245,7 +247,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
-             WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING user_id, currency",
+             WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING user_id, currency, customer_email",
         )
         .bind(id)
         .bind(total.cents())
@@ -274,6 +276,7 @@ impl Store {
                 items: reserved.to_vec(),
                 total_price: total,
                 currency: row.try_get("currency")?,
+                customer_email: row.try_get("customer_email")?,
             },
         );
         outbox::enqueue(&mut tx, &created, None).await?;

@@ -338,6 +338,16 @@ async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_eve
     )
     .await;
     assert_eq!(notified, 3);
+    // order_created carried the customer's email (from the token): all three can be mailed.
+    let addressed = stack
+        .count(
+            &stack.notification_db,
+            &format!(
+                "SELECT count(*) FROM notifications WHERE order_id = {id} AND recipient = 'user7@example.com'"
+            ),
+        )
+        .await;
+    assert_eq!(addressed, 3);
 
     // The owner sees it in their list; another customer may not read it.
     let (status, list) = stack.get(7, "/api/v1/orders").await;

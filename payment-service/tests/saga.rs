@@ -112,6 +112,7 @@ fn order_created(order_id: i64, user_id: i64, cents: i64) -> Event {
             }],
             total_price: Money(cents),
             currency: "USD".into(),
+            customer_email: None,
         },
     )
 }

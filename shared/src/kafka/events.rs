@@ -24,6 +24,10 @@ pub enum EventPayload {
         items: Vec<EventItem>,
         total_price: Money,
         currency: String,
+        /// Where the customer wants mail (their token's email); absent in
+        /// events from older producers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer_email: Option<String>,
     },
     PaymentSuccess {
         payment_id: i64,
@@ -148,6 +152,7 @@ mod tests {
                 }],
                 total_price: Money(2000),
                 currency: "USD".into(),
+                customer_email: Some("ann@example.com".into()),
             },
         );
         let json = serde_json::to_string(&event).unwrap();
