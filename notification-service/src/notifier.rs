@@ -15,12 +15,12 @@ pub struct Message {
     pub body: String,
 }
 
+/// One delivery in flight; an `Err` says why it failed.
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
 /// Delivers messages; an `Err` is retried later with backoff.
 pub trait Notifier: Send + Sync + 'static {
-    fn send<'a>(
-        &'a self,
-        message: &'a Message,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    fn send<'a>(&'a self, message: &'a Message) -> Sending<'a>;
 }
 
 /// Writes every message to the log (the default, and what local runs use).
@@ -28,10 +28,7 @@ pub trait Notifier: Send + Sync + 'static {
 pub struct LogNotifier;
 
 impl Notifier for LogNotifier {
-    fn send<'a>(
-        &'a self,
-        message: &'a Message,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, message: &'a Message) -> Sending<'a> {
         Box::pin(async move {
             tracing::info!(user_id = message.user_id, subject = %message.subject, body = %message.body, "notification delivered (log sink)");
             Ok(())
@@ -73,10 +70,7 @@ impl SmtpNotifier {
 }
 
 impl Notifier for SmtpNotifier {
-    fn send<'a>(
-        &'a self,
-        message: &'a Message,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, message: &'a Message) -> Sending<'a> {
         Box::pin(async move {
             use lettre::AsyncTransport;
             let to = message

@@ -4,11 +4,9 @@
 //! hanging delivery does not hold up the others, and the REST access rules.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use notification_service::notifier::{Message, Notifier};
+use notification_service::notifier::{Message, Notifier, Sending};
 use notification_service::{App, Config};
 use serde_json::Value;
 use shared::auth::Role;
@@ -28,10 +26,7 @@ struct FakeMail {
 }
 
 impl Notifier for FakeMail {
-    fn send<'a>(
-        &'a self,
-        m: &'a Message,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn send<'a>(&'a self, m: &'a Message) -> Sending<'a> {
         Box::pin(async move {
             let tries = {
                 let mut t = self.tries.lock().unwrap();
