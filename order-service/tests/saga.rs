@@ -954,3 +954,77 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
     );
     assert_eq!(stack.stock(product).await, 1);
 }
+
+#[tokio::test]
+async fn with_product_service_down_orders_get_a_fast_503_and_hold_nothing() {
+    let stack = spawn_stack(Options::default()).await;
+    // A second order-service whose product-service is a dead port.
+    let database_url = testing::fresh_database("order").await;
+    let stop = CancellationToken::new();
+    let (order, _) = start_order(
+        &stack.kafka,
+        &database_url,
+        "http://127.0.0.1:1",
+        &stack.options,
+        &stop,
+    )
+    .await;
+    let db = PgPool::connect(&database_url).await.unwrap();
+    let place = || {
+        stack
+            .http
+            .post(format!("{order}/orders"))
+            .bearer_auth(testing::token(30, Role::Customer))
+            .header("Idempotency-Key", "down-1")
+            .json(&json!({"product_id": 1, "quantity": 1}))
+            .send()
+    };
+    // Five failing calls open the breaker (PRODUCT_BREAKER_FAILURES).
+    for _ in 0..5 {
+        let response = place().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    let started = std::time::Instant::now();
+    let response = place().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "an open breaker answers at once, took {:?}",
+        started.elapsed()
+    );
+    let metrics = stack
+        .http
+        .get(format!("{order}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("product_breaker_state{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // Every attempt is a rejected order that keeps nothing, and the key
+    // stays usable for the retry that will work.
+    let rejected = stack
+        .count(
+            &db,
+            "SELECT count(*) FROM orders WHERE status = 'rejected' AND reason = 'stock_service_unavailable'",
+        )
+        .await;
+    assert_eq!(rejected, 6);
+    assert_eq!(
+        stack
+            .count(
+                &db,
+                "SELECT count(*) FROM outbox WHERE event_type = 'order_created'"
+            )
+            .await,
+        0
+    );
+    stop.cancel();
+}
