@@ -69,6 +69,7 @@ async fn spawn_app() -> TestApp {
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
         ("KAFKA_BROKERS", &brokers),
         ("KAFKA_TOPIC", &topic),
+        ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
         ("KAFKA_PARTITIONS", "2"),
         ("NOTIFY_MAX_ATTEMPTS", "3"),
         ("NOTIFY_BACKOFF_MS", "100"),

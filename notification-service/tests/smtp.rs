@@ -90,6 +90,7 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
         ("KAFKA_BROKERS", &brokers),
         ("KAFKA_TOPIC", &topic),
+        ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
         ("KAFKA_PARTITIONS", "2"),
         ("NOTIFY_MAX_ATTEMPTS", "2"),
         ("NOTIFY_BACKOFF_MS", "100"),

@@ -38,7 +38,12 @@ impl Config {
                 attempts: env.in_range("PRODUCT_GRPC_ATTEMPTS", 3, 1..=10),
                 backoff: env.millis("PRODUCT_GRPC_BACKOFF_MS", 100),
                 breaker_failures: env.in_range("PRODUCT_BREAKER_FAILURES", 5, 1..=1000),
-                breaker_open: env.millis("PRODUCT_BREAKER_OPEN_MS", 5000),
+                // failsafe's backoff needs at least a second.
+                breaker_open: Duration::from_millis(env.in_range(
+                    "PRODUCT_BREAKER_OPEN_MS",
+                    5000,
+                    1000..=3_600_000,
+                )),
             },
             saga: SagaConfig {
                 payment_timeout: Duration::from_secs(env.in_range(

@@ -78,6 +78,7 @@ async fn start_payment(
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
         ("KAFKA_BROKERS", &kafka.brokers),
         ("KAFKA_TOPIC", &kafka.topic),
+        ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
         ("OUTBOX_POLL_MS", "200"),
         ("PAYMENT_SUCCESS_RATE", options.success_rate),
         ("PAYMENT_MAX_AMOUNT", options.max_amount),
@@ -104,12 +105,15 @@ async fn start_order(
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
         ("KAFKA_BROKERS", &kafka.brokers),
         ("KAFKA_TOPIC", &kafka.topic),
+        ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
         ("OUTBOX_POLL_MS", "200"),
         ("PRODUCT_GRPC_URL", product_grpc),
         // A debug build on two cores shared with the other services and
         // tests takes seconds to serialise a hundred reservations of one
         // row; the production default (2 s) would open the breaker here.
         ("PRODUCT_GRPC_DEADLINE_MS", "15000"),
+        // Tests bring product-service back within seconds: retry it soon.
+        ("PRODUCT_BREAKER_OPEN_MS", "1000"),
         ("RECOVERY_INTERVAL_MS", "200"),
         ("RECOVERY_GRACE_MS", "1000"),
         ("PAYMENT_TIMEOUT_SECS", options.payment_timeout_secs),
@@ -128,9 +132,12 @@ async fn start_order(
 
 async fn spawn_stack(options: Options) -> Stack {
     let stop = CancellationToken::new();
+    let topic = format!("test_saga_{}", uuid::Uuid::new_v4().simple());
     let kafka = KafkaConfig {
         brokers: brokers(),
-        topic: format!("test_saga_{}", uuid::Uuid::new_v4().simple()),
+        // Consumer groups of this test only: no rebalances with other tests'.
+        group_prefix: format!("{topic}."),
+        topic,
         partitions: 3,
         max_attempts: 3,
         outbox_poll: Duration::from_millis(200),
@@ -150,6 +157,7 @@ async fn spawn_stack(options: Options) -> Stack {
             ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
             ("KAFKA_BROKERS", &kafka.brokers),
             ("KAFKA_TOPIC", &kafka.topic),
+            ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
             ("NOTIFY_POLL_MS", "200"),
         ]))
         .unwrap(),
@@ -1026,5 +1034,71 @@ async fn with_product_service_down_orders_get_a_fast_503_and_hold_nothing() {
             .await,
         0
     );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_release_product_service_could_not_take_is_retried_until_done() {
+    let stack = spawn_stack(Options::default()).await;
+    stack.payment_stop.cancel();
+    let upstream = stack.product_grpc.trim_start_matches("http://").to_string();
+    let proxy = testing::TcpProxy::start(upstream).await;
+    let stop = CancellationToken::new();
+    let database_url = testing::fresh_database("order").await;
+    let (order, _) = start_order(
+        &stack.kafka,
+        &database_url,
+        &format!("http://{}", proxy.addr),
+        &stack.options,
+        &stop,
+    )
+    .await;
+    let db = PgPool::connect(&database_url).await.unwrap();
+    // Over PAYMENT_MAX_AMOUNT: this payment will fail.
+    let product = stack.product(150.0, 4).await;
+    let placed: Value = stack
+        .http
+        .post(format!("{order}/orders"))
+        .bearer_auth(testing::token(31, Role::Customer))
+        .json(&json!({"product_id": product, "quantity": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = placed["id"].as_i64().unwrap();
+    assert_eq!(stack.stock(product).await, 3);
+
+    // product-service becomes unreachable, then the payment fails.
+    proxy.cut();
+    let payment = start_payment(&stack.kafka, &stack.payment_url, &stack.options).await;
+    let failed_but_held = testing::wait_for_count(
+        &db,
+        &format!(
+            "SELECT count(*) FROM orders WHERE id = {id} AND status = 'failed' AND stock = 'held'"
+        ),
+        1,
+    )
+    .await;
+    assert_eq!(failed_but_held, 1, "failed, its release still owed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        stack.stock(product).await,
+        3,
+        "nothing released while unreachable"
+    );
+
+    // Back again: the recovery loop releases the units.
+    proxy.restore();
+    let released = testing::wait_for_count(
+        &db,
+        &format!("SELECT count(*) FROM orders WHERE id = {id} AND stock = 'released'"),
+        1,
+    )
+    .await;
+    assert_eq!(released, 1);
+    assert_eq!(stack.stock(product).await, 4);
+    payment.cancel();
     stop.cancel();
 }

@@ -43,6 +43,7 @@ async fn spawn_app() -> TestApp {
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
         ("KAFKA_BROKERS", &brokers),
         ("KAFKA_TOPIC", &topic),
+        ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
         ("KAFKA_PARTITIONS", "2"),
         ("OUTBOX_POLL_MS", "200"),
         ("PAYMENT_SUCCESS_RATE", "0.5"),

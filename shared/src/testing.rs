@@ -87,3 +87,70 @@ pub async fn wait_for_count(pool: &sqlx::PgPool, sql: &str, expected: i64) -> i6
     }
     last
 }
+
+/// A TCP proxy a test can cut and restore, to take a dependency away and
+/// bring it back while everything else keeps running. Cutting drops the
+/// open connections too. Stops when dropped.
+pub struct TcpProxy {
+    /// Where clients connect.
+    pub addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl TcpProxy {
+    /// A proxy to `upstream` (`host:port`), passing traffic.
+    pub async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a test proxy");
+        let addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let (up, _) = tokio::sync::watch::channel(true);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (state, token) = (up.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut client = tokio::select! {
+                    _ = token.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((c, _)) => c,
+                        Err(_) => return,
+                    },
+                };
+                let mut passing = state.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if !*passing.borrow() {
+                        return;
+                    }
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = passing.wait_for(|up| !*up) => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, stop }
+    }
+
+    /// From now on, new connections are closed at once and open ones are dropped.
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    /// Traffic passes again.
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

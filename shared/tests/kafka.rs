@@ -30,6 +30,7 @@ fn kafka() -> KafkaConfig {
         max_attempts: 3,
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
+        group_prefix: String::new(),
     }
 }
 

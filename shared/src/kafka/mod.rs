@@ -34,6 +34,10 @@ pub struct KafkaConfig {
     pub outbox_poll: Duration,
     /// `OUTBOX_RETENTION_SECS`: how long sent outbox rows are kept.
     pub outbox_retention: Duration,
+    /// `KAFKA_GROUP_PREFIX`: put before every consumer group name (default
+    /// none), so two deployments (or parallel tests) can share a broker
+    /// without joining each other's groups.
+    pub group_prefix: String,
 }
 
 impl KafkaConfig {
@@ -45,6 +49,7 @@ impl KafkaConfig {
             max_attempts: env.in_range("KAFKA_MAX_ATTEMPTS", 5, 1..=100),
             outbox_poll: env.millis("OUTBOX_POLL_MS", 500),
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
+            group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
         }
     }
 
@@ -85,11 +90,11 @@ impl KafkaConfig {
             .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", self.brokers))
     }
 
-    /// A consumer of `group` that commits offsets only when told to.
+    /// A consumer of `group` (after the prefix) that commits offsets only when told to.
     pub fn consumer(&self, group: &str) -> Result<StreamConsumer, String> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
-            .set("group.id", group)
+            .set("group.id", format!("{}{group}", self.group_prefix))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
