@@ -219,9 +219,20 @@ impl Stack {
     }
 
     async fn place(&self, user: i64, body: Value, key: Option<&str>) -> (StatusCode, Value) {
+        self.place_at(&self.order, user, body, key).await
+    }
+
+    /// [`Self::place`] at the order-service at `base`.
+    async fn place_at(
+        &self,
+        base: &str,
+        user: i64,
+        body: Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut request = self
             .http
-            .post(format!("{}/orders", self.order))
+            .post(format!("{base}/orders"))
             .bearer_auth(testing::token(user, Role::Customer))
             .json(&body);
         if let Some(key) = key {
@@ -1056,17 +1067,14 @@ async fn a_release_product_service_could_not_take_is_retried_until_done() {
     let db = PgPool::connect(&database_url).await.unwrap();
     // Over PAYMENT_MAX_AMOUNT: this payment will fail.
     let product = stack.product(150.0, 4).await;
-    let placed: Value = stack
-        .http
-        .post(format!("{order}/orders"))
-        .bearer_auth(testing::token(31, Role::Customer))
-        .json(&json!({"product_id": product, "quantity": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, placed) = stack
+        .place_at(
+            &order,
+            31,
+            json!({"product_id": product, "quantity": 1}),
+            None,
+        )
+        .await;
     let id = placed["id"].as_i64().unwrap();
     assert_eq!(stack.stock(product).await, 3);
 
