@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init(SERVICE);
+    let telemetry = shared::telemetry::init(SERVICE);
     let result = async {
         let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
         let notifier = config.notifier()?;
@@ -11,5 +11,6 @@ async fn main() -> ExitCode {
         app.run(shared::shutdown::on_signal()).await
     }
     .await;
+    telemetry.shutdown();
     shared::exit_code(SERVICE, result)
 }

@@ -23,6 +23,7 @@ use shared::proto::product::{
 };
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -117,8 +118,9 @@ impl ProductClient {
         })
     }
 
-    /// Runs one call with deadline, retries and breaker.
-    async fn call<T, F, Fut>(&self, op: F) -> Result<T, CallError>
+    /// Runs one call with deadline, retries and breaker, in a client span
+    /// `name` whose context travels in the request's metadata.
+    async fn call<T, F, Fut>(&self, name: &'static str, op: F) -> Result<T, CallError>
     where
         F: Fn(ProductServiceClient<Channel>, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -140,7 +142,17 @@ impl ProductClient {
                 }
             }
         };
-        match self.breaker.call_with(is_transient, attempts).await {
+        let span = tracing::info_span!(
+            "grpc client",
+            otel.name = name,
+            otel.kind = "client",
+            rpc.service = "product.ProductService",
+        );
+        match self
+            .breaker
+            .call_with(is_transient, attempts.instrument(span))
+            .await
+        {
             Ok(v) => Ok(v),
             Err(failsafe::Error::Rejected) => Err(CallError::BreakerOpen),
             Err(failsafe::Error::Inner(status)) if is_transient(&status) => {
@@ -163,34 +175,46 @@ impl ProductClient {
                 quantity,
             })
             .collect();
-        self.call(|mut client, deadline| {
-            let mut request = tonic::Request::new(ReserveStockRequest {
-                order_id,
-                items: items.clone(),
-            });
-            request.set_timeout(deadline);
-            async move { client.reserve_stock(request).await }
-        })
+        self.call(
+            "product.ProductService/ReserveStock",
+            |mut client, deadline| {
+                let mut request = tonic::Request::new(ReserveStockRequest {
+                    order_id,
+                    items: items.clone(),
+                });
+                request.set_timeout(deadline);
+                shared::telemetry::inject_grpc(&mut request);
+                async move { client.reserve_stock(request).await }
+            },
+        )
         .await
     }
 
     /// Gives an order's units back (idempotent; also before any reservation).
     pub async fn release(&self, order_id: i64) -> Result<ReleaseStockResponse, CallError> {
-        self.call(|mut client, deadline| {
-            let mut request = tonic::Request::new(ReleaseStockRequest { order_id });
-            request.set_timeout(deadline);
-            async move { client.release_stock(request).await }
-        })
+        self.call(
+            "product.ProductService/ReleaseStock",
+            |mut client, deadline| {
+                let mut request = tonic::Request::new(ReleaseStockRequest { order_id });
+                request.set_timeout(deadline);
+                shared::telemetry::inject_grpc(&mut request);
+                async move { client.release_stock(request).await }
+            },
+        )
         .await
     }
 
     /// Makes an order's reservation final (idempotent).
     pub async fn commit(&self, order_id: i64) -> Result<CommitStockResponse, CallError> {
-        self.call(|mut client, deadline| {
-            let mut request = tonic::Request::new(CommitStockRequest { order_id });
-            request.set_timeout(deadline);
-            async move { client.commit_stock(request).await }
-        })
+        self.call(
+            "product.ProductService/CommitStock",
+            |mut client, deadline| {
+                let mut request = tonic::Request::new(CommitStockRequest { order_id });
+                request.set_timeout(deadline);
+                shared::telemetry::inject_grpc(&mut request);
+                async move { client.commit_stock(request).await }
+            },
+        )
         .await
     }
 }

@@ -279,7 +279,7 @@ impl Store {
                 customer_email: row.try_get("customer_email")?,
             },
         );
-        outbox::enqueue(&mut tx, &created, None).await?;
+        outbox::enqueue(&mut tx, &created).await?;
         tx.commit().await?;
         self.get(id).await
     }
@@ -352,7 +352,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let event = Event::new(id, order.user_id, (change.event)(&order));
-        outbox::enqueue(&mut tx, &event, None).await?;
+        outbox::enqueue(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(Transition::Done(self.must_get(id).await?))
     }

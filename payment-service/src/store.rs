@@ -194,7 +194,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
             },
         };
         let outcome = Event::new(event.order_id, event.user_id, payload);
-        outbox::enqueue(&mut tx, &outcome, None)
+        outbox::enqueue(&mut tx, &outcome)
             .await
             .map_err(transient)?;
         tx.commit().await.map_err(transient)?;
@@ -237,9 +237,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
                     reason: "order already cancelled".into(),
                 },
             );
-            outbox::enqueue(&mut tx, &refund, None)
-                .await
-                .map_err(transient)?;
+            outbox::enqueue(&mut tx, &refund).await.map_err(transient)?;
         }
         tx.commit().await.map_err(transient)?;
         if refunded.is_some() {

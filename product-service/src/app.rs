@@ -91,6 +91,7 @@ impl App {
             .await;
         tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), "product-service listening");
         let grpc = tonic::transport::Server::builder()
+            .trace_fn(shared::telemetry::server_span)
             .add_service(health_service)
             .add_service(ProductServiceServer::new(self.grpc_service))
             .serve_with_incoming_shutdown(

@@ -217,7 +217,7 @@ impl ServiceRouter {
                 self.metrics,
                 metrics::track_http,
             ))
-            .layer(TraceLayer::new_for_http())
+            .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::server_span))
     }
 }
 

@@ -21,6 +21,7 @@ use shared::kafka::outbox::{enqueue, run_relay};
 use shared::kafka::{KafkaConfig, claim, migrate};
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
+use tracing::Instrument;
 
 fn kafka() -> KafkaConfig {
     KafkaConfig {
@@ -38,7 +39,7 @@ async fn database() -> PgPool {
     let url = shared::testing::fresh_database("kafka").await;
     let pool = PgPool::connect(&url).await.unwrap();
     migrate(&pool).await.unwrap();
-    sqlx::query("CREATE TABLE effects (event_id UUID, order_id BIGINT, seq INT)")
+    sqlx::query("CREATE TABLE effects (event_id UUID, order_id BIGINT, seq INT, trace TEXT)")
         .execute(&pool)
         .await
         .unwrap();
@@ -78,10 +79,11 @@ impl Handler for Recorder {
         let EventPayload::OrderConfirmed { total_price } = &event.payload else {
             return Err(HandlerError::Permanent("unexpected type".into()));
         };
-        sqlx::query("INSERT INTO effects VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO effects VALUES ($1, $2, $3, $4)")
             .bind(event.event_id)
             .bind(event.order_id)
             .bind(total_price.cents() as i32)
+            .bind(shared::telemetry::current_traceparent())
             .execute(&mut *tx)
             .await
             .map_err(|e| HandlerError::Transient(e.to_string()))?;
@@ -132,8 +134,12 @@ async fn dead_letters(kafka: &KafkaConfig, expected: usize) -> Vec<(String, Stri
     found
 }
 
+/// The trace of the request that wrote the events (trace id, its span id).
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 #[tokio::test]
 async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
+    let _telemetry = shared::telemetry::init("kafka-test");
     let kafka = kafka();
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
@@ -144,21 +150,25 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     for seq in 0..10 {
         for order_id in 1..=4 {
             let e = event(order_id, seq);
-            let mut tx = pool.begin().await.unwrap();
-            enqueue(
-                &mut tx,
-                &e,
-                Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
+            // Written inside a span of the trace a request brought along.
+            let span = tracing::info_span!("request");
+            shared::telemetry::set_parent(
+                &span,
+                shared::telemetry::extract_traceparent(TRACEPARENT),
+            );
+            async {
+                let mut tx = pool.begin().await.unwrap();
+                enqueue(&mut tx, &e).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            .instrument(span)
+            .await;
             all.push(e);
         }
     }
     // An enqueue whose transaction rolls back publishes nothing.
     let mut tx = pool.begin().await.unwrap();
-    enqueue(&mut tx, &event(99, 0), None).await.unwrap();
+    enqueue(&mut tx, &event(99, 0)).await.unwrap();
     tx.rollback().await.unwrap();
 
     tokio::spawn(run_relay(
@@ -211,6 +221,18 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
             "order {order_id} in order"
         );
     }
+
+    // Each effect ran in a consumer span continuing the writer's trace.
+    assert_eq!(
+        wait_for(
+            &pool,
+            "SELECT count(*) FROM effects WHERE trace LIKE '00-0af7651916cd43dd8448eb211c80319c-%' \
+             AND trace NOT LIKE '%-b7ad6b7169203331-%'",
+            40
+        )
+        .await,
+        40
+    );
 
     // Redeliver three events straight to the topic: the inbox absorbs them.
     let producer = kafka.producer().unwrap();
@@ -329,9 +351,7 @@ async fn two_relays_on_one_database_publish_each_event_once() {
     }
     for seq in 0..30 {
         let mut tx = pool.begin().await.unwrap();
-        enqueue(&mut tx, &event(seq % 3 + 1, seq), None)
-            .await
-            .unwrap();
+        enqueue(&mut tx, &event(seq % 3 + 1, seq)).await.unwrap();
         tx.commit().await.unwrap();
     }
     assert_eq!(

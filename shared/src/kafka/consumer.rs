@@ -16,6 +16,8 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use tracing::Instrument;
+
 use super::events::{Decoded, Event, decode};
 
 /// Why a handler could not process an event.
@@ -110,9 +112,47 @@ async fn process<H: Handler>(
             return;
         }
     };
+    // The processing continues the producer's trace (parent) and links to
+    // it, so one order is one trace across services.
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = %format!("{} process", event.payload.event_type()),
+        otel.kind = "consumer",
+        event_type = event.payload.event_type(),
+        event_id = %event.event_id,
+        order_id = event.order_id,
+    );
+    if let Some(traceparent) = header(message, "traceparent") {
+        let parent = crate::telemetry::extract_traceparent(&traceparent);
+        crate::telemetry::link(&span, &parent);
+        crate::telemetry::set_parent(&span, parent);
+    }
+    handle_with_retries(message, dlq, handler, config, &event)
+        .instrument(span)
+        .await;
+}
+
+/// A header's value as text.
+fn header(message: &BorrowedMessage<'_>, key: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string)
+}
+
+async fn handle_with_retries<H: Handler>(
+    message: &BorrowedMessage<'_>,
+    dlq: &FutureProducer,
+    handler: &H,
+    config: &ConsumerConfig,
+    event: &Event,
+) {
     let mut backoff = config.initial_backoff;
     for attempt in 1..=config.max_attempts {
-        match handler.handle(&event).await {
+        match handler.handle(event).await {
             Ok(()) => return,
             Err(HandlerError::Permanent(why)) => {
                 tracing::warn!(event_id = %event.event_id, error = %why, "event cannot be processed: dead-lettering");

@@ -31,12 +31,11 @@ const RELAY_LOCK: i64 = 0x6d69_6e69_7368_6f70; // "minishop"
 /// Rows published per round.
 const BATCH: i64 = 200;
 
-/// Writes `event` into the outbox as part of `tx`.
-pub async fn enqueue(
-    tx: &mut Transaction<'_, Postgres>,
-    event: &Event,
-    traceparent: Option<&str>,
-) -> Result<(), sqlx::Error> {
+/// Writes `event` into the outbox as part of `tx`, with the current span's
+/// trace context, which the relay sends as the `traceparent` header so the
+/// consumers' spans continue this trace.
+pub async fn enqueue(tx: &mut Transaction<'_, Postgres>, event: &Event) -> Result<(), sqlx::Error> {
+    let traceparent = crate::telemetry::current_traceparent();
     let payload = serde_json::to_string(event)
         .map_err(|e| sqlx::Error::Encode(format!("event {}: {e}", event.event_id).into()))?;
     sqlx::query(
