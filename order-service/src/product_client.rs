@@ -87,6 +87,14 @@ type Breaker = failsafe::StateMachine<
     BreakerGauge,
 >;
 
+/// A request with a deadline that carries the current trace context.
+fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    shared::telemetry::inject_grpc(&mut request);
+    request
+}
+
 /// A cheap-to-clone client of product-service's stock calls.
 #[derive(Clone)]
 pub struct ProductClient {
@@ -178,12 +186,13 @@ impl ProductClient {
         self.call(
             "product.ProductService/ReserveStock",
             |mut client, deadline| {
-                let mut request = tonic::Request::new(ReserveStockRequest {
-                    order_id,
-                    items: items.clone(),
-                });
-                request.set_timeout(deadline);
-                shared::telemetry::inject_grpc(&mut request);
+                let request = with_deadline(
+                    ReserveStockRequest {
+                        order_id,
+                        items: items.clone(),
+                    },
+                    deadline,
+                );
                 async move { client.reserve_stock(request).await }
             },
         )
@@ -195,9 +204,7 @@ impl ProductClient {
         self.call(
             "product.ProductService/ReleaseStock",
             |mut client, deadline| {
-                let mut request = tonic::Request::new(ReleaseStockRequest { order_id });
-                request.set_timeout(deadline);
-                shared::telemetry::inject_grpc(&mut request);
+                let request = with_deadline(ReleaseStockRequest { order_id }, deadline);
                 async move { client.release_stock(request).await }
             },
         )
@@ -209,9 +216,7 @@ impl ProductClient {
         self.call(
             "product.ProductService/CommitStock",
             |mut client, deadline| {
-                let mut request = tonic::Request::new(CommitStockRequest { order_id });
-                request.set_timeout(deadline);
-                shared::telemetry::inject_grpc(&mut request);
+                let request = with_deadline(CommitStockRequest { order_id }, deadline);
                 async move { client.commit_stock(request).await }
             },
         )
