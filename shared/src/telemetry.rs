@@ -76,11 +76,20 @@ pub fn init(service: &'static str) -> Telemetry {
     let provider = builder.build();
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info,h2=warn"));
+    // RUST_LOG filters the log lines only: spans are traced at INFO
+    // whatever the log level, or a quiet service would vanish from traces.
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(service)))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(service))
+                .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+        )
         .with(trace_ids_layer())
-        .with(fmt::layer().event_format(JsonLines { service }))
+        .with(
+            fmt::layer()
+                .event_format(JsonLines { service })
+                .with_filter(filter),
+        )
         .try_init()
         .is_ok();
     if !installed {
