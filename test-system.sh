@@ -168,6 +168,15 @@ for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYME
 done
 call GET "$ORDER_URL/metrics" ""
 check "order-service counts saga outcomes" grep -q '^saga_outcomes_total{.*outcome="paid"' <<<"$BODY"
+all_metrics=""
+for url in $USER_URL $PRODUCT_URL $ORDER_URL $PAYMENT_URL $NOTIFICATION_URL; do
+  call GET "$url/metrics" ""
+  all_metrics+=$BODY$'\n'
+done
+# Every metric an alert rule names is one the services really export.
+for metric in $(grep -oE '\b(http|product|outbox|kafka|orders|saga)_[a-z_]+' deploy/prometheus/alerts.yml | sed 's/_bucket$//' | sort -u); do
+  check "alerts.yml's $metric is exported" grep -qE "^${metric}(_bucket)?[{ ]" <<<"$all_metrics"
+done
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -16,6 +16,7 @@ need pg_isready postgresql-client
 need redis-cli redis-tools
 need wrk wrk
 need pgbench postgresql-contrib
+need promtool prometheus   # promtool checks deploy/prometheus in the tests
 [ -d /etc/postgresql ] || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 

@@ -24,6 +24,7 @@ pub const GROUP: &str = "notification-service";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 pub struct App {
+    metrics: Arc<Metrics>,
     http: TcpListener,
     router: axum::Router,
     pool: PgPool,
@@ -60,11 +61,12 @@ impl App {
             api,
             openapi: Some(openapi),
             readiness,
-            metrics,
+            metrics: metrics.clone(),
             write_limits: None,
         }
         .build();
         Ok(Self {
+            metrics,
             http: shared::http::bind(config.common.http_addr).await?,
             router,
             pool,
@@ -91,6 +93,7 @@ impl App {
         let mut tasks = shared::kafka::start(
             &self.pool,
             &self.config.kafka,
+            &self.metrics,
             Some((GROUP, recorder)),
             &shutdown,
         )

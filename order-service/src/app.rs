@@ -30,6 +30,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// A started but not yet serving order-service (tests read its addresses).
 pub struct App {
+    metrics: Arc<Metrics>,
     http: TcpListener,
     grpc: TcpListener,
     router: axum::Router,
@@ -71,7 +72,7 @@ impl App {
             api,
             openapi: Some(openapi),
             readiness,
-            metrics,
+            metrics: metrics.clone(),
             write_limits: Some(shared::ratelimit::RateLimits::new(
                 config.rate_limits,
                 verifier.clone(),
@@ -79,6 +80,7 @@ impl App {
         }
         .build();
         Ok(Self {
+            metrics,
             http: shared::http::bind(config.common.http_addr).await?,
             grpc: shared::http::bind(config.grpc_addr).await?,
             router,
@@ -112,6 +114,7 @@ impl App {
         let mut tasks = shared::kafka::start(
             &self.pool,
             &self.config.kafka,
+            &self.metrics,
             Some((GROUP, OrderHandler(self.saga.clone()))),
             &shutdown,
         )

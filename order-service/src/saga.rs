@@ -19,7 +19,7 @@ use std::time::Duration;
 use shared::auth::AuthUser;
 use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventItem, EventPayload};
-use shared::metrics::prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
+use shared::metrics::prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use shared::money::Money;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
@@ -59,6 +59,10 @@ pub struct SagaMetrics {
     pub outcomes: IntCounterVec,
     /// `saga_duration_seconds`: from order placed to terminal status.
     pub duration: Histogram,
+    /// `orders_pending`: orders whose saga is under way.
+    pub pending: IntGauge,
+    /// `orders_pending_oldest_seconds`: how long the oldest of them has been pending.
+    pub pending_oldest_seconds: Gauge,
 }
 
 impl SagaMetrics {
@@ -83,7 +87,15 @@ impl SagaMetrics {
         .expect("static metric definition");
         metrics.register(outcomes.clone());
         metrics.register(duration.clone());
-        Self { outcomes, duration }
+        Self {
+            outcomes,
+            duration,
+            pending: metrics.int_gauge("orders_pending", "Orders whose saga is under way"),
+            pending_oldest_seconds: metrics.gauge(
+                "orders_pending_oldest_seconds",
+                "How long the oldest pending order has been pending",
+            ),
+        }
     }
 
     fn finished(&self, order: &Order) {
@@ -469,6 +481,9 @@ impl Saga {
 
     /// One round of recovery: every unfinished saga is moved on one step.
     pub async fn recover_once(&self) -> Result<usize, sqlx::Error> {
+        let (pending, oldest) = self.store.pending().await?;
+        self.metrics.pending.set(pending);
+        self.metrics.pending_oldest_seconds.set(oldest);
         let orders = self
             .store
             .unsettled(self.config.recovery_grace, self.config.payment_timeout, 100)

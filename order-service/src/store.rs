@@ -378,6 +378,16 @@ impl Store {
         Ok(done == 1)
     }
 
+    /// How many orders are pending, and the age of the oldest (seconds).
+    pub async fn pending(&self) -> Result<(i64, f64), sqlx::Error> {
+        sqlx::query_as(
+            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) \
+             FROM orders WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
     /// Orders the recovery loop must move on, oldest first: pending without
     /// a confirmed reservation, pending past the payment timeout, and
     /// finished orders whose units are not committed or released yet. Only

@@ -22,6 +22,7 @@ pub const GROUP: &str = "payment-service";
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 pub struct App {
+    metrics: Arc<Metrics>,
     http: TcpListener,
     router: axum::Router,
     pool: PgPool,
@@ -53,11 +54,12 @@ impl App {
             api,
             openapi: Some(openapi),
             readiness,
-            metrics,
+            metrics: metrics.clone(),
             write_limits: None,
         }
         .build();
         Ok(Self {
+            metrics,
             http: shared::http::bind(config.common.http_addr).await?,
             router,
             pool,
@@ -83,6 +85,7 @@ impl App {
         let tasks = shared::kafka::start(
             &self.pool,
             &self.config.kafka,
+            &self.metrics,
             Some((GROUP, handler)),
             &shutdown,
         )

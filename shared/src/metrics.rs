@@ -76,6 +76,33 @@ impl Metrics {
             .expect("metric registered twice");
     }
 
+    /// A registered counter with `labels`.
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::IntCounterVec {
+        let counter = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
+            .expect("static metric definition");
+        self.register(counter.clone());
+        counter
+    }
+
+    /// A registered integer gauge.
+    pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::IntGauge {
+        let gauge = prometheus::IntGauge::new(name, help).expect("static metric definition");
+        self.register(gauge.clone());
+        gauge
+    }
+
+    /// A registered gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> prometheus::Gauge {
+        let gauge = prometheus::Gauge::new(name, help).expect("static metric definition");
+        self.register(gauge.clone());
+        gauge
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -15,6 +15,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
+use shared::kafka::KafkaMetrics;
 use shared::kafka::consumer::{ConsumerConfig, Handler, HandlerError, run_consumer};
 use shared::kafka::events::{Event, EventPayload};
 use shared::kafka::outbox::{enqueue, run_relay};
@@ -141,6 +142,7 @@ const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-
 async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     let _telemetry = shared::telemetry::init("kafka-test");
     let kafka = kafka();
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test"));
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
     let stop = CancellationToken::new();
@@ -175,6 +177,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
         pool.clone(),
         kafka.producer().unwrap(),
         kafka.relay_config(),
+        metrics.clone(),
         stop.clone(),
     ));
     let consumer = kafka.consumer("test-group").unwrap();
@@ -192,6 +195,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
             initial_backoff: Duration::from_millis(10),
             ..kafka.consumer_config()
         },
+        metrics.clone(),
         stop.clone(),
     ));
 
@@ -222,6 +226,21 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
         );
     }
 
+    assert_eq!(
+        metrics
+            .produced
+            .with_label_values(&["order_confirmed"])
+            .get(),
+        40
+    );
+    assert_eq!(
+        metrics
+            .consumed
+            .with_label_values(&["order_confirmed", "processed"])
+            .get(),
+        40
+    );
+    assert_eq!(metrics.outbox_unsent.get(), 0);
     // Each effect ran in a consumer span continuing the writer's trace.
     assert_eq!(
         wait_for(
@@ -275,6 +294,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
 #[tokio::test]
 async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() {
     let kafka = kafka();
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test"));
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
     let stop = CancellationToken::new();
@@ -294,6 +314,7 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
             initial_backoff: Duration::from_millis(10),
             ..kafka.consumer_config()
         },
+        metrics.clone(),
         stop.clone(),
     ));
 
@@ -332,12 +353,30 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
         3,
         "retried up to max_attempts"
     );
+    let consumed = |event_type: &str, outcome: &str| {
+        metrics
+            .consumed
+            .with_label_values(&[event_type, outcome])
+            .get()
+    };
+    assert_eq!(consumed("malformed", "dead_lettered"), 1);
+    assert_eq!(consumed("order_shipped", "skipped"), 1);
+    assert_eq!(consumed("order_confirmed", "dead_lettered"), 1);
+    assert_eq!(consumed("order_confirmed", "processed"), 1);
+    assert_eq!(
+        metrics
+            .failures
+            .with_label_values(&["order_confirmed"])
+            .get(),
+        3
+    );
     stop.cancel();
 }
 
 #[tokio::test]
 async fn two_relays_on_one_database_publish_each_event_once() {
     let kafka = kafka();
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test"));
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
     let stop = CancellationToken::new();
@@ -346,6 +385,7 @@ async fn two_relays_on_one_database_publish_each_event_once() {
             pool.clone(),
             kafka.producer().unwrap(),
             kafka.relay_config(),
+            metrics.clone(),
             stop.clone(),
         ));
     }

@@ -56,6 +56,7 @@ pub async fn run_consumer<H: Handler>(
     dlq: FutureProducer,
     handler: H,
     config: ConsumerConfig,
+    metrics: super::KafkaMetrics,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -71,7 +72,7 @@ pub async fn run_consumer<H: Handler>(
                 continue;
             }
         };
-        process(&message, &dlq, &handler, &config).await;
+        process(&message, &dlq, &handler, &config, &metrics).await;
         if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
             tracing::warn!(error = %e, "offset commit failed; the event may be redelivered (harmless)");
         }
@@ -94,6 +95,7 @@ async fn process<H: Handler>(
     dlq: &FutureProducer,
     handler: &H,
     config: &ConsumerConfig,
+    metrics: &super::KafkaMetrics,
 ) {
     let payload = message.payload().unwrap_or_default();
     let event = match decode(payload) {
@@ -104,11 +106,19 @@ async fn process<H: Handler>(
                 offset = message.offset(),
                 "skipping an event type this version does not know"
             );
+            metrics
+                .consumed
+                .with_label_values(&[event_type.as_str(), "skipped"])
+                .inc();
             return;
         }
         Decoded::Malformed(why) => {
             tracing::warn!(error = %why, offset = message.offset(), "malformed message: dead-lettering");
             dead_letter(message, dlq, config, &why).await;
+            metrics
+                .consumed
+                .with_label_values(&["malformed", "dead_lettered"])
+                .inc();
             return;
         }
     };
@@ -127,9 +137,13 @@ async fn process<H: Handler>(
         crate::telemetry::link(&span, &parent);
         crate::telemetry::set_parent(&span, parent);
     }
-    handle_with_retries(message, dlq, handler, config, &event)
+    let outcome = handle_with_retries(message, dlq, handler, config, metrics, &event)
         .instrument(span)
         .await;
+    metrics
+        .consumed
+        .with_label_values(&[event.payload.event_type(), outcome])
+        .inc();
 }
 
 /// A header's value as text.
@@ -148,16 +162,24 @@ async fn handle_with_retries<H: Handler>(
     dlq: &FutureProducer,
     handler: &H,
     config: &ConsumerConfig,
+    metrics: &super::KafkaMetrics,
     event: &Event,
-) {
+) -> &'static str {
     let mut backoff = config.initial_backoff;
     for attempt in 1..=config.max_attempts {
-        match handler.handle(event).await {
-            Ok(()) => return,
+        let result = handler.handle(event).await;
+        if result.is_err() {
+            metrics
+                .failures
+                .with_label_values(&[event.payload.event_type()])
+                .inc();
+        }
+        match result {
+            Ok(()) => return "processed",
             Err(HandlerError::Permanent(why)) => {
                 tracing::warn!(event_id = %event.event_id, error = %why, "event cannot be processed: dead-lettering");
                 dead_letter(message, dlq, config, &why).await;
-                return;
+                return "dead_lettered";
             }
             Err(HandlerError::Transient(why)) if attempt < config.max_attempts => {
                 let jitter = rand::rng().random_range(0.5..1.5);
@@ -169,9 +191,11 @@ async fn handle_with_retries<H: Handler>(
             Err(HandlerError::Transient(why)) => {
                 tracing::error!(event_id = %event.event_id, attempts = attempt, error = %why, "handler kept failing: dead-lettering");
                 dead_letter(message, dlq, config, &why).await;
+                return "dead_lettered";
             }
         }
     }
+    "dead_lettered" // max_attempts is at least 1: not reached
 }
 
 /// Copies `message` to the dead-letter topic with the error in a header.

@@ -10,6 +10,7 @@ pub mod outbox;
 
 use std::time::Duration;
 
+use prometheus::{Gauge, IntCounterVec, IntGauge};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -129,20 +130,69 @@ impl KafkaConfig {
     }
 }
 
+/// The Kafka side's metrics, in the service's registry.
+#[derive(Clone)]
+pub struct KafkaMetrics {
+    /// `kafka_events_produced_total{event_type}`: published by the outbox relay.
+    pub produced: IntCounterVec,
+    /// `kafka_events_consumed_total{event_type,outcome}`: `processed`,
+    /// `skipped` (a type this version does not know) or `dead_lettered`.
+    pub consumed: IntCounterVec,
+    /// `kafka_handler_failures_total{event_type}`: failed handler attempts
+    /// (each retried, the last one dead-lettered).
+    pub failures: IntCounterVec,
+    /// `outbox_unsent_events`: events waiting to be published.
+    pub outbox_unsent: IntGauge,
+    /// `outbox_oldest_unsent_seconds`: how long the oldest of them has waited.
+    pub outbox_oldest_seconds: Gauge,
+}
+
+impl KafkaMetrics {
+    /// The metrics, registered in `metrics`.
+    pub fn new(metrics: &crate::metrics::Metrics) -> Self {
+        Self {
+            produced: metrics.counter_vec(
+                "kafka_events_produced_total",
+                "Events published to Kafka, by type",
+                &["event_type"],
+            ),
+            consumed: metrics.counter_vec(
+                "kafka_events_consumed_total",
+                "Events consumed, by type and outcome",
+                &["event_type", "outcome"],
+            ),
+            failures: metrics.counter_vec(
+                "kafka_handler_failures_total",
+                "Failed attempts at handling an event, by type",
+                &["event_type"],
+            ),
+            outbox_unsent: metrics
+                .int_gauge("outbox_unsent_events", "Outbox events not yet published"),
+            outbox_oldest_seconds: metrics.gauge(
+                "outbox_oldest_unsent_seconds",
+                "Age of the oldest outbox event not yet published",
+            ),
+        }
+    }
+}
+
 /// Starts a service's Kafka side: makes sure the topics exist, then runs the
 /// outbox relay and, when `consumer` names a group and a handler, the
 /// consumer. Both stop on `shutdown`; await the handles to drain them.
 pub async fn start<H: consumer::Handler>(
     pool: &PgPool,
     config: &KafkaConfig,
+    metrics: &crate::metrics::Metrics,
     consumer: Option<(&str, H)>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     config.ensure_topics().await?;
+    let kafka_metrics = KafkaMetrics::new(metrics);
     let mut tasks = vec![tokio::spawn(outbox::run_relay(
         pool.clone(),
         config.producer()?,
         config.relay_config(),
+        kafka_metrics.clone(),
         shutdown.clone(),
     ))];
     if let Some((group, handler)) = consumer {
@@ -154,6 +204,7 @@ pub async fn start<H: consumer::Handler>(
             config.producer()?,
             handler,
             config.consumer_config(),
+            kafka_metrics,
             shutdown.clone(),
         )));
     }

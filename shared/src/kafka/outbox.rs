@@ -73,10 +73,12 @@ pub async fn run_relay(
     pool: PgPool,
     producer: FutureProducer,
     config: RelayConfig,
+    metrics: super::KafkaMetrics,
     shutdown: CancellationToken,
 ) {
     while !shutdown.is_cancelled() {
-        match relay_while_leader(&pool, &producer, &config, &shutdown).await {
+        report_backlog(&pool, &metrics).await;
+        match relay_while_leader(&pool, &producer, &config, &metrics, &shutdown).await {
             Ok(()) => {}
             Err(e) => tracing::warn!(error = %e, "outbox relay interrupted; retrying"),
         }
@@ -93,6 +95,7 @@ async fn relay_while_leader(
     pool: &PgPool,
     producer: &FutureProducer,
     config: &RelayConfig,
+    metrics: &super::KafkaMetrics,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let mut lock_conn = pool.acquire().await.map_err(|e| e.to_string())?;
@@ -105,7 +108,7 @@ async fn relay_while_leader(
         return Ok(()); // another replica publishes; stand by
     }
     tracing::info!("this replica now runs the outbox relay");
-    let result = publish_loop(pool, producer, config, shutdown).await;
+    let result = publish_loop(pool, producer, config, metrics, shutdown).await;
     // Dropping the connection back into the pool would keep the lock: release it.
     let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(RELAY_LOCK)
@@ -118,6 +121,7 @@ async fn publish_loop(
     pool: &PgPool,
     producer: &FutureProducer,
     config: &RelayConfig,
+    metrics: &super::KafkaMetrics,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let mut listener = PgListener::connect_with(pool)
@@ -126,7 +130,8 @@ async fn publish_loop(
     listener.listen(CHANNEL).await.map_err(|e| e.to_string())?;
     let mut last_prune = tokio::time::Instant::now() - Duration::from_secs(3600);
     while !shutdown.is_cancelled() {
-        while publish_batch(pool, producer, &config.topic).await? == BATCH as usize {}
+        while publish_batch(pool, producer, &config.topic, metrics).await? == BATCH as usize {}
+        report_backlog(pool, metrics).await;
         if last_prune.elapsed() > Duration::from_secs(60) {
             prune(pool, config.retention).await;
             last_prune = tokio::time::Instant::now();
@@ -146,6 +151,7 @@ async fn publish_batch(
     pool: &PgPool,
     producer: &FutureProducer,
     topic: &str,
+    metrics: &super::KafkaMetrics,
 ) -> Result<usize, String> {
     let rows = sqlx::query(
         "SELECT id, event_id, order_id, event_type, payload, traceparent FROM outbox \
@@ -158,7 +164,7 @@ async fn publish_batch(
     if rows.is_empty() {
         return Ok(0);
     }
-    // (id, key, payload, headers), owned here because the sends borrow them.
+    // (type, id, key, payload, headers), owned here because the sends borrow them.
     let mut messages = Vec::with_capacity(rows.len());
     for row in &rows {
         let event_id: uuid::Uuid = row.get("event_id");
@@ -182,6 +188,7 @@ async fn publish_batch(
         }
         let key = row.get::<i64, _>("order_id").to_string();
         messages.push((
+            event_type.clone(),
             row.get::<i64, _>("id"),
             key,
             row.get::<String, _>("payload"),
@@ -189,7 +196,7 @@ async fn publish_batch(
         ));
     }
     // Queued in id order; the idempotent producer keeps that order per partition.
-    let sends = messages.iter().map(|(_, key, payload, headers)| {
+    let sends = messages.iter().map(|(_, _, key, payload, headers)| {
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
@@ -197,12 +204,14 @@ async fn publish_batch(
         producer.send(record, Duration::from_secs(30))
     });
     let outcomes = join_all(sends).await;
-    let ids: Vec<i64> = messages.iter().map(|(id, ..)| *id).collect();
-    let mut sent = Vec::with_capacity(ids.len());
+    let mut sent = Vec::with_capacity(messages.len());
     let mut failure = None;
-    for (id, outcome) in ids.into_iter().zip(outcomes) {
+    for ((event_type, id, ..), outcome) in messages.iter().zip(outcomes) {
         match outcome {
-            Ok(_) if failure.is_none() => sent.push(id),
+            Ok(_) if failure.is_none() => {
+                sent.push(*id);
+                metrics.produced.with_label_values(&[event_type]).inc();
+            }
             Ok(_) => {}
             Err((e, _)) => {
                 failure.get_or_insert(e.to_string());
@@ -234,6 +243,14 @@ async fn prune(pool: &PgPool, retention: Duration) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "pruning the outbox failed"),
+    }
+}
+
+/// Updates the backlog gauges (a failed look leaves them as they were).
+async fn report_backlog(pool: &PgPool, metrics: &super::KafkaMetrics) {
+    if let Ok((unsent, oldest)) = backlog(pool).await {
+        metrics.outbox_unsent.set(unsent);
+        metrics.outbox_oldest_seconds.set(oldest);
     }
 }
 
