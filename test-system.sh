@@ -173,9 +173,12 @@ for url in $USER_URL $PRODUCT_URL $ORDER_URL $PAYMENT_URL $NOTIFICATION_URL; do
   call GET "$url/metrics" ""
   all_metrics+=$BODY$'\n'
 done
-# Every metric an alert rule names is one the services really export.
-for metric in $(grep -oE '\b(http|product|outbox|kafka|orders|saga)_[a-z_]+' deploy/prometheus/alerts.yml | sed 's/_bucket$//' | sort -u); do
-  check "alerts.yml's $metric is exported" grep -qE "^${metric}(_bucket)?[{ ]" <<<"$all_metrics"
+# Every metric an alert rule or a dashboard panel names is one the services
+# really export.
+check "the Grafana dashboards are valid JSON" jq -e . deploy/grafana/dashboards/*.json >/dev/null
+exprs=$( { cat deploy/prometheus/alerts.yml; jq -r '.. | .expr? // empty' deploy/grafana/dashboards/*.json; } )
+for metric in $(grep -oE '\b(http|product|outbox|kafka|orders|saga|payments|notifications|cache)_[a-z_]+' <<<"$exprs" | sed 's/_bucket$//' | sort -u); do
+  check "$metric (alerts/dashboards) is exported" grep -qE "^${metric}(_bucket)?[{ ]" <<<"$all_metrics"
 done
 
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
