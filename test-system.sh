@@ -181,5 +181,29 @@ for metric in $(grep -oE '\b(http|product|outbox|kafka|orders|saga|payments|noti
   check "$metric (alerts/dashboards) is exported" grep -qE "^${metric}(_bucket)?[{ ]" <<<"$all_metrics"
 done
 
+section "Prometheus scrapes every service"
+# The real Prometheus with deploy/prometheus/prometheus.yml, for as long as
+# it takes to see every target up (it listens on 127.0.0.1:9090, as the
+# config's self-scrape expects).
+targets_up() {
+  local health
+  health=$(curl -fsS "http://127.0.0.1:9090/api/v1/targets" 2>/dev/null \
+    | jq -r '[.data.activeTargets[] | .health] | if length == 6 then unique | join(",") else "incomplete" end')
+  [ "$health" = up ]
+}
+if ! command -v prometheus >/dev/null; then
+  bad "prometheus is not installed (scripts/deps.sh installs the Debian package)"
+elif curl -fsS -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; then
+  bad "something already listens on 127.0.0.1:9090; stop it to run this step"
+else
+  prom_data=$(mktemp -d)
+  prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path="$prom_data" \
+    --web.listen-address=127.0.0.1:9090 >"$prom_data/prometheus.log" 2>&1 &
+  prom_pid=$!
+  check "Prometheus sees all six targets up (five services and itself)" wait_for 60 targets_up
+  kill "$prom_pid" 2>/dev/null; wait "$prom_pid" 2>/dev/null
+  rm -rf "$prom_data"
+fi
+
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]
