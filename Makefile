@@ -1,5 +1,5 @@
 # minishop: the two commands of the README are `make up` and `make test`.
-.PHONY: up down restart test lint fmt bench broker
+.PHONY: up down restart test lint fmt bench broker seed
 
 up:        ## build and start the whole local stack, print the URLs
 	scripts/up.sh
@@ -13,6 +13,8 @@ lint:      ## formatting and clippy, as CI runs them
 	cargo clippy --workspace --all-targets -- -D warnings
 fmt:
 	cargo fmt --all
+seed:      ## load a demo catalogue and a demo customer into the running stack
+	scripts/seed.sh
 bench:     ## benchmark figures of this machine (see scripts/bench.sh)
 	scripts/bench.sh
 broker:    ## build the Kafka-protocol broker once (about 8 minutes)
