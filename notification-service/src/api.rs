@@ -48,15 +48,11 @@ pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
 pub struct NotificationQuery {
     /// Whose notifications (default: the caller's; another user's needs admin).
     pub user_id: Option<i64>,
-    /// 1..=100, default 20.
-    pub limit: Option<i64>,
-    /// Default 0.
-    pub offset: Option<i64>,
 }
 
 /// A user's notifications by id.
 #[utoipa::path(
-    get, path = "/notifications", tag = "notifications", params(NotificationQuery), security(("bearer" = [])),
+    get, path = "/notifications", tag = "notifications", params(NotificationQuery, PageParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of notifications", body = [Notification],
          headers(("X-Total-Count" = i64, description = "How many there are in all"))),
@@ -69,12 +65,9 @@ async fn list_notifications(
     State(state): State<ApiState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<NotificationQuery>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<(HeaderMap, Json<Vec<Notification>>), ApiError> {
-    let page = PageParams {
-        limit: query.limit,
-        offset: query.offset,
-    }
-    .page()?;
+    let page = page.page()?;
     let user_id = query.user_id.unwrap_or(caller.id);
     caller.require_self_or_admin(user_id)?;
     let (items, total) = store::list(&state.pool, Some(user_id), page).await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use shared::auth::JwtVerifier;
 use shared::http::{Readiness, ServiceRouter};
 use shared::metrics::Metrics;
-use shared::metrics::prometheus::{IntCounterVec, Opts};
+use shared::metrics::prometheus::IntCounterVec;
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -41,15 +41,11 @@ impl App {
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
-        let outcomes = IntCounterVec::new(
-            Opts::new(
-                "notifications_total",
-                "Notification delivery attempts by result",
-            ),
+        let outcomes = metrics.counter_vec(
+            "notifications_total",
+            "Notification delivery attempts by result",
             &["status"],
-        )
-        .expect("static metric definition");
-        metrics.register(outcomes.clone());
+        );
         let (api, openapi) = api::router(ApiState {
             pool: pool.clone(),
             verifier,

@@ -199,15 +199,11 @@ pub struct OrderQuery {
     pub status: Option<String>,
     /// Another user's orders (admins only); default the caller's.
     pub user_id: Option<i64>,
-    /// 1..=100, default 20.
-    pub limit: Option<i64>,
-    /// Default 0.
-    pub offset: Option<i64>,
 }
 
 /// The caller's orders, newest first.
 #[utoipa::path(
-    get, path = "/orders", tag = "orders", params(OrderQuery), security(("bearer" = [])),
+    get, path = "/orders", tag = "orders", params(OrderQuery, PageParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of orders", body = [OrderView],
          headers(("X-Total-Count" = i64, description = "How many match in all"))),
@@ -220,12 +216,9 @@ async fn list_orders(
     State(state): State<ApiState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<OrderQuery>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<(HeaderMap, Json<Vec<OrderView>>), ApiError> {
-    let page = PageParams {
-        limit: query.limit,
-        offset: query.offset,
-    }
-    .page()?;
+    let page = page.page()?;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use shared::auth::JwtVerifier;
 use shared::http::{Readiness, ServiceRouter};
 use shared::metrics::Metrics;
-use shared::metrics::prometheus::IntGauge;
 use shared::proto::order::order_service_server::OrderServiceServer;
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
@@ -48,12 +47,10 @@ impl App {
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
-        let breaker_state = IntGauge::new(
+        let breaker_state = metrics.int_gauge(
             "product_breaker_state",
             "The product-service circuit breaker: 0 closed, 1 open, 2 half-open",
-        )
-        .expect("static metric definition");
-        metrics.register(breaker_state.clone());
+        );
         let products = ProductClient::new(config.product.clone(), breaker_state)?;
         let saga = Saga::new(
             Store::new(pool.clone()),

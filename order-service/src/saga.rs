@@ -19,7 +19,7 @@ use std::time::Duration;
 use shared::auth::AuthUser;
 use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventItem, EventPayload};
-use shared::metrics::prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
+use shared::metrics::prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge};
 use shared::money::Money;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
@@ -67,14 +67,11 @@ pub struct SagaMetrics {
 
 impl SagaMetrics {
     pub fn new(metrics: &shared::metrics::Metrics) -> Self {
-        let outcomes = IntCounterVec::new(
-            Opts::new(
-                "saga_outcomes_total",
-                "Orders reaching a terminal status, by status",
-            ),
+        let outcomes = metrics.counter_vec(
+            "saga_outcomes_total",
+            "Orders reaching a terminal status, by status",
             &["outcome"],
-        )
-        .expect("static metric definition");
+        );
         let duration = Histogram::with_opts(
             HistogramOpts::new(
                 "saga_duration_seconds",
@@ -85,7 +82,6 @@ impl SagaMetrics {
             ]),
         )
         .expect("static metric definition");
-        metrics.register(outcomes.clone());
         metrics.register(duration.clone());
         Self {
             outcomes,

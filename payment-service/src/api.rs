@@ -48,15 +48,11 @@ pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
 pub struct PaymentQuery {
     /// Only the payment of this order.
     pub order_id: Option<i64>,
-    /// 1..=100, default 20.
-    pub limit: Option<i64>,
-    /// Default 0.
-    pub offset: Option<i64>,
 }
 
 /// Payments by id: an admin sees all, anyone else their own.
 #[utoipa::path(
-    get, path = "/payments", tag = "payments", params(PaymentQuery), security(("bearer" = [])),
+    get, path = "/payments", tag = "payments", params(PaymentQuery, PageParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of payments", body = [Payment],
          headers(("X-Total-Count" = i64, description = "How many match in all"))),
@@ -68,12 +64,9 @@ async fn list_payments(
     State(state): State<ApiState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<PaymentQuery>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<(HeaderMap, Json<Vec<Payment>>), ApiError> {
-    let page = PageParams {
-        limit: query.limit,
-        offset: query.offset,
-    }
-    .page()?;
+    let page = page.page()?;
     if let Some(order_id) = query.order_id
         && order_id <= 0
     {

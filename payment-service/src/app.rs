@@ -6,7 +6,7 @@ use std::sync::Arc;
 use shared::auth::JwtVerifier;
 use shared::http::{Readiness, ServiceRouter};
 use shared::metrics::Metrics;
-use shared::metrics::prometheus::{IntCounterVec, Opts};
+use shared::metrics::prometheus::IntCounterVec;
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -37,12 +37,7 @@ impl App {
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
-        let outcomes = IntCounterVec::new(
-            Opts::new("payments_total", "Payments by outcome"),
-            &["outcome"],
-        )
-        .expect("static metric definition");
-        metrics.register(outcomes.clone());
+        let outcomes = metrics.counter_vec("payments_total", "Payments by outcome", &["outcome"]);
         let (api, openapi) = api::router(ApiState {
             store: Store::new(pool.clone()),
             verifier,
