@@ -1,5 +1,5 @@
 # minishop: the two commands of the README are `make up` and `make test`.
-.PHONY: up down restart test lint fmt bench broker seed
+.PHONY: up down restart test lint fmt bench broker seed compose-up compose-down check-deploy
 
 up:        ## build and start the whole local stack, print the URLs
 	scripts/up.sh
@@ -19,3 +19,10 @@ bench:     ## benchmark figures of this machine (see scripts/bench.sh)
 	scripts/bench.sh
 broker:    ## build the Kafka-protocol broker once (about 8 minutes)
 	scripts/broker.sh install
+compose-up:   ## the whole system in containers (needs a Docker engine): docker compose up
+	scripts/keys.sh
+	docker compose up -d --build
+compose-down: ## stop the containers (volumes are kept; add -v to drop them)
+	docker compose down
+check-deploy: ## validate deploy/, docker-compose.yml, the Dockerfile and the CI workflow offline
+	scripts/check-deploy.sh

@@ -17,6 +17,9 @@ need redis-cli redis-tools
 need wrk wrk
 need pgbench postgresql-contrib
 need promtool prometheus   # promtool checks deploy/prometheus in the tests
+# `docker compose config` validates docker-compose.yml without an engine; the
+# v1 tool stands in where the client has no compose plugin.
+docker compose version >/dev/null 2>&1 || need docker-compose docker-compose
 [ -d /etc/postgresql ] || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
@@ -27,6 +30,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+
+# Validates deploy/k8s against the Kubernetes API schemas, offline (PyPI).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  log "installing kubernetes-validate (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
+command -v kubectl >/dev/null 2>&1 || log "warning: kubectl (for kustomize) is not installed; scripts/check-deploy.sh needs it"
 
 if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
   log "starting PostgreSQL"

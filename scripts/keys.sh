@@ -19,3 +19,19 @@ if [ ! -f "$STATE_DIR/admin.env" ]; then
   printf 'ADMIN_EMAIL=admin@minishop.local\nADMIN_PASSWORD=%s\n' "$(openssl rand -hex 12)" >"$STATE_DIR/admin.env"
   log "generated the local admin's password in $STATE_DIR/admin.env"
 fi
+
+# Secrets for `docker compose` (docker-compose.yml mounts them as files under
+# /run/secrets): the same key pair and admin password, plus a database
+# password. Compose bind-mounts them as they are, and the services run as an
+# unprivileged user, so the files are world-readable inside a private folder.
+secrets=$STATE_DIR/secrets
+if [ ! -f "$secrets/postgres_password" ]; then
+  mkdir -p "$secrets"; chmod 700 "$secrets"
+  (umask 022
+   cp "$dir/jwt_private.pem" "$dir/jwt_public.pem" "$secrets/"
+   # shellcheck disable=SC1091
+   sed -n 's/^ADMIN_PASSWORD=//p' "$STATE_DIR/admin.env" >"$secrets/admin_password"
+   openssl rand -hex 16 >"$secrets/postgres_password")
+  chmod 644 "$secrets"/*
+  log "wrote the compose secrets into $secrets"
+fi

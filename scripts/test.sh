@@ -17,13 +17,7 @@ fi
 psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" | while read -r db; do
   [ -n "$db" ] && psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
 done
-log "checking the Prometheus config and alert rules (promtool)"
-(
-  cd "$ROOT/deploy/prometheus"
-  promtool check config prometheus.yml >/dev/null
-  promtool check rules alerts.yml >/dev/null
-  promtool test rules alerts.test.yml >/dev/null
-) || die "deploy/prometheus does not pass promtool"
-log "promtool: config valid, rules valid, alert tests pass"
+# Prometheus, compose, Kubernetes, Loki/Promtail, Dockerfile and workflow files.
+"$ROOT/scripts/check-deploy.sh"
 
 cargo test --workspace --all-targets "$@"

@@ -7,6 +7,9 @@ use shared::kafka::KafkaConfig;
 
 use crate::store::DeliveryConfig;
 
+/// The port of `HTTP_ADDR` when it is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8084;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -22,7 +25,7 @@ pub struct Config {
 impl Config {
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
-            common: CommonConfig::read(&mut env, 8084, "notificationdb"),
+            common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "notificationdb"),
             jwt: JwtConfig::read(&mut env),
             kafka: KafkaConfig::read(&mut env),
             smtp_url: env.opt("SMTP_URL").filter(|u: &String| !u.is_empty()),

@@ -11,6 +11,9 @@ use crate::product_client::ProductClientConfig;
 use crate::saga::SagaConfig;
 
 /// Everything order-service reads at start-up.
+/// The port of `HTTP_ADDR` when it is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8082;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -27,7 +30,7 @@ impl Config {
     /// Reads the configuration from `env`, failing with every problem at once.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
-            common: CommonConfig::read(&mut env, 8082, "orderdb"),
+            common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "orderdb"),
             grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051))),
             jwt: JwtConfig::read(&mut env),
             kafka: KafkaConfig::read(&mut env),

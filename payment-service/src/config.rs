@@ -6,6 +6,9 @@ use shared::money::Money;
 
 use crate::gateway::SimulatedGateway;
 
+/// The port of `HTTP_ADDR` when it is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8083;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -28,7 +31,7 @@ impl Config {
             }),
         };
         let config = Self {
-            common: CommonConfig::read(&mut env, 8083, "paymentdb"),
+            common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "paymentdb"),
             jwt: JwtConfig::read(&mut env),
             kafka: KafkaConfig::read(&mut env),
             gateway: SimulatedGateway {

@@ -8,6 +8,9 @@ use shared::ratelimit::RateLimitConfig;
 use crate::cache::CacheConfig;
 
 /// Everything product-service reads at start-up.
+/// The port of `HTTP_ADDR` when it is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8081;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -22,7 +25,7 @@ impl Config {
     /// Reads the configuration from `env`, failing with every problem at once.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
-            common: CommonConfig::read(&mut env, 8081, "productdb"),
+            common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "productdb"),
             grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50052))),
             cache: CacheConfig {
                 redis_url: env.get("REDIS_URL", "redis://127.0.0.1:6379".to_string()),

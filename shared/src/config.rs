@@ -4,6 +4,10 @@
 //! variable into its type, falls back to a working local default, and collects
 //! *all* bad values so start-up fails once with one clear message instead of
 //! making the operator fix them one restart at a time.
+//!
+//! Any variable `NAME` may instead be given as `NAME_FILE`, the path of a file
+//! holding the value (trailing newline ignored), so that secrets come from
+//! mounted files (Docker/Kubernetes secrets) and never from literals.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -42,13 +46,40 @@ impl Env {
         }
     }
 
-    fn raw(&self, name: &str) -> Option<String> {
+    fn lookup(&self, name: &str) -> Option<String> {
         if let Some((_, v)) = self.overrides.iter().rev().find(|(k, _)| k == name) {
             return Some(v.clone());
         }
         match std::env::var(name) {
             Ok(v) if !v.trim().is_empty() => Some(v),
             _ => None,
+        }
+    }
+
+    /// Whether `name` or `name_FILE` is set.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.lookup(name).is_some() || self.lookup(&format!("{name}_FILE")).is_some()
+    }
+
+    /// The value of `name`, else the content of the file named by `name_FILE`.
+    fn raw(&mut self, name: &str) -> Option<String> {
+        if let Some(v) = self.lookup(name) {
+            return Some(v);
+        }
+        let file_var = format!("{name}_FILE");
+        let file = self.lookup(&file_var)?;
+        match std::fs::read_to_string(file.trim()) {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim_end_matches(['\n', '\r']).to_owned()),
+            Ok(_) => {
+                self.problems
+                    .push(format!("{file_var}={file:?}: the file is empty"));
+                None
+            }
+            Err(e) => {
+                self.problems
+                    .push(format!("{file_var}={file:?}: cannot read it ({e})"));
+                None
+            }
         }
     }
 
@@ -123,6 +154,9 @@ pub struct CommonConfig {
     pub http_addr: std::net::SocketAddr,
     /// `DATABASE_URL`: this service's own database.
     pub database_url: String,
+    /// `DATABASE_PASSWORD` (or `DATABASE_PASSWORD_FILE`): overrides the URL's
+    /// password, so the URL itself can live in plain configuration.
+    pub database_password: Option<String>,
     /// `DB_MAX_CONNECTIONS`: the pool size; PostgreSQL's own limit is shared by five services.
     pub db_max_connections: u32,
     /// `DB_TIMEOUT_MS`: how long a query or a pool checkout may take before it fails.
@@ -143,6 +177,7 @@ impl CommonConfig {
                 "DATABASE_URL",
                 format!("postgres://postgres@127.0.0.1:5432/{default_db}"),
             ),
+            database_password: env.opt("DATABASE_PASSWORD"),
             db_max_connections: env.in_range("DB_MAX_CONNECTIONS", 10, 1..=500),
             db_timeout: env.millis("DB_TIMEOUT_MS", 5_000),
             db_connect_timeout: env.millis("DB_CONNECT_TIMEOUT_MS", 30_000),
@@ -177,20 +212,18 @@ impl JwtConfig {
     }
 }
 
-/// A PEM given inline in `var`, or read from the file named by `<var>_FILE`
-/// (default `default_file`); a missing one is recorded as a problem.
+/// A PEM given inline in `var` or in the file named by `<var>_FILE`, else read
+/// from `default_file` (where `make up` puts it); a missing one is a problem.
 pub fn read_pem(env: &mut Env, var: &str, default_file: &str) -> String {
-    if let Some(pem) = env.opt::<String>(var) {
-        return pem;
+    if env.is_set(var) {
+        return env.opt(var).unwrap_or_default();
     }
-    let file_var = format!("{var}_FILE");
-    let file: String = env.get(&file_var, default_file.into());
-    match std::fs::read_to_string(&file) {
+    match std::fs::read_to_string(default_file) {
         Ok(pem) => pem,
         Err(e) => {
             env.problem(format!(
-                "{file_var}={file:?}: cannot read it ({e}); set {var} or {file_var}, \
-                 or run `make up`, which generates a local key pair"
+                "{var}: not set, and the default file {default_file:?} cannot be read ({e}); \
+                 set {var} or {var}_FILE, or run `make up`, which generates a local key pair"
             ));
             String::new()
         }
@@ -220,5 +253,38 @@ mod tests {
         let _ = env.in_range("POOL", 10u32, 1..=500);
         let err = env.finish().unwrap_err();
         assert!(err.problems[0].contains("between 1 and 500"));
+    }
+
+    #[test]
+    fn a_value_can_come_from_the_file_named_by_name_file() {
+        let dir = std::env::temp_dir().join(format!("minishop-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("password");
+        std::fs::write(&secret, "s3cret-from-file\n").unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let secret_path = secret.to_string_lossy().into_owned();
+        let empty_path = empty.to_string_lossy().into_owned();
+        let mut env = Env::with_overrides(&[
+            ("PASSWORD_FILE", secret_path.as_str()),
+            ("DIRECT", "inline"),
+            ("DIRECT_FILE", "/nonexistent/ignored"),
+            ("EMPTY_FILE", empty_path.as_str()),
+            ("MISSING_FILE", "/nonexistent/minishop-secret"),
+        ]);
+        assert!(env.is_set("PASSWORD"));
+        assert_eq!(
+            env.opt::<String>("PASSWORD").as_deref(),
+            Some("s3cret-from-file")
+        );
+        // The variable itself wins over its _FILE.
+        assert_eq!(env.opt::<String>("DIRECT").as_deref(), Some("inline"));
+        assert_eq!(env.opt::<String>("EMPTY"), None);
+        assert_eq!(env.opt::<String>("MISSING"), None);
+        let problems = env.finish().unwrap_err().problems;
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("EMPTY_FILE") && problems[0].contains("empty"));
+        assert!(problems[1].contains("MISSING_FILE") && problems[1].contains("cannot read"));
     }
 }

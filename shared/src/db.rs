@@ -13,8 +13,12 @@ use crate::config::CommonConfig;
 /// Connects with the service's settings, retrying until `db_connect_timeout`.
 pub async fn connect(config: &CommonConfig) -> Result<PgPool, String> {
     let statement_timeout = config.db_timeout.as_millis().to_string();
-    let options = PgConnectOptions::from_str(&config.database_url)
-        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?
+    let mut options = PgConnectOptions::from_str(&config.database_url)
+        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    if let Some(password) = &config.database_password {
+        options = options.password(password);
+    }
+    let options = options
         // A runaway statement must not hold a connection forever.
         .options([("statement_timeout", statement_timeout.as_str())]);
     let deadline = tokio::time::Instant::now() + config.db_connect_timeout;

@@ -12,6 +12,7 @@
 //! - [`money`]: exact amounts in cents, two decimals in JSON.
 //! - [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
 //! - [`proto`]: the generated gRPC code of `proto/`.
+//! - [`probe`]: the `healthcheck` argument every binary takes (container health probe).
 
 pub mod auth;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod money;
+pub mod probe;
 pub mod proto;
 pub mod ratelimit;
 pub mod shutdown;

@@ -8,6 +8,9 @@ use shared::ratelimit::RateLimitConfig;
 use crate::passwords::HashCost;
 
 /// Everything user-service reads at start-up.
+/// The port of `HTTP_ADDR` when it is unset.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
@@ -39,7 +42,7 @@ impl Config {
             env.problem("ADMIN_PASSWORD: must be 8 to 128 characters");
         }
         let config = Self {
-            common: CommonConfig::read(&mut env, 8080, "userdb"),
+            common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "userdb"),
             jwt: JwtConfig::read(&mut env),
             private_key_pem: read_pem(&mut env, "JWT_PRIVATE_KEY", DEFAULT_PRIVATE_KEY_FILE),
             token_ttl_seconds: env.in_range("JWT_TTL_SECS", 3600, 60..=30 * 24 * 3600),

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The project's own rules for its deployment files, beyond schema validity
+(which `docker compose config` and kubernetes-validate check): pinned images,
+health-gated start order, secrets only from files, non-root images, the log
+pipeline's retention and fields, probes/resources/HPAs in Kubernetes, and a
+GitHub workflow that mirrors .ci/run.
+
+Usage: deploy_policy.py RENDERED_K8S.yaml...   (from scripts/check-deploy.sh)
+Prints one line per rule group; exits 1 listing every broken rule.
+"""
+import pathlib
+import re
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SERVICES = ["user-service", "product-service", "order-service", "payment-service", "notification-service"]
+INFRA = ["postgres", "redis", "kafka", "kafdrop", "jaeger", "prometheus", "grafana", "loki", "promtail"]
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|PRIVATE_KEY|PUBLIC_KEY)$")
+problems: list[str] = []
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        problems.append(message)
+
+
+def load(path: str):
+    return yaml.safe_load((ROOT / path).read_text())
+
+
+def compose_rules() -> None:
+    compose = load("docker-compose.yml")
+    services = compose["services"]
+    secrets = compose.get("secrets", {})
+    for name in SERVICES + INFRA:
+        check(name in services, f"compose: service {name} is missing")
+    for name, svc in services.items():
+        image = svc.get("image", "")
+        tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else ""
+        check(tag not in ("", "latest"), f"compose: {name}: image {image!r} is not pinned to a version")
+        for dep, spec in (svc.get("depends_on") or {}).items():
+            cond = spec.get("condition") if isinstance(spec, dict) else None
+            check(cond is not None, f"compose: {name} depends on {dep} without a condition")
+            if cond == "service_healthy":
+                target = services.get(dep, {})
+                has_check = "healthcheck" in target or dep in SERVICES
+                check(has_check, f"compose: {name} waits for {dep} to be healthy, but {dep} has no health check")
+        env = svc.get("environment") or {}
+        for key, value in env.items():
+            check(not SECRET_NAME.search(key), f"compose: {name}: {key} is a literal secret; use {key}_FILE")
+            if key.endswith("_FILE") or key.endswith("__FILE"):
+                secret = str(value).removeprefix("/run/secrets/")
+                check(str(value).startswith("/run/secrets/") and secret in (svc.get("secrets") or []),
+                      f"compose: {name}: {key}={value} is not a secret mounted into the service")
+        for volume in svc.get("volumes") or []:
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                check((ROOT / source).exists(), f"compose: {name} mounts {source}, which does not exist")
+    for name in SERVICES:
+        svc = services.get(name, {})
+        check(svc.get("build", {}).get("args", {}).get("SERVICE") == name,
+              f"compose: {name} is not built from the Dockerfile with SERVICE={name}")
+        deps = svc.get("depends_on") or {}
+        for dep, cond in [("postgres", "service_healthy"), ("redis", "service_healthy"),
+                          ("kafka-topics", "service_completed_successfully")]:
+            check(deps.get(dep, {}).get("condition") == cond, f"compose: {name} does not wait for {dep} ({cond})")
+        check((svc.get("labels") or {}).get("logging") == "promtail", f"compose: {name}'s logs are not shipped")
+    for name, spec in secrets.items():
+        check("file" in spec, f"compose: secret {name} does not come from a file")
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    check("kafka:" in advertised and "localhost:" in advertised,
+          "compose: Kafka must be advertised to both the compose network and the host")
+    # Promtail's positions file lives on a named volume.
+    positions = pathlib.PurePosixPath(load("deploy/promtail/promtail-config.yml")["positions"]["filename"])
+    named = [v.split(":")[1] for v in services["promtail"]["volumes"] if not v.startswith(("./", "/"))]
+    check(any(positions.is_relative_to(m) for m in named), "compose: promtail's positions file is not on a volume")
+    print(f"compose: {len(services)} services, {len(secrets)} secrets from files")
+
+
+def dockerfile_rules() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    check(len(re.findall(r"^FROM ", text, re.M)) >= 2, "Dockerfile: not multi-stage")
+    check("--mount=type=cache" in text, "Dockerfile: no dependency cache")
+    check(re.search(r"^USER (?!root)", text, re.M) is not None, "Dockerfile: the runtime does not drop root")
+    check(re.search(r"^HEALTHCHECK ", text, re.M) is not None, "Dockerfile: no HEALTHCHECK")
+    print("Dockerfile: multi-stage, cached, non-root, health-checked")
+
+
+def logging_rules() -> None:
+    loki = load("deploy/loki/loki-config.yml")
+    compactor = loki.get("compactor", {})
+    check(compactor.get("retention_enabled") is True, "loki: the compactor does not enforce retention")
+    check("delete_request_store" in compactor, "loki: retention needs compactor.delete_request_store")
+    check(re.fullmatch(r"\d+[hdw]", str(loki.get("limits_config", {}).get("retention_period", ""))) is not None,
+          "loki: limits_config.retention_period is not set")
+    promtail = load("deploy/promtail/promtail-config.yml")
+    stages = [s for job in promtail["scrape_configs"] for s in job.get("pipeline_stages", [])]
+    json_fields = {k for s in stages if "json" in s for k in s["json"]["expressions"]}
+    check({"level", "trace_id"} <= json_fields, "promtail: level and trace_id are not extracted from the JSON")
+    check(any("level" in (s.get("labels") or {}) for s in stages), "promtail: level is not a label")
+    check(any("loki:3100" in c["url"] for c in promtail["clients"]), "promtail: does not push to loki")
+    print("logs: Loki retention by the compactor; Promtail parses level and trace_id")
+
+
+def k8s_rules(paths: list[str]) -> None:
+    for path in paths:
+        docs = [d for d in yaml.safe_load_all(open(path)) if d]
+        kinds = {}
+        for d in docs:
+            kinds.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+        deployments = kinds.get("Deployment", {})
+        check(sorted(deployments) == sorted(SERVICES), f"{path}: Deployments {sorted(deployments)} are not the five services")
+        for name, d in deployments.items():
+            pod = d["spec"]["template"]["spec"]
+            check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{path}: {name} may run as root")
+            for c in pod["containers"]:
+                check(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/ready", f"{path}: {name}: readiness is not /ready")
+                check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/health", f"{path}: {name}: liveness is not /health")
+                res = c.get("resources", {})
+                check("requests" in res and "limits" in res, f"{path}: {name}: no resource requests and limits")
+                for ref in c.get("envFrom", []):
+                    cm = ref.get("configMapRef", {}).get("name")
+                    check(cm is None or cm in kinds.get("ConfigMap", {}), f"{path}: {name}: ConfigMap {cm} is not defined")
+                for env in c.get("env", []):
+                    check(not SECRET_NAME.search(env["name"]), f"{path}: {name}: {env['name']} is a literal secret")
+            check(name in kinds.get("Service", {}), f"{path}: {name} has no Service")
+        hpas = kinds.get("HorizontalPodAutoscaler", {})
+        for name in ["order-service", "payment-service", "notification-service"]:
+            target = hpas.get(name, {}).get("spec", {}).get("scaleTargetRef", {}).get("name")
+            check(target == name, f"{path}: no HPA scales {name}")
+        for ing in kinds.get("Ingress", {}).values():
+            for rule in ing["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    svc = p["backend"]["service"]
+                    ports = [port["name"] for port in kinds.get("Service", {}).get(svc["name"], {}).get("spec", {}).get("ports", [])]
+                    check(svc["port"].get("name") in ports, f"{path}: Ingress {p['path']} points at {svc['name']}:{svc['port']}, which does not exist")
+        for kind in ("StatefulSet",):
+            check(kind not in kinds, f"{path}: {kind} found: Kafka and PostgreSQL are existing services, not ours")
+        print(f"k8s {pathlib.Path(path).name}: {sum(len(v) for v in kinds.values())} objects")
+
+
+def workflow_rules() -> None:
+    wf = load(".github/workflows/ci.yml")
+    jobs = wf["jobs"]
+    runs = {name: " ".join(str(s.get("run", "")) + " " + str(s.get("uses", "")) + " " + str(s.get("with", ""))
+                           for s in job.get("steps", [])) for name, job in jobs.items()}
+    everything = " ".join(runs.values())
+    ci_run = (ROOT / ".ci/run").read_text()
+    # Every step .ci/run takes, the workflow takes too.
+    for step in ["make lint", "make up", "./test-system.sh", "make seed", "make test"]:
+        check(step in ci_run, f".ci/run no longer runs {step}")
+        check(step in everything, f"workflow: does not run {step} as .ci/run does")
+    check({"postgres", "redis", "kafka"} <= set(jobs.get("test", {}).get("services", {})),
+          "workflow: the test job lacks PostgreSQL, Redis or Kafka service containers")
+    check("cargo-deny-action" in everything and "advisories" in everything, "workflow: no cargo deny advisories check")
+    check("trivy-action" in runs.get("images", ""), "workflow: images are not scanned with Trivy")
+    print(f"workflow: {len(jobs)} jobs mirror .ci/run")
+
+
+compose_rules()
+dockerfile_rules()
+logging_rules()
+k8s_rules(sys.argv[1:])
+workflow_rules()
+if problems:
+    print("\n".join(f"  ✗ {p}" for p in problems), file=sys.stderr)
+    sys.exit(1)
