@@ -177,6 +177,21 @@ for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYME
 done
 call GET "$ORDER_URL/metrics" ""
 check "order-service counts saga outcomes" grep -q '^saga_outcomes_total{.*outcome="paid"' <<<"$BODY"
+check "product-service counts the gRPC calls it served by method and code" \
+  grep -qE '^grpc_server_requests_total\{.*(code="OK".*method="/product.ProductService/ReserveStock"|method="/product.ProductService/ReserveStock".*code="OK")' <<<"$(curl -fsS "$PRODUCT_URL/metrics")"
+check "order-service counts the gRPC calls it made by method and code" \
+  grep -qE '^grpc_client_requests_total\{.*method="/product.ProductService/ReserveStock"' <<<"$(curl -fsS "$ORDER_URL/metrics")"
+for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
+  name=${entry%%:*}; url=${entry#*:}
+  check "$name-service exports its database pool (in use, idle)" \
+    grep -q '^db_pool_connections{.*state="in_use"' <<<"$(curl -fsS "$url/metrics")"
+done
+# The lag is measured every KAFKA_LAG_INTERVAL_MS (5 s) once partitions are assigned.
+lag_reported() { curl -fsS "$1/metrics" | grep -q '^kafka_consumer_lag{'; }
+for entry in order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
+  name=${entry%%:*}; url=${entry#*:}
+  check "$name-service reports its consumer lag" wait_for 20 lag_reported "$url"
+done
 all_metrics=""
 for url in $USER_URL $PRODUCT_URL $ORDER_URL $PAYMENT_URL $NOTIFICATION_URL; do
   call GET "$url/metrics" ""
@@ -186,7 +201,7 @@ done
 # really export.
 check "the Grafana dashboards are valid JSON" jq -e . deploy/grafana/dashboards/*.json >/dev/null
 exprs=$( { cat deploy/prometheus/alerts.yml; jq -r '.. | .expr? // empty' deploy/grafana/dashboards/*.json; } )
-for metric in $(grep -oE '\b(http|product|outbox|kafka|orders|saga|payments|notifications|cache)_[a-z_]+' <<<"$exprs" | sed 's/_bucket$//' | sort -u); do
+for metric in $(grep -oE '\b(http|grpc|db|product|outbox|kafka|orders|saga|payments|notifications|cache)_[a-z_]+' <<<"$exprs" | sed 's/_bucket$//' | sort -u); do
   check "$metric (alerts/dashboards) is exported" grep -qE "^${metric}(_bucket)?[{ ]" <<<"$all_metrics"
 done
 

@@ -41,6 +41,7 @@ impl App {
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
+        shared::db::observe(&pool, &metrics);
         let outcomes = metrics.counter_vec(
             "notifications_total",
             "Notification delivery attempts by result",

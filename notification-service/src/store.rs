@@ -66,6 +66,7 @@ fn from_row(row: &sqlx::postgres::PgRow) -> Result<Notification, sqlx::Error> {
 }
 
 /// Notifications by id, of one user or all, and how many there are.
+#[tracing::instrument(name = "SELECT notifications", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn list(
     pool: &PgPool,
     user_id: Option<i64>,

@@ -47,11 +47,8 @@ impl App {
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
-        let breaker_state = metrics.int_gauge(
-            "product_breaker_state",
-            "The product-service circuit breaker: 0 closed, 1 open, 2 half-open",
-        );
-        let products = ProductClient::new(config.product.clone(), breaker_state)?;
+        shared::db::observe(&pool, &metrics);
+        let products = ProductClient::new(config.product.clone(), &metrics)?;
         let saga = Saga::new(
             Store::new(pool.clone()),
             products,
@@ -126,6 +123,7 @@ impl App {
         tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), "order-service listening");
         let grpc = tonic::transport::Server::builder()
             .trace_fn(shared::telemetry::server_span)
+            .layer(self.metrics.grpc_layer())
             .add_service(health_service)
             .add_service(OrderServiceServer::new(self.grpc_service))
             .serve_with_incoming_shutdown(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, backoff, failure_policy};
 use rand::Rng;
+use shared::metrics::Metrics;
 use shared::metrics::prometheus::IntGauge;
 use shared::proto::product::product_service_client::ProductServiceClient;
 use shared::proto::product::{
@@ -100,12 +101,19 @@ fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
 pub struct ProductClient {
     client: ProductServiceClient<Channel>,
     breaker: Breaker,
+    breaker_state: IntGauge,
     config: ProductClientConfig,
+    metrics: Metrics,
 }
 
 impl ProductClient {
-    /// A client whose breaker state is `breaker_state` (register it as a metric).
-    pub fn new(config: ProductClientConfig, breaker_state: IntGauge) -> Result<Self, String> {
+    /// A client whose calls and breaker state (`product_breaker_state`) are
+    /// recorded in `metrics`.
+    pub fn new(config: ProductClientConfig, metrics: &Metrics) -> Result<Self, String> {
+        let breaker_state = metrics.int_gauge(
+            "product_breaker_state",
+            "The product-service circuit breaker: 0 closed, 1 open, 2 half-open",
+        );
         let channel = Endpoint::from_shared(config.url.clone())
             .map_err(|e| format!("PRODUCT_GRPC_URL={:?}: {e}", config.url))?
             .connect_timeout(config.deadline)
@@ -117,13 +125,20 @@ impl ProductClient {
         );
         let breaker = Config::new()
             .failure_policy(policy)
-            .instrument(BreakerGauge(breaker_state))
+            .instrument(BreakerGauge(breaker_state.clone()))
             .build();
         Ok(Self {
             client: ProductServiceClient::new(channel),
             breaker,
+            breaker_state,
             config,
+            metrics: metrics.clone(),
         })
+    }
+
+    /// The breaker's state: 0 closed, 1 open, 2 half-open.
+    pub fn breaker_state(&self) -> i64 {
+        self.breaker_state.get()
     }
 
     /// Runs one call with deadline, retries and breaker, in a client span
@@ -137,7 +152,12 @@ impl ProductClient {
             let mut wait = self.config.backoff;
             let mut attempt = 1;
             loop {
-                match op(self.client.clone(), self.config.deadline).await {
+                let start = std::time::Instant::now();
+                let result = op(self.client.clone(), self.config.deadline).await;
+                let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+                self.metrics
+                    .observe_grpc_client(name, code, start.elapsed());
+                match result {
                     Ok(response) => return Ok(response.into_inner()),
                     Err(status) if is_transient(&status) && attempt < self.config.attempts => {
                         let jittered = wait.mul_f64(rand::rng().random_range(0.5..1.5));
@@ -152,7 +172,7 @@ impl ProductClient {
         };
         let span = tracing::info_span!(
             "grpc client",
-            otel.name = name,
+            otel.name = name.trim_start_matches('/'),
             otel.kind = "client",
             rpc.service = "product.ProductService",
         );
@@ -184,7 +204,7 @@ impl ProductClient {
             })
             .collect();
         self.call(
-            "product.ProductService/ReserveStock",
+            "/product.ProductService/ReserveStock",
             |mut client, deadline| {
                 let request = with_deadline(
                     ReserveStockRequest {
@@ -202,7 +222,7 @@ impl ProductClient {
     /// Gives an order's units back (idempotent; also before any reservation).
     pub async fn release(&self, order_id: i64) -> Result<ReleaseStockResponse, CallError> {
         self.call(
-            "product.ProductService/ReleaseStock",
+            "/product.ProductService/ReleaseStock",
             |mut client, deadline| {
                 let request = with_deadline(ReleaseStockRequest { order_id }, deadline);
                 async move { client.release_stock(request).await }
@@ -214,7 +234,7 @@ impl ProductClient {
     /// Makes an order's reservation final (idempotent).
     pub async fn commit(&self, order_id: i64) -> Result<CommitStockResponse, CallError> {
         self.call(
-            "product.ProductService/CommitStock",
+            "/product.ProductService/CommitStock",
             |mut client, deadline| {
                 let request = with_deadline(CommitStockRequest { order_id }, deadline);
                 async move { client.commit_stock(request).await }

@@ -96,6 +96,7 @@ impl Store {
 
     /// Inserts a pending order with its lines, unless this user already used
     /// `key`: then that order comes back instead.
+    #[tracing::instrument(name = "TX insert order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn insert(
         &self,
         user_id: i64,
@@ -155,6 +156,7 @@ impl Store {
     }
 
     /// One order with its lines.
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn get(&self, id: i64) -> Result<Option<Order>, sqlx::Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM orders WHERE id = $1"
@@ -207,6 +209,7 @@ impl Store {
 
     /// Orders newest first, of one user or of everyone, optionally in one
     /// status, and how many match.
+    #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(
         &self,
         user_id: Option<i64>,
@@ -238,6 +241,7 @@ impl Store {
     /// total and writes `order_created`, in one transaction. `None` when the
     /// order had already moved on (another path recorded it, or it was
     /// cancelled meanwhile).
+    #[tracing::instrument(name = "TX hold order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn hold(
         &self,
         id: i64,
@@ -289,6 +293,7 @@ impl Store {
     /// loop releases them) or surely are not (`None`). `free_key` lets the
     /// client retry with the same idempotency key (for outages, not for
     /// answers). `false` when the order had already moved on.
+    #[tracing::instrument(name = "TX reject order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn reject(
         &self,
         id: i64,
@@ -318,6 +323,7 @@ impl Store {
     /// Moves a pending order to `change.to` and writes its event, in one
     /// transaction with the inbox claim of `cause` (the event that caused
     /// it, if any).
+    #[tracing::instrument(name = "TX transition order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn transition(
         &self,
         id: i64,
@@ -359,6 +365,7 @@ impl Store {
 
     /// Records that product-service now has the order's units in `to`,
     /// if they were in one of `from`.
+    #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn set_stock(
         &self,
         id: i64,

@@ -1,12 +1,13 @@
 //! The saga's product client against a real product-service (and a dead
 //! port): calls work, business refusals pass through without opening the
 //! breaker, and an unreachable product-service opens it so calls fail fast.
+//! Both sides count the calls by method and gRPC code in their metrics.
 
 use std::time::Duration;
 
 use order_service::product_client::{CallError, ProductClient, ProductClientConfig};
 use shared::auth::Role;
-use shared::metrics::prometheus::IntGauge;
+use shared::metrics::Metrics;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
 use shared::testing;
@@ -23,12 +24,18 @@ fn config(url: String) -> ProductClientConfig {
     }
 }
 
-fn gauge() -> IntGauge {
-    IntGauge::new("breaker", "test").unwrap()
+/// The value of the series of `name` whose labels include every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
-/// A real product-service with one product of stock 5; returns its gRPC URL and the product id.
-async fn product_service(stop: &CancellationToken) -> (String, i64) {
+/// A real product-service with one product of stock 5; returns its gRPC URL,
+/// the product id and its HTTP address.
+async fn product_service(stop: &CancellationToken) -> (String, i64, std::net::SocketAddr) {
     let (http, grpc) = product_service::testing::spawn(stop).await;
     let product: serde_json::Value = reqwest::Client::new()
         .post(format!("http://{http}/products"))
@@ -40,15 +47,19 @@ async fn product_service(stop: &CancellationToken) -> (String, i64) {
         .json()
         .await
         .unwrap();
-    (format!("http://{grpc}"), product["id"].as_i64().unwrap())
+    (
+        format!("http://{grpc}"),
+        product["id"].as_i64().unwrap(),
+        http,
+    )
 }
 
 #[tokio::test]
 async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
     let stop = CancellationToken::new();
-    let (url, product) = product_service(&stop).await;
-    let state = gauge();
-    let client = ProductClient::new(config(url), state.clone()).unwrap();
+    let (url, product, http) = product_service(&stop).await;
+    let metrics = Metrics::new("order-test");
+    let client = ProductClient::new(config(url), &metrics).unwrap();
 
     let reserved = client.reserve(1, &[(product, 2)]).await.unwrap();
     assert_eq!(reserved.status(), ReservationStatus::Reserved);
@@ -73,18 +84,54 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
         Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::FailedPrecondition),
         other => panic!("{other:?}"),
     }
-    assert_eq!(state.get(), 0, "business refusals leave the breaker closed");
+    assert_eq!(
+        client.breaker_state(),
+        0,
+        "business refusals leave the breaker closed"
+    );
     assert_eq!(
         client.reserve(3, &[(product, 1)]).await.unwrap().status(),
         ReservationStatus::Reserved
     );
+
+    // Both sides count the same calls: 3 reserves OK, 10 NotFound, 1 commit
+    // OK, 1 FailedPrecondition, and time the 13 reserves.
+    let server = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (side, text) in [("client", metrics.render()), ("server", server)] {
+        for (method, code, expected) in [
+            ("ReserveStock", "OK", 3.0),
+            ("ReserveStock", "NotFound", 10.0),
+            ("CommitStock", "OK", 1.0),
+            ("CommitStock", "FailedPrecondition", 1.0),
+        ] {
+            let method = format!("method=\"/product.ProductService/{method}\"");
+            let code = format!("code=\"{code}\"");
+            let counted = sample(
+                &text,
+                &format!("grpc_{side}_requests_total"),
+                &[&method, &code],
+            );
+            assert_eq!(counted, Some(expected), "{side} {method} {code}: {text}");
+        }
+        let timed = sample(
+            &text,
+            &format!("grpc_{side}_request_duration_seconds_count"),
+            &["ReserveStock"],
+        );
+        assert_eq!(timed, Some(13.0), "{side}: {text}");
+    }
     stop.cancel();
 }
 
 #[tokio::test]
 async fn an_unreachable_product_service_opens_the_breaker() {
-    let state = gauge();
-    let client = ProductClient::new(config("http://127.0.0.1:1".into()), state.clone()).unwrap();
+    let metrics = Metrics::new("order-test");
+    let client = ProductClient::new(config("http://127.0.0.1:1".into()), &metrics).unwrap();
     for order_id in 1..=3 {
         match client.reserve(order_id, &[(1, 1)]).await {
             Err(CallError::Unavailable(status)) => assert_eq!(status.code(), Code::Unavailable),
@@ -92,10 +139,17 @@ async fn an_unreachable_product_service_opens_the_breaker() {
         }
     }
     assert_eq!(
-        state.get(),
+        client.breaker_state(),
         1,
         "open after 3 consecutive transient failures"
     );
+    // Every attempt (2 per call) is counted; rejected calls are not attempts.
+    let attempts = sample(
+        &metrics.render(),
+        "grpc_client_requests_total",
+        &["ReserveStock", "code=\"Unavailable\""],
+    );
+    assert_eq!(attempts, Some(6.0));
     assert!(matches!(
         client.release(4).await,
         Err(CallError::BreakerOpen)

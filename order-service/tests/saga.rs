@@ -142,6 +142,7 @@ async fn spawn_stack(options: Options) -> Stack {
         max_attempts: 3,
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
+        lag_interval: Duration::from_millis(500),
     };
     kafka.ensure_topics().await.unwrap();
     let (product_http, product_grpc) = product_service::testing::spawn(&stop).await;
@@ -750,7 +751,7 @@ async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_
             breaker_failures: 5,
             breaker_open: Duration::from_secs(1),
         },
-        shared::metrics::prometheus::IntGauge::new("b", "b").unwrap(),
+        &shared::metrics::Metrics::new("crash-test"),
     )
     .unwrap();
     client.reserve(id, &[(product, 2)]).await.unwrap();

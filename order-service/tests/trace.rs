@@ -37,6 +37,8 @@ struct Received {
     trace_id: String,
     span_id: String,
     parent: String,
+    /// The `db.system` attribute of a database or Redis call's span.
+    db_system: Option<String>,
 }
 
 #[derive(Default, Clone)]
@@ -73,6 +75,14 @@ impl TraceService for Collector {
                         trace_id: hex(&span.trace_id),
                         span_id: hex(&span.span_id),
                         parent: hex(&span.parent_span_id),
+                        db_system: span
+                            .attributes
+                            .iter()
+                            .find(|a| a.key == "db.system")
+                            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                                AnyValue::StringValue(s) => Some(s.clone()),
+                                _ => None,
+                            }),
                     });
                 }
             }
@@ -321,4 +331,25 @@ async fn one_order_is_one_trace_across_the_five_services() {
         .find(|s| s.service == "order-service" && s.name == "payment_success process")
         .expect("order-service processing payment_success");
     assert_eq!(parent_service(paid).as_deref(), Some("payment-service"));
+
+    // Database and Redis calls are spans of the trace, under their service's
+    // own spans: PostgreSQL in all five (register and login included), and the
+    // product cache's invalidation after ReserveStock in Redis.
+    for service in [
+        "order-service",
+        "product-service",
+        "payment-service",
+        "notification-service",
+    ] {
+        let db = spans
+            .iter()
+            .find(|s| s.service == service && s.db_system.as_deref() == Some("postgresql"))
+            .unwrap_or_else(|| panic!("no PostgreSQL span of {service}: {spans:#?}"));
+        assert_eq!(parent_service(db).as_deref(), Some(service), "{db:?}");
+    }
+    let redis = spans
+        .iter()
+        .find(|s| s.service == "product-service" && s.db_system.as_deref() == Some("redis"))
+        .unwrap_or_else(|| panic!("no Redis span of product-service: {spans:#?}"));
+    assert_eq!(parent_service(redis).as_deref(), Some("product-service"));
 }

@@ -37,6 +37,7 @@ impl App {
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
+        shared::db::observe(&pool, &metrics);
         let outcomes = metrics.counter_vec("payments_total", "Payments by outcome", &["outcome"]);
         let (api, openapi) = api::router(ApiState {
             store: Store::new(pool.clone()),

@@ -60,6 +60,7 @@ impl Store {
         Self { pool }
     }
 
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn get(&self, id: i64) -> Result<Option<Payment>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM payments WHERE id = $1"
@@ -73,6 +74,7 @@ impl Store {
     }
 
     /// Payments by id, filtered by order and/or owner, and how many match.
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(
         &self,
         order_id: Option<i64>,

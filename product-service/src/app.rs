@@ -28,6 +28,7 @@ pub struct App {
     grpc: TcpListener,
     router: axum::Router,
     grpc_service: ProductGrpc,
+    grpc_metrics: shared::metrics::GrpcMetricsLayer,
 }
 
 impl App {
@@ -37,6 +38,7 @@ impl App {
         let pool = shared::db::connect(&config.common).await?;
         shared::db::migrate(&pool, &MIGRATOR).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
+        shared::db::observe(&pool, &metrics);
         let store = Store::new(pool.clone());
         let cache = ProductCache::new(config.cache.clone(), &metrics);
         let readiness = Readiness::default().database(pool).optional("redis", {
@@ -57,7 +59,7 @@ impl App {
             api,
             openapi: Some(openapi),
             readiness,
-            metrics,
+            metrics: metrics.clone(),
             write_limits: Some(write_limits),
         }
         .build();
@@ -66,6 +68,7 @@ impl App {
             grpc: shared::http::bind(config.grpc_addr).await?,
             router,
             grpc_service: ProductGrpc { store, cache },
+            grpc_metrics: metrics.grpc_layer(),
         })
     }
 
@@ -92,6 +95,7 @@ impl App {
         tracing::info!(http = %self.http_addr(), grpc = %self.grpc_addr(), "product-service listening");
         let grpc = tonic::transport::Server::builder()
             .trace_fn(shared::telemetry::server_span)
+            .layer(self.grpc_metrics)
             .add_service(health_service)
             .add_service(ProductServiceServer::new(self.grpc_service))
             .serve_with_incoming_shutdown(

@@ -185,6 +185,7 @@ impl ProductCache {
     }
 
     /// The cached JSON body and version of a product, if there is one.
+    #[tracing::instrument(name = "GET product cache", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn get(&self, id: i64) -> Option<(i64, String)> {
         let key = self.key(id);
         let found: Option<(Option<i64>, Option<String>)> = self
@@ -207,6 +208,7 @@ impl ProductCache {
     }
 
     /// Puts a body read from the database, unless a newer write is known.
+    #[tracing::instrument(name = "EVALSHA fill product cache", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn fill(&self, id: i64, version: i64, body: &str) {
         let key = self.key(id);
         let ttl = self.inner.config.ttl.as_millis() as u64;
@@ -225,6 +227,7 @@ impl ProductCache {
     }
 
     /// Marks a product as changed at `version`: older bodies can't come back.
+    #[tracing::instrument(name = "EVALSHA invalidate product cache", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn invalidate(&self, id: i64, version: i64) {
         let key = self.key(id);
         let ttl = self.inner.config.ttl.as_millis() as u64;
@@ -249,6 +252,7 @@ impl ProductCache {
     }
 
     /// Marks a product as deleted.
+    #[tracing::instrument(name = "EVALSHA invalidate product cache", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn invalidate_deleted(&self, id: i64) {
         self.invalidate(id, DELETED_VERSION).await;
     }

@@ -154,6 +154,7 @@ impl Store {
     }
 
     /// One page of live products by id, and how many there are in all.
+    #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(&self, page: Page) -> Result<(Vec<Product>, i64), sqlx::Error> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL \
@@ -174,6 +175,7 @@ impl Store {
         Ok((products, total))
     }
 
+    #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn get(&self, id: i64) -> Result<Option<Product>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND deleted_at IS NULL"
@@ -186,6 +188,7 @@ impl Store {
         .transpose()
     }
 
+    #[tracing::instrument(name = "INSERT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn create(&self, new: &NewProduct) -> Result<Product, sqlx::Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO products (name, price, stock) VALUES ($1, $2::bigint::numeric / 100, $3) \
@@ -201,6 +204,7 @@ impl Store {
 
     /// Applies the fields that are set; with `expected_version`, only if the
     /// product is still at that version.
+    #[tracing::instrument(name = "UPDATE products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn update(
         &self,
         id: i64,
@@ -240,6 +244,7 @@ impl Store {
     }
 
     /// Soft-deletes a product; `None` when there was no live product.
+    #[tracing::instrument(name = "DELETE products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn delete(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
         sqlx::query_scalar(
             "UPDATE products SET deleted_at = now(), version = version + 1, updated_at = now() \
@@ -252,6 +257,7 @@ impl Store {
 
     /// Holds stock for every item of `order_id`, all or nothing. A repeat
     /// returns what the first call decided and changes nothing.
+    #[tracing::instrument(name = "TX reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn reserve(
         &self,
         order_id: i64,
@@ -393,6 +399,7 @@ impl Store {
     /// never reserved records a release, so a late ReserveStock for it holds
     /// nothing (a cancelled order must not keep stock). Releasing a committed
     /// order is refused.
+    #[tracing::instrument(name = "TX release stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn release(
         &self,
         order_id: i64,
@@ -450,6 +457,7 @@ impl Store {
 
     /// Makes the units held for `order_id` final. Refused after a release or
     /// a refusal; a repeat is a no-op.
+    #[tracing::instrument(name = "TX commit stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn commit(&self, order_id: i64) -> Result<ReservationStatus, StockError> {
         check_order_id(order_id)?;
         let mut tx = self.pool.begin().await?;

@@ -5,6 +5,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -62,6 +65,55 @@ pub async fn ping(pool: &PgPool) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Exports the pool's connections at every scrape:
+/// `db_pool_connections{state="in_use"|"idle"}` and `db_pool_max_connections`
+/// (a pool always at its maximum, with requests waiting, wants a bigger one).
+pub fn observe(pool: &PgPool, metrics: &crate::metrics::Metrics) {
+    let collector = PoolCollector {
+        pool: pool.clone(),
+        connections: IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state"),
+            &["state"],
+        )
+        .expect("static metric definition"),
+        max: IntGauge::new(
+            "db_pool_max_connections",
+            "The database pool's maximum size (DB_MAX_CONNECTIONS)",
+        )
+        .expect("static metric definition"),
+    };
+    metrics.register(collector);
+}
+
+/// Reads the pool's state when Prometheus asks, so the figures are never stale.
+struct PoolCollector {
+    pool: PgPool,
+    connections: IntGaugeVec,
+    max: IntGauge,
+}
+
+impl Collector for PoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.connections.desc();
+        descs.extend(self.max.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let size = i64::from(self.pool.size());
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(size);
+        self.connections.with_label_values(&["idle"]).set(idle);
+        self.connections
+            .with_label_values(&["in_use"])
+            .set((size - idle).max(0));
+        self.max
+            .set(i64::from(self.pool.options().get_max_connections()));
+        let mut families = self.connections.collect();
+        families.extend(self.max.collect());
+        families
+    }
 }
 
 /// The URL without its password, for messages.

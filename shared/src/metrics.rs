@@ -1,9 +1,13 @@
 //! Prometheus metrics: one registry per service instance (so tests can run
 //! several services in one process), RED metrics per route *template* (never
-//! the raw path, which would explode label cardinality), rendered at `/metrics`.
+//! the raw path, which would explode label cardinality), gRPC calls by
+//! method and status code on both sides, rendered at `/metrics`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// Services define their own metrics with the same crate version.
 pub use prometheus;
@@ -12,7 +16,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The registry of one service and its HTTP metrics.
@@ -22,6 +27,72 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     http_in_flight: IntGauge,
+    grpc_server: GrpcCalls,
+    grpc_client: GrpcCalls,
+}
+
+/// Calls by method and code, and their latency by method, on one side.
+#[derive(Clone)]
+struct GrpcCalls {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl GrpcCalls {
+    fn new(side: &str) -> Self {
+        Self {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    format!("grpc_{side}_requests_total"),
+                    format!("gRPC calls ({side} side) by method and status code"),
+                ),
+                &["method", "code"],
+            )
+            .expect("static metric definition"),
+            duration: HistogramVec::new(
+                HistogramOpts::new(
+                    format!("grpc_{side}_request_duration_seconds"),
+                    format!("gRPC call latency ({side} side) by method"),
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["method"],
+            )
+            .expect("static metric definition"),
+        }
+    }
+
+    fn observe(&self, method: &str, code: tonic::Code, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, code_name(code)])
+            .inc();
+        self.duration
+            .with_label_values(&[method])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The canonical name of a gRPC status code (as gRPC's own tooling prints it).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,10 +133,16 @@ impl Metrics {
             http_requests,
             http_duration,
             http_in_flight,
+            grpc_server: GrpcCalls::new("server"),
+            grpc_client: GrpcCalls::new("client"),
         };
         metrics.register(metrics.http_requests.clone());
         metrics.register(metrics.http_duration.clone());
         metrics.register(metrics.http_in_flight.clone());
+        for calls in [&metrics.grpc_server, &metrics.grpc_client] {
+            metrics.register(calls.requests.clone());
+            metrics.register(calls.duration.clone());
+        }
         metrics
     }
 
@@ -89,6 +166,14 @@ impl Metrics {
         counter
     }
 
+    /// A registered integer gauge with `labels`.
+    pub fn int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        let gauge =
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+        self.register(gauge.clone());
+        gauge
+    }
+
     /// A registered integer gauge.
     pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::IntGauge {
         let gauge = prometheus::IntGauge::new(name, help).expect("static metric definition");
@@ -101,6 +186,20 @@ impl Metrics {
         let gauge = prometheus::Gauge::new(name, help).expect("static metric definition");
         self.register(gauge.clone());
         gauge
+    }
+
+    /// Records one outgoing gRPC call (one attempt) of `method`
+    /// (`/package.Service/Method`) that ended with `code`.
+    pub fn observe_grpc_client(&self, method: &str, code: tonic::Code, elapsed: Duration) {
+        self.grpc_client.observe(method, code, elapsed);
+    }
+
+    /// The tower layer that records every incoming gRPC call; add it to the
+    /// tonic server with `Server::builder().layer(metrics.grpc_layer())`.
+    pub fn grpc_layer(&self) -> GrpcMetricsLayer {
+        GrpcMetricsLayer {
+            calls: self.grpc_server.clone(),
+        }
     }
 
     /// The text exposition format.
@@ -136,4 +235,73 @@ pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next:
         .with_label_values(&[method.as_str(), route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     response
+}
+
+/// Records incoming gRPC calls: `grpc_server_requests_total{method,code}` and
+/// `grpc_server_request_duration_seconds{method}`.
+#[derive(Clone)]
+pub struct GrpcMetricsLayer {
+    calls: GrpcCalls,
+}
+
+impl<S> tower::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService {
+            inner,
+            calls: self.calls.clone(),
+        }
+    }
+}
+
+/// The service [`GrpcMetricsLayer`] wraps around tonic's routes.
+#[derive(Clone)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+    calls: GrpcCalls,
+}
+
+impl<S, B, ResBody> tower::Service<http::Request<B>> for GrpcMetricsService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = request.uri().path().to_owned();
+        let calls = self.calls.clone();
+        let start = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let result = response.await;
+            // Our calls are unary: a failure is a "trailers-only" response
+            // whose headers carry grpc-status; a response without it is a
+            // success whose OK comes in the trailers.
+            let code = match &result {
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                Err(_) => tonic::Code::Unknown,
+            };
+            // An unknown path is the caller's invention: one label for all of them.
+            let method = if code == tonic::Code::Unimplemented {
+                "<unknown>"
+            } else {
+                method.as_str()
+            };
+            calls.observe(method, code, start.elapsed());
+            result
+        })
+    }
 }

@@ -33,6 +33,7 @@ fn kafka() -> KafkaConfig {
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
         group_prefix: String::new(),
+        lag_interval: Duration::from_millis(200),
     }
 }
 
@@ -104,6 +105,22 @@ fn event(order_id: i64, seq: i64) -> Event {
     )
 }
 
+/// The outbox relay of `pool` publishing to `kafka`'s topic until `stop`.
+fn spawn_relay(
+    kafka: &KafkaConfig,
+    pool: &PgPool,
+    metrics: &KafkaMetrics,
+    stop: &CancellationToken,
+) {
+    tokio::spawn(run_relay(
+        pool.clone(),
+        kafka.producer().unwrap(),
+        kafka.relay_config(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+}
+
 async fn wait_for(pool: &PgPool, sql: &str, expected: i64) -> i64 {
     shared::testing::wait_for_count(pool, sql, expected).await
 }
@@ -173,13 +190,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     enqueue(&mut tx, &event(99, 0)).await.unwrap();
     tx.rollback().await.unwrap();
 
-    tokio::spawn(run_relay(
-        pool.clone(),
-        kafka.producer().unwrap(),
-        kafka.relay_config(),
-        metrics.clone(),
-        stop.clone(),
-    ));
+    spawn_relay(&kafka, &pool, &metrics, &stop);
     let consumer = kafka.consumer("test-group").unwrap();
     consumer.subscribe(&[&kafka.topic]).unwrap();
     let handler = Recorder {
@@ -381,13 +392,7 @@ async fn two_relays_on_one_database_publish_each_event_once() {
     let pool = database().await;
     let stop = CancellationToken::new();
     for _ in 0..2 {
-        tokio::spawn(run_relay(
-            pool.clone(),
-            kafka.producer().unwrap(),
-            kafka.relay_config(),
-            metrics.clone(),
-            stop.clone(),
-        ));
+        spawn_relay(&kafka, &pool, &metrics, &stop);
     }
     for seq in 0..30 {
         let mut tx = pool.begin().await.unwrap();
@@ -416,5 +421,105 @@ async fn two_relays_on_one_database_publish_each_event_once() {
         ids.insert(e.event_id);
     }
     assert_eq!((messages, ids.len()), (30, 30));
+    stop.cancel();
+}
+
+/// Handles each event only while the gate is open; counts what it handled.
+#[derive(Clone)]
+struct Gate {
+    open: tokio::sync::watch::Receiver<bool>,
+    handled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Handler for Gate {
+    async fn handle(&self, _event: &Event) -> Result<(), HandlerError> {
+        let mut open = self.open.clone();
+        open.wait_for(|open| *open)
+            .await
+            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        self.handled
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The summed `kafka_consumer_lag` over the partitions it reports.
+fn lag(metrics: &KafkaMetrics) -> Option<i64> {
+    use shared::metrics::prometheus::core::Collector;
+    let families = metrics.consumer_lag.collect();
+    let series: Vec<i64> = families
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .map(|m| m.get_gauge().get_value() as i64)
+        .collect();
+    (!series.is_empty()).then(|| series.iter().sum())
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn consumer_lag_counts_the_events_waiting_and_drains_to_zero() {
+    let kafka = kafka();
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("lag-test"));
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    spawn_relay(&kafka, &pool, &metrics, &stop);
+    let publish = |from: i64, to: i64| {
+        let pool = pool.clone();
+        async move {
+            for seq in from..to {
+                // One order id: every event on one partition.
+                let mut tx = pool.begin().await.unwrap();
+                enqueue(&mut tx, &event(7, seq)).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+    };
+    let (gate, open) = tokio::sync::watch::channel(true);
+    let handler = Gate {
+        open,
+        handled: Default::default(),
+    };
+    let handled = handler.handled.clone();
+    let consumer = kafka.consumer("lag-group").unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    tokio::spawn(run_consumer(
+        consumer,
+        kafka.producer().unwrap(),
+        handler,
+        kafka.consumer_config(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    let handled_is = |n: usize| handled.load(std::sync::atomic::Ordering::SeqCst) == n;
+
+    // Caught up: six handled and committed, lag 0.
+    publish(0, 6).await;
+    eventually("6 handled", || handled_is(6)).await;
+    eventually("lag 0 after catching up", || lag(&metrics) == Some(0)).await;
+
+    // The handler stalls on the first of ten more: all ten are lag.
+    gate.send(false).unwrap();
+    publish(6, 16).await;
+    eventually("lag 10 while the handler stalls", || {
+        lag(&metrics) == Some(10)
+    })
+    .await;
+    assert!(handled_is(6), "nothing is handled while the gate is shut");
+
+    // Released: everything is handled and the lag drains to 0.
+    gate.send(true).unwrap();
+    eventually("16 handled", || handled_is(16)).await;
+    eventually("lag 0 after draining", || lag(&metrics) == Some(0)).await;
     stop.cancel();
 }

@@ -64,6 +64,7 @@ impl App {
         }
 
         let metrics = Arc::new(Metrics::new(SERVICE));
+        shared::db::observe(&pool, &metrics);
         let limits = RateLimits::new(config.rate_limits, verifier.clone());
         let (api, openapi) = api::router(
             ApiState {

@@ -72,6 +72,7 @@ impl Store {
     }
 
     /// Adds a customer; a taken email (also when two registrations race) is `DuplicateEmail`.
+    #[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn create(&self, name: &str, email: &str, hash: &str) -> Result<User, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (name, email, password_hash) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
@@ -91,6 +92,7 @@ impl Store {
         .and_then(|row| Ok(user_from_row(&row)?.user))
     }
 
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn by_email(&self, email: &str) -> Result<Option<Credentials>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM users WHERE email = $1"
@@ -103,6 +105,7 @@ impl Store {
         .transpose()
     }
 
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn by_id(&self, id: i64) -> Result<Option<Credentials>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM users WHERE id = $1"
@@ -116,6 +119,7 @@ impl Store {
     }
 
     /// Changes the name and/or the password hash.
+    #[tracing::instrument(name = "UPDATE users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn update_profile(
         &self,
         id: i64,
@@ -135,6 +139,7 @@ impl Store {
         Ok(user_from_row(&row)?.user)
     }
 
+    #[tracing::instrument(name = "UPDATE users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn set_role(&self, id: i64, role: Role) -> Result<User, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
@@ -149,6 +154,7 @@ impl Store {
 
     /// Creates the configured admin, or makes an existing account with that
     /// email an admin with the configured password.
+    #[tracing::instrument(name = "UPSERT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn upsert_admin(&self, email: &str, hash: &str) -> Result<User, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (name, email, password_hash, role) VALUES ('Administrator', $1, $2, 'admin') \

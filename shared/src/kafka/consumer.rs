@@ -5,13 +5,21 @@
 //! Handlers make their effect idempotent with [`super::claim`] (the inbox)
 //! inside the effect's transaction, so a redelivery after a crash between
 //! the effect and the offset commit does nothing.
+//!
+//! Beside the loop, a task measures the group's lag on the consumer's
+//! partitions (broker high watermark minus committed offset) every
+//! `lag_interval`: it asks the broker, so a stalled handler shows as growing
+//! lag (librdkafka's own statistics are only served while the loop polls).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntGaugeVec;
 use rand::Rng;
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::Offset;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +56,58 @@ pub struct ConsumerConfig {
     /// First retry delay; doubles each attempt, with jitter, up to `max_backoff`.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// How often the lag is measured.
+    pub lag_interval: Duration,
+}
+
+/// Every `interval` until `shutdown`, sets `lag{topic,partition}` for the
+/// partitions assigned to `consumer`.
+async fn report_lag(
+    consumer: Arc<StreamConsumer>,
+    lag: IntGaugeVec,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let measuring = consumer.clone();
+        // librdkafka's offset and watermark queries block: off the async workers.
+        match tokio::task::spawn_blocking(move || measure_lag(&measuring)).await {
+            Ok(Ok(partitions)) => {
+                lag.reset();
+                for (topic, partition, waiting) in partitions {
+                    lag.with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(waiting);
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not measure the consumer lag"),
+            Err(e) => tracing::warn!(error = %e, "the lag measurement panicked"),
+        }
+    }
+}
+
+/// (topic, partition, events after the committed offset) per assigned partition.
+fn measure_lag(
+    consumer: &StreamConsumer,
+) -> Result<Vec<(String, i32, i64)>, rdkafka::error::KafkaError> {
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let assignment = consumer.assignment()?;
+    let committed = consumer.committed_offsets(assignment, TIMEOUT)?;
+    let mut lag = Vec::new();
+    for p in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(p.topic(), p.partition(), TIMEOUT)?;
+        // Nothing committed yet: everything on the partition is still to come
+        // (`auto.offset.reset=earliest`).
+        let from = match p.offset() {
+            Offset::Offset(offset) => offset.max(low),
+            _ => low,
+        };
+        lag.push((p.topic().to_owned(), p.partition(), (high - from).max(0)));
+    }
+    Ok(lag)
 }
 
 /// Consumes until `shutdown`; the consumer must already be subscribed.
@@ -59,6 +119,13 @@ pub async fn run_consumer<H: Handler>(
     metrics: super::KafkaMetrics,
     shutdown: CancellationToken,
 ) {
+    let consumer = Arc::new(consumer);
+    let lag_task = tokio::spawn(report_lag(
+        consumer.clone(),
+        metrics.consumer_lag.clone(),
+        config.lag_interval,
+        shutdown.clone(),
+    ));
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -80,6 +147,7 @@ pub async fn run_consumer<H: Handler>(
     // A librdkafka consumer can hang while it closes: commit synchronously,
     // then drop it off the async workers, with a time limit.
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    let _ = lag_task.await;
     let closing = tokio::task::spawn_blocking(move || drop(consumer));
     if tokio::time::timeout(Duration::from_secs(10), closing)
         .await

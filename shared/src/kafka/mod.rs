@@ -10,7 +10,7 @@ pub mod outbox;
 
 use std::time::Duration;
 
-use prometheus::{Gauge, IntCounterVec, IntGauge};
+use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -39,6 +39,8 @@ pub struct KafkaConfig {
     /// none), so two deployments (or parallel tests) can share a broker
     /// without joining each other's groups.
     pub group_prefix: String,
+    /// `KAFKA_LAG_INTERVAL_MS`: how often a consumer measures its lag (default 5 s).
+    pub lag_interval: Duration,
 }
 
 impl KafkaConfig {
@@ -51,6 +53,7 @@ impl KafkaConfig {
             outbox_poll: env.millis("OUTBOX_POLL_MS", 500),
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
             group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
+            lag_interval: env.millis("KAFKA_LAG_INTERVAL_MS", 5_000),
         }
     }
 
@@ -62,6 +65,7 @@ impl KafkaConfig {
             max_attempts: self.max_attempts,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            lag_interval: self.lag_interval,
         }
     }
 
@@ -145,6 +149,8 @@ pub struct KafkaMetrics {
     pub outbox_unsent: IntGauge,
     /// `outbox_oldest_unsent_seconds`: how long the oldest of them has waited.
     pub outbox_oldest_seconds: Gauge,
+    /// `kafka_consumer_lag{topic,partition}`: events not yet consumed.
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl KafkaMetrics {
@@ -171,6 +177,11 @@ impl KafkaMetrics {
             outbox_oldest_seconds: metrics.gauge(
                 "outbox_oldest_unsent_seconds",
                 "Age of the oldest outbox event not yet published",
+            ),
+            consumer_lag: metrics.int_gauge_vec(
+                "kafka_consumer_lag",
+                "Events after the offset this service's group committed, per partition",
+                &["topic", "partition"],
             ),
         }
     }
@@ -255,6 +266,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), String> {
 
 /// The inbox: records `event_id` in the effect's transaction. `false` means
 /// the event was processed before, and the caller must do nothing.
+#[tracing::instrument(name = "INSERT inbox", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn claim(
     tx: &mut Transaction<'_, Postgres>,
     event: &events::Event,

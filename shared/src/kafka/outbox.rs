@@ -34,6 +34,7 @@ const BATCH: i64 = 200;
 /// Writes `event` into the outbox as part of `tx`, with the current span's
 /// trace context, which the relay sends as the `traceparent` header so the
 /// consumers' spans continue this trace.
+#[tracing::instrument(name = "INSERT outbox", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn enqueue(tx: &mut Transaction<'_, Postgres>, event: &Event) -> Result<(), sqlx::Error> {
     let traceparent = crate::telemetry::current_traceparent();
     let payload = serde_json::to_string(event)
