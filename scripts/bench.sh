@@ -1,30 +1,50 @@
 #!/usr/bin/env bash
 # Benchmark figures of this machine, each next to its bound measured in the
-# same run:
-#   cached GET /products/{id} req/s and p99   vs a minimal axum hello-world (same wrk settings)
-#   ReserveStock calls/s (one transaction)    vs PostgreSQL commits/s (pgbench -N)
-# Starts its own release-built product-service on spare ports against a fresh
-# database `bench_productdb`, and stops everything it started on exit.
-#   BENCH_SECONDS=10 BENCH_CONNECTIONS=64 BENCH_GRPC_CONCURRENCY=32 scripts/bench.sh
+# same run. Starts its own release-built stack beside any `make up` one
+# (state in .local/bench, databases bench_*, HTTP ports 18280-18284, broker
+# 127.0.0.1:19292 with durable PostgreSQL storage) and stops it on exit.
+#
+#   bounds:  PostgreSQL commits/s (pgbench -N), an axum hello-world (wrk),
+#            the broker's produce rate (acks=all, idempotent)
+#   project: saturated saga throughput (orders reaching a terminal status /s),
+#            POST /orders latency at half that rate, cached GET /products/{id}
+#            req/s, ReserveStock calls/s, PostgreSQL commits per order, RSS of
+#            each service idle and under load
+#
+#   BENCH_SECONDS=30 BENCH_CONNECTIONS=64 BENCH_SAGA_CONCURRENCY=32 scripts/bench.sh
+# Prints a Markdown table (also written to .local/bench/bench.md).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-SECS=${BENCH_SECONDS:-10}
+export MINISHOP_STATE_DIR=$ROOT/.local/bench DB_PREFIX=bench_
+export HTTP_PORT_BASE=18280 PRODUCT_GRPC_PORT=15252 ORDER_GRPC_PORT=15251
+export BROKER_ADDR=127.0.0.1:19292 NISSHI_DB=bench_nisshi
+export MINISHOP_PROFILE=release CACHE_KEY_PREFIX=bench
+source "$ROOT/scripts/lib.sh"
+export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
+export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
+export RUST_LOG=${RUST_LOG:-warn}
+
+SECS=${BENCH_SECONDS:-30}
 CONNS=${BENCH_CONNECTIONS:-64}
+SAGA_CONC=${BENCH_SAGA_CONCURRENCY:-32}
 GRPC_CONC=${BENCH_GRPC_CONCURRENCY:-32}
-HTTP_PORT=18081
-GRPC_PORT=15052
-HELLO_PORT=18099
+HELLO_PORT=18299
+P=$HTTP_PORT_BASE
+URLS=(--user-url "http://127.0.0.1:$P" --product-url "http://127.0.0.1:$((P + 1))" --order-url "http://127.0.0.1:$((P + 2))")
+SERVICES=(user-service product-service order-service payment-service notification-service)
+
+for name in "${SERVICES[@]}" broker; do
+  is_running "$name" && die "a bench stack is already running; stop it with: MINISHOP_STATE_DIR=$MINISHOP_STATE_DIR scripts/down.sh"
+done
+cleanup() { stop_bg bench-hello >/dev/null 2>&1 || true; "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
 
 "$ROOT/scripts/deps.sh"
-"$ROOT/scripts/keys.sh"
 log "building release binaries"
-cargo build --release -p product-service --bins --examples
+cargo build --release --bins --examples -q
 REL=${CARGO_TARGET_DIR:-$ROOT/target}/release
-
-cleanup() { stop_bg bench-product-service; stop_bg bench-hello; }
-trap cleanup EXIT
 
 # wrk's latency percentiles come with units (us, ms, s): print milliseconds.
 wrk_run() {
@@ -37,6 +57,12 @@ wrk_run() {
   fi
   echo "$rps $p99"
 }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$(pid_file "$1")")/status"; }
+commits() {
+  psql_admin -c "SELECT sum(xact_commit) FROM pg_stat_database WHERE datname IN ('${DATABASES[*]// /\',\'}')"
+}
+broker_commits() { psql_admin -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$NISSHI_DB'"; }
 
 log "bound: PostgreSQL commits/s (pgbench -N, 8 clients, ${SECS}s)"
 ensure_database bench_pgbench
@@ -48,46 +74,90 @@ log "bound: minimal axum hello-world (wrk, $CONNS connections, ${SECS}s)"
 start_bg bench-hello "$REL/examples/hello_bound" "127.0.0.1:$HELLO_PORT"
 wait_until 10 hello-world port_open "127.0.0.1:$HELLO_PORT" || die "hello_bound did not start"
 read -r hello_rps hello_p99 < <(wrk_run "http://127.0.0.1:$HELLO_PORT/hello")
-stop_bg bench-hello
+stop_bg bench-hello >/dev/null
 
-log "starting product-service (release) on :$HTTP_PORT / :$GRPC_PORT"
-psql_admin -c 'DROP DATABASE IF EXISTS bench_productdb WITH (FORCE)' >/dev/null
-ensure_database bench_productdb
-start_bg bench-product-service env \
-  HTTP_ADDR="127.0.0.1:$HTTP_PORT" GRPC_ADDR="127.0.0.1:$GRPC_PORT" \
-  DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/bench_productdb" \
-  REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" CACHE_KEY_PREFIX="bench:$$" \
-  JWT_PUBLIC_KEY_FILE="$STATE_DIR/keys/jwt_public.pem" DB_MAX_CONNECTIONS=20 RUST_LOG=warn \
-  "$REL/product-service"
-wait_until 30 product-service curl -fsS "http://127.0.0.1:$HTTP_PORT/ready" \
-  || die "product-service did not start; see $STATE_DIR/logs/bench-product-service.log"
+log "bringing up the bench stack (release) on :$P-$((P + 4))"
+for db in "${DATABASES[@]}" "$NISSHI_DB"; do psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
+"$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up.log" 2>&1 || { tail -n 20 "$STATE_DIR/logs/up.log"; die "the bench stack did not start"; }
+# shellcheck disable=SC1091
+source "$STATE_DIR/admin.env"
+export ADMIN_EMAIL ADMIN_PASSWORD
 
-log "ReserveStock ($GRPC_CONC concurrent callers, ${SECS}s)"
-reserve_line=$("$REL/examples/reserve_load" --http "http://127.0.0.1:$HTTP_PORT" \
-  --grpc "http://127.0.0.1:$GRPC_PORT" --key "$STATE_DIR/keys/jwt_private.pem" \
-  --concurrency "$GRPC_CONC" --seconds "$SECS")
-echo "  $reserve_line"
-reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")
-reserve_p99=$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$reserve_line")
+log "bound: broker produce rate (50000 x 400 B, acks=all)"
+produce_line=$("$REL/produce_bound" --brokers "$BROKER_ADDR" --messages 50000 --size 400)
+produce_rate=$(sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/' <<<"$produce_line")
+
+declare -A idle_rss peak_rss
+sleep 3
+for s in "${SERVICES[@]}"; do idle_rss[$s]=$(rss_mb "$s"); peak_rss[$s]=${idle_rss[$s]}; done
+
+log "saturated saga: loadgen closed loop, $SAGA_CONC users placing orders, ${SECS}s"
+before=$(commits); broker_before=$(broker_commits)
+"$REL/loadgen" "${URLS[@]}" --duration "$SECS" --concurrency "$SAGA_CONC" --users 32 --products 50 \
+  --mix order=4,order_multi=1 --settle 120 --quiet --json "$STATE_DIR/saturated.json" \
+  >"$STATE_DIR/logs/saturated.out" 2>&1 &
+load=$!
+while kill -0 "$load" 2>/dev/null; do
+  for s in "${SERVICES[@]}"; do
+    now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" ] && peak_rss[$s]=$now
+  done
+  sleep 1
+done
+wait "$load" || { cat "$STATE_DIR/logs/saturated.out"; die "loadgen failed"; }
+cat "$STATE_DIR/logs/saturated.out"
+after=$(commits); broker_after=$(broker_commits)
+sat=$(jq '.saga.completed_per_second' "$STATE_DIR/saturated.json")
+created=$(jq '.saga.orders_created' "$STATE_DIR/saturated.json")
+per_order=$(awk -v a="$before" -v b="$after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
+broker_per_order=$(awk -v a="$broker_before" -v b="$broker_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
+sat_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/saturated.json")
+
+half=$(awk -v s="$sat" 'BEGIN { printf "%.1f", s / 2 }')
+log "POST /orders at half the saturated rate: open loop at $half orders/s, ${SECS}s"
+"$REL/loadgen" "${URLS[@]}" --duration "$SECS" --rate "$half" --concurrency 256 --users 32 --products 50 \
+  --mix order=1 --settle 120 --quiet --json "$STATE_DIR/half.json" >"$STATE_DIR/logs/half.out" 2>&1 \
+  || { cat "$STATE_DIR/logs/half.out"; die "loadgen failed"; }
+cat "$STATE_DIR/logs/half.out"
+half_p50=$(jq '[.operations[] | select(.op == "order")][0].latency.p50_ms' "$STATE_DIR/half.json")
+half_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/half.json")
+saga_p50=$(jq '.saga.completion.p50_ms' "$STATE_DIR/half.json")
+saga_p99=$(jq '.saga.completion.p99_ms' "$STATE_DIR/half.json")
 
 log "cached GET /products/1 (wrk, $CONNS connections, ${SECS}s)"
-curl -fsS "http://127.0.0.1:$HTTP_PORT/products/1" >/dev/null # fill the cache
-read -r get_rps get_p99 < <(wrk_run "http://127.0.0.1:$HTTP_PORT/products/1")
-hits=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/metrics" | awk '/^cache_lookups_total\{.*result="hit"/ {print $2}')
+curl -fsS "http://127.0.0.1:$((P + 1))/products/1" >/dev/null # fill the cache
+read -r get_rps get_p99 < <(wrk_run "http://127.0.0.1:$((P + 1))/products/1")
+for s in product-service; do now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" ] && peak_rss[$s]=$now; done
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+log "ReserveStock ($GRPC_CONC concurrent callers, ${SECS}s)"
+reserve_line=$("$REL/examples/reserve_load" --http "http://127.0.0.1:$((P + 1))" \
+  --grpc "http://127.0.0.1:$PRODUCT_GRPC_PORT" --key "$STATE_DIR/keys/jwt_private.pem" \
+  --concurrency "$GRPC_CONC" --seconds "$SECS")
+reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")
 
-cat <<TABLE
+pg_bound_orders=$(awk -v t="$pg_tps" -v c="$per_order" 'BEGIN { if (c > 0) printf "%.1f", t / c; else print 0 }')
+events_needed=$(awk -v s="$sat" 'BEGIN { printf "%.0f", s * 4 }')
+rss_rows=""
+for s in "${SERVICES[@]}"; do
+  rss_rows+="| RSS $s MB (idle / peak under load)$(printf '%*s' $((26 - ${#s})) '') | $(printf '%5s / %-5s' "${idle_rss[$s]}" "${peak_rss[$s]}") |                                |              |       |"$'\n'
+done
 
-Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-PostgreSQL $(psql_admin -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" info server | awk -F: '/^redis_version/ {print $2}' | tr -d '\r'); load and server share the same cores.
+table=$(cat <<TABLE
+Machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load generators and servers share the cores.
+PostgreSQL $(psql_admin -c 'SHOW server_version' | cut -d' ' -f1); Redis $(redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" info server | awk -F: '/^redis_version/ {print $2}' | tr -d '\r'); broker Nisshi $NISSHI_VERSION with durable storage in PostgreSQL (database $NISSHI_DB, same server). Release builds; ${SECS}s per measure.
 
-| measure                                  | value        | bound                          | bound value  | ratio |
-|------------------------------------------|--------------|--------------------------------|--------------|-------|
-| cached GET /products/{id} req/s          | $(printf '%12.0f' "$get_rps") | axum hello-world req/s         | $(printf '%12.0f' "$hello_rps") | $(ratio "$get_rps" "$hello_rps") |
-| cached GET /products/{id} p99 ms         | $(printf '%12.2f' "$get_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") | $(ratio "$get_p99" "$hello_p99") |
-| ReserveStock calls/s (1 tx each)         | $(printf '%12.0f' "$reserve_cps") | pgbench -N commits/s           | $(printf '%12.0f' "$pg_tps") | $(ratio "$reserve_cps" "$pg_tps") |
-| ReserveStock p99 ms                      | $(printf '%12.2f' "$reserve_p99") |                                |              |       |
-
-Cache hits recorded by the service during the run: ${hits:-0}
+| measure                                             | value         | bound                          | bound value  | ratio |
+|-----------------------------------------------------|---------------|--------------------------------|--------------|-------|
+| saturated saga: orders terminal /s ($SAGA_CONC users)         | $(printf '%13.1f' "$sat") | pgbench commits/s ÷ commits per order | $(printf '%12.1f' "$pg_bound_orders") | $(ratio "$sat" "$pg_bound_orders") |
+| POST /orders p99 ms at saturation                   | $(printf '%13.1f' "$sat_p99") |                                |              |       |
+| POST /orders p50 / p99 ms at half rate ($half/s)     | $(printf '%6.1f / %-6.1f' "$half_p50" "$half_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") |       |
+| saga completion p50 / p99 ms at half rate           | $(printf '%6.0f / %-6.0f' "$saga_p50" "$saga_p99") |                                |              |       |
+| PostgreSQL commits per order (5 services)           | $(printf '%13.1f' "$per_order") | + broker storage commits/order | $(printf '%12.1f' "$broker_per_order") |       |
+| events produced /s at saturation (~4 per order)     | $(printf '%13.0f' "$events_needed") | broker produce msgs/s (acks=all) | $(printf '%12.0f' "$produce_rate") | $(ratio "$events_needed" "$produce_rate") |
+| cached GET /products/{id} req/s                     | $(printf '%13.0f' "$get_rps") | axum hello-world req/s         | $(printf '%12.0f' "$hello_rps") | $(ratio "$get_rps" "$hello_rps") |
+| cached GET /products/{id} p99 ms                    | $(printf '%13.2f' "$get_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") | $(ratio "$get_p99" "$hello_p99") |
+| ReserveStock calls/s ($GRPC_CONC callers, 1 tx each)         | $(printf '%13.0f' "$reserve_cps") | pgbench -N commits/s           | $(printf '%12.0f' "$pg_tps") | $(ratio "$reserve_cps" "$pg_tps") |
+${rss_rows}
 TABLE
+)
+echo
+echo "$table" | tee "$STATE_DIR/bench.md"

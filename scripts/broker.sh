@@ -20,12 +20,13 @@ start() {
   if port_open "$BROKER_ADDR"; then die "something else listens on $BROKER_ADDR"; fi
   install
   case $mode in
-    durable) ensure_database nisshi; storage="postgres://$PG_USER@$PG_HOST:$PG_PORT/nisshi?sslmode=disable" ;;
+    durable) ensure_database "$NISSHI_DB"; storage="postgres://$PG_USER@$PG_HOST:$PG_PORT/$NISSHI_DB?sslmode=disable" ;;
     memory) storage="memory://nisshi/" ;;
     *) die "unknown broker mode $mode (durable or memory)" ;;
   esac
   log "starting the broker on $BROKER_ADDR ($mode storage)"
-  start_bg broker "$NISSHI_BIN" broker --storage-engine "$storage" --listener-url "tcp://$BROKER_ADDR"
+  start_bg broker "$NISSHI_BIN" broker --storage-engine "$storage" --listener-url "tcp://$BROKER_ADDR" \
+    --advertised-listener-url "tcp://$BROKER_ADDR"
   wait_until 60 "broker on $BROKER_ADDR" serving broker "$BROKER_ADDR" \
     || die "the broker did not start; see $STATE_DIR/logs/broker.log"
   create_topics

@@ -16,7 +16,16 @@ BROKER_ADDR=${BROKER_ADDR:-127.0.0.1:9092}
 K8S_VERSION=${K8S_VERSION:-1.30.0}
 NISSHI_VERSION=0.8.1
 NISSHI_BIN=$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi
-DATABASES=(userdb productdb orderdb paymentdb notificationdb)
+# A second stack can run beside `make up`'s (scripts/chaos.sh does) with its
+# own MINISHOP_STATE_DIR, DB_PREFIX, ports, broker address and Redis port.
+DB_PREFIX=${DB_PREFIX:-}
+DATABASES=("${DB_PREFIX}userdb" "${DB_PREFIX}productdb" "${DB_PREFIX}orderdb" "${DB_PREFIX}paymentdb" "${DB_PREFIX}notificationdb")
+# user, product, order, payment, notification listen on HTTP_PORT_BASE + 0..4.
+HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
+ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
+PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
+# The database of the broker's durable storage.
+NISSHI_DB=${NISSHI_DB:-nisshi}
 
 mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"
 
@@ -34,10 +43,19 @@ ensure_database() {
 
 pid_file() { echo "$STATE_DIR/pids/$1.pid"; }
 
+# True when process $1 exists and is not a zombie: a SIGKILLed service whose
+# parent has not reaped it yet still answers `kill -0`.
+alive() {
+  local state
+  kill -0 "$1" 2>/dev/null || return 1
+  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # True when the process recorded in the pid file of $1 is alive.
 is_running() {
   local f; f=$(pid_file "$1")
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+  [ -f "$f" ] && alive "$(cat "$f")"
 }
 
 # start_bg NAME COMMAND...: runs COMMAND in the background (own session),
@@ -54,10 +72,10 @@ stop_bg() {
   f=$(pid_file "$name")
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    for _ in $(seq 1 150); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
       log "$name did not stop in 15 s, killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi

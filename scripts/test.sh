@@ -21,3 +21,8 @@ done
 "$ROOT/scripts/check-deploy.sh"
 
 cargo test --workspace --all-targets "$@"
+
+# The short chaos run: its own stack under load, services killed, the broker
+# restarted, Redis and product-service stopped; then every invariant.
+log "chaos (short): faults under load, then the invariants"
+CHAOS_SHORT=1 "$ROOT/scripts/chaos.sh"

@@ -29,12 +29,13 @@ log "building the services ($PROFILE profile)"
 cargo build --profile "$PROFILE" --bins
 
 # name  http-port  database  extra environment
+p=$HTTP_PORT_BASE
 SERVICES=(
-  "user-service 8080 userdb ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD"
-  "product-service 8081 productdb GRPC_ADDR=0.0.0.0:50052"
-  "order-service 8082 orderdb GRPC_ADDR=0.0.0.0:50051 PRODUCT_GRPC_URL=http://127.0.0.1:50052"
-  "payment-service 8083 paymentdb"
-  "notification-service 8084 notificationdb"
+  "user-service $p ${DB_PREFIX}userdb ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD"
+  "product-service $((p + 1)) ${DB_PREFIX}productdb GRPC_ADDR=0.0.0.0:$PRODUCT_GRPC_PORT"
+  "order-service $((p + 2)) ${DB_PREFIX}orderdb GRPC_ADDR=0.0.0.0:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT"
+  "payment-service $((p + 3)) ${DB_PREFIX}paymentdb"
+  "notification-service $((p + 4)) ${DB_PREFIX}notificationdb"
 )
 
 for entry in "${SERVICES[@]}"; do
@@ -75,11 +76,11 @@ done
 cat <<INFO
 
 minishop is up.
-  user-service          http://127.0.0.1:8080   docs http://127.0.0.1:8080/docs
-  product-service       http://127.0.0.1:8081   docs http://127.0.0.1:8081/docs   gRPC 127.0.0.1:50052
-  order-service         http://127.0.0.1:8082   docs http://127.0.0.1:8082/docs   gRPC 127.0.0.1:50051
-  payment-service       http://127.0.0.1:8083   docs http://127.0.0.1:8083/docs
-  notification-service  http://127.0.0.1:8084   docs http://127.0.0.1:8084/docs
+  user-service          http://127.0.0.1:$p   docs http://127.0.0.1:$p/docs
+  product-service       http://127.0.0.1:$((p + 1))   docs http://127.0.0.1:$((p + 1))/docs   gRPC 127.0.0.1:$PRODUCT_GRPC_PORT
+  order-service         http://127.0.0.1:$((p + 2))   docs http://127.0.0.1:$((p + 2))/docs   gRPC 127.0.0.1:$ORDER_GRPC_PORT
+  payment-service       http://127.0.0.1:$((p + 3))   docs http://127.0.0.1:$((p + 3))/docs
+  notification-service  http://127.0.0.1:$((p + 4))   docs http://127.0.0.1:$((p + 4))/docs
   Kafka broker          $BROKER_ADDR (nisshi)
   admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
   logs                  $STATE_DIR/logs/

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Chaos under load, then the invariants (DESIGN.md §6).
+#
+# Brings up its own stack beside any `make up` one (state in .local/chaos,
+# databases chaos_*, HTTP ports 18180-18184, broker 127.0.0.1:19192 with
+# durable storage, its own Redis on 16390), puts steady load on it with
+# loadgen, and meanwhile:
+#   1. SIGKILLs each service in turn and starts it again;
+#   2. restarts the broker;
+#   3. stops Redis for CHAOS_OUTAGE seconds (15);
+#   4. stops product-service for CHAOS_OUTAGE seconds: orders must get fast
+#      503s while the breaker is open, and succeed again after.
+# When the load stops and the sagas settle, `invariants` checks the five
+# databases and the DLQ; the script prints the fault log, the load report and
+# the invariants table, and exits 1 on any violation. Everything it started
+# is stopped on exit.
+#
+#   scripts/chaos.sh                  full run (about 4 minutes of load)
+#   CHAOS_SHORT=1 scripts/chaos.sh    short run for the test suite (~1 minute):
+#                                     kills order and payment, restarts the
+#                                     broker, 5 s outages
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+export MINISHOP_STATE_DIR=$ROOT/.local/chaos
+export DB_PREFIX=chaos_
+export HTTP_PORT_BASE=18180 PRODUCT_GRPC_PORT=15152 ORDER_GRPC_PORT=15151
+export BROKER_ADDR=127.0.0.1:19192 NISSHI_DB=chaos_nisshi
+export REDIS_PORT=16390
+# Re-read lib.sh with the chaos instance's settings.
+source "$ROOT/scripts/lib.sh"
+# The load comes from one address and few users: lift the rate limits.
+export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
+export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
+# Orders with no payment answer are cancelled after this; bounded settling.
+export PAYMENT_TIMEOUT_SECS=${PAYMENT_TIMEOUT_SECS:-30}
+export RUST_LOG=${RUST_LOG:-warn}
+
+SHORT=${CHAOS_SHORT:-}
+if [ -n "$SHORT" ]; then
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-50}; OUTAGE=${CHAOS_OUTAGE:-5}; KILL=(order-service payment-service)
+else
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-240}; OUTAGE=${CHAOS_OUTAGE:-15}
+  KILL=(user-service product-service order-service payment-service notification-service)
+fi
+SEEDED_STOCK=100000
+P=$HTTP_PORT_BASE
+USER_URL=http://127.0.0.1:$P PRODUCT_URL=http://127.0.0.1:$((P + 1)) ORDER_URL=http://127.0.0.1:$((P + 2))
+PROFILE=${MINISHOP_PROFILE:-dev}
+case $PROFILE in dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug ;; *) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ;; esac
+
+for name in user-service product-service order-service payment-service notification-service broker; do
+  is_running "$name" && die "a chaos stack is already running ($MINISHOP_STATE_DIR); stop it with: MINISHOP_STATE_DIR=$MINISHOP_STATE_DIR scripts/down.sh"
+done
+
+cleanup() {
+  stop_bg loadgen >/dev/null 2>&1 || true
+  "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true
+  stop_bg chaos-redis >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'echo "chaos.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
+
+FAULTS=$STATE_DIR/faults.log
+: >"$FAULTS"
+fault() { printf '%-52s %s\n' "$1" "$2" | tee -a "$FAULTS"; }
+
+start_redis() {
+  start_bg chaos-redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no
+  wait_until 15 "Redis on $REDIS_PORT" redis-cli -p "$REDIS_PORT" ping >/dev/null
+}
+
+# Seconds (one decimal) since $1 (from `now`).
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+ready() { curl -fsS "http://127.0.0.1:$1/ready" >/dev/null 2>&1; }
+port_of() {
+  case $1 in user-service) echo "$P" ;; product-service) echo $((P + 1)) ;; order-service) echo $((P + 2)) ;;
+    payment-service) echo $((P + 3)) ;; notification-service) echo $((P + 4)) ;; esac
+}
+restart() { "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-again.log" 2>&1 || die "the stack did not come back; see $STATE_DIR/logs/up-again.log"; }
+
+log "fresh databases for the chaos stack"
+for db in "${DATABASES[@]}" "$NISSHI_DB"; do
+  psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+done
+start_redis
+log "bringing up the chaos stack ($PROFILE)"
+"$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up.log" 2>&1 || { tail -n 20 "$STATE_DIR/logs/up.log"; die "the chaos stack did not start"; }
+cargo build --profile "$PROFILE" -p loadgen --bins -q
+# shellcheck disable=SC1091
+source "$STATE_DIR/admin.env"
+export ADMIN_EMAIL ADMIN_PASSWORD
+
+START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# Steady, not saturating: faults, not overload, are what is tested (an
+# overloaded saga times its payments out, which is correct but says nothing).
+RATE=${CHAOS_RATE:-12}
+log "steady load for ${LOAD_SECS}s (loadgen, open loop at $RATE ops/s)"
+start_bg loadgen "$BIN/loadgen" --user-url "$USER_URL" --product-url "$PRODUCT_URL" --order-url "$ORDER_URL" \
+  --duration "$LOAD_SECS" --rate "$RATE" --concurrency 64 --users 8 --products 8 --stock "$SEEDED_STOCK" \
+  --mix browse=15,view=15,login=5,order=40,order_multi=15,poll=10 --settle 180 --quiet \
+  --json "$STATE_DIR/load.json"
+wait_until 120 "loadgen to start its load" grep -q "open loop" "$STATE_DIR/logs/loadgen.log" \
+  || { cat "$STATE_DIR/logs/loadgen.log"; die "loadgen did not start"; }
+sleep 5
+
+for name in "${KILL[@]}"; do
+  kill -9 "$(cat "$(pid_file "$name")")"
+  t=$(now); sleep 1; restart
+  wait_until 60 "$name" ready "$(port_of "$name")" || die "$name did not come back"
+  fault "SIGKILL $name, restarted" "ready again after $(since "$t") s"
+  sleep 3
+done
+
+"$ROOT/scripts/broker.sh" stop >/dev/null
+t=$(now); sleep 2
+"$ROOT/scripts/broker.sh" start durable >/dev/null
+fault "broker stopped and restarted (durable storage)" "back after $(since "$t") s"
+sleep 3
+
+stop_bg chaos-redis >/dev/null
+t=$(now); sleep "$OUTAGE"; start_redis
+fault "Redis stopped for ${OUTAGE}s" "back after $(since "$t") s"
+sleep 3
+
+stop_bg product-service >/dev/null
+t=$(now)
+# Orders while product-service is down: 503 at once, not after timeouts.
+order_code() {
+  curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$ORDER_URL/api/v1/orders" \
+    -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
+    -d '{"product_id": 1, "quantity": 1}'
+}
+login=$(curl -fsS -X POST "$USER_URL/api/v1/login" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | jq -r .token)
+sleep 3  # let the breaker open on the load's failures
+read -r code secs < <(order_code "$login")
+fault "product-service down: POST /orders" "HTTP $code in ${secs}s"
+[ "$code" = 503 ] && awk -v s="$secs" 'BEGIN { exit !(s < 1.0) }' \
+  || die "with product-service down, an order got $code in ${secs}s (expected a fast 503)"
+sleep "$((OUTAGE > 3 ? OUTAGE - 3 : 0))"
+restart
+wait_until 60 product-service ready $((P + 1)) || die "product-service did not come back"
+fault "product-service stopped for ${OUTAGE}s" "back after $(since "$t") s"
+
+log "waiting for the load to end and its orders to settle"
+while is_running loadgen; do sleep 2; done
+cat "$STATE_DIR/logs/loadgen.log"
+jq -e '.total_requests > 0' "$STATE_DIR/load.json" >/dev/null || die "loadgen reported nothing"
+
+# Every order terminal (the payment timeout bounds it), the outbox drained.
+settled() {
+  local pending unsent
+  pending=$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
+    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')")
+  unsent=$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
+    "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+  [ "$pending" = 0 ] && [ "$unsent" = 0 ]
+}
+wait_until 180 "every order to settle" settled || log "some orders did not settle: the checker will say which"
+sleep 5  # the last events reach notification-service
+
+echo
+echo "faults injected:"
+cat "$FAULTS"
+echo
+url() { echo "postgres://$PG_USER@$PG_HOST:$PG_PORT/${DB_PREFIX}$1"; }
+"$BIN/invariants" --product-db "$(url productdb)" --order-db "$(url orderdb)" \
+  --payment-db "$(url paymentdb)" --notification-db "$(url notificationdb)" \
+  --brokers "$BROKER_ADDR" --since "$START" --seeded-prefix "loadgen " --seeded-stock "$SEEDED_STOCK" \
+  --json "$STATE_DIR/invariants.json"
