@@ -60,7 +60,8 @@ wrk_run() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$(pid_file "$1")")/status"; }
 commits() {
-  psql_admin -c "SELECT sum(xact_commit) FROM pg_stat_database WHERE datname IN ('${DATABASES[*]// /\',\'}')"
+  local list; list=$(printf "'%s'," "${DATABASES[@]}")
+  psql_admin -c "SELECT sum(xact_commit) FROM pg_stat_database WHERE datname IN (${list%,})"
 }
 broker_commits() { psql_admin -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$NISSHI_DB'"; }
 
@@ -112,6 +113,14 @@ per_order=$(awk -v a="$before" -v b="$after" -v n="$created" 'BEGIN { printf "%.
 broker_per_order=$(awk -v a="$broker_before" -v b="$broker_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
 sat_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/saturated.json")
 
+# The saturated run leaves a backlog (and payment timeouts) behind: measure
+# the half rate on an idle system.
+idle() {
+  psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
+    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')" | grep -qx 0
+}
+wait_until 300 "the saturated run's backlog to drain" idle || log "warning: orders still pending before the half-rate run"
+sleep 5
 half=$(awk -v s="$sat" 'BEGIN { printf "%.1f", s / 2 }')
 log "POST /orders at half the saturated rate: open loop at $half orders/s, ${SECS}s"
 "$REL/loadgen" "${URLS[@]}" --duration "$SECS" --rate "$half" --concurrency 256 --users 32 --products 50 \

@@ -6,11 +6,19 @@
 //! inside the effect's transaction, so a redelivery after a crash between
 //! the effect and the offset commit does nothing.
 //!
+//! Partitions are processed concurrently, each in order, by one worker task
+//! per partition: an order's events share a partition (they are keyed by
+//! order id), so each order's events are still handled one after another,
+//! while a slow handler on one partition does not hold up the others. A
+//! worker commits its partition's offset after each event; a full worker
+//! queue holds the receiving loop back (backpressure, bounded memory).
+//!
 //! Beside the loop, a task measures the group's lag on the consumer's
 //! partitions (broker high watermark minus committed offset) every
 //! `lag_interval`: it asks the broker, so a stalled handler shows as growing
 //! lag (librdkafka's own statistics are only served while the loop polls).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +26,11 @@ use std::time::Duration;
 use prometheus::IntGaugeVec;
 use rand::Rng;
 use rdkafka::Message;
-use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
@@ -110,6 +119,9 @@ fn measure_lag(
     Ok(lag)
 }
 
+/// Events one partition's worker may hold before the receiving loop waits.
+const PARTITION_QUEUE: usize = 64;
+
 /// Consumes until `shutdown`; the consumer must already be subscribed.
 pub async fn run_consumer<H: Handler>(
     consumer: StreamConsumer,
@@ -126,28 +138,51 @@ pub async fn run_consumer<H: Handler>(
         config.lag_interval,
         shutdown.clone(),
     ));
+    let worker = Arc::new(Worker {
+        consumer: consumer.clone(),
+        dlq,
+        handler,
+        config,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+    let mut workers = tokio::task::JoinSet::new();
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m,
         };
         let message = match message {
-            Ok(m) => m,
+            Ok(m) => m.detach(),
             Err(e) => {
                 tracing::warn!(error = %e, "kafka receive failed");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        process(&message, &dlq, &handler, &config, &metrics).await;
-        if let Err(e) = consumer.commit_message(&message, CommitMode::Async) {
-            tracing::warn!(error = %e, "offset commit failed; the event may be redelivered (harmless)");
+        let queue = queues
+            .entry((message.topic().to_owned(), message.partition()))
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
+                workers.spawn(worker.clone().run(rx));
+                tx
+            });
+        let sent = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            sent = queue.send(message) => sent,
+        };
+        if sent.is_err() {
+            break;
         }
     }
-    // A librdkafka consumer can hang while it closes: commit synchronously,
-    // then drop it off the async workers, with a time limit.
+    // Workers stop after their current event; what they had queued was not
+    // committed and is delivered again (to this group's next owner).
+    drop(queues);
+    while workers.join_next().await.is_some() {}
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
     let _ = lag_task.await;
+    drop(worker);
     let closing = tokio::task::spawn_blocking(move || drop(consumer));
     if tokio::time::timeout(Duration::from_secs(10), closing)
         .await
@@ -158,8 +193,48 @@ pub async fn run_consumer<H: Handler>(
     tracing::info!("kafka consumer stopped");
 }
 
+/// What every partition worker shares.
+struct Worker<H> {
+    consumer: Arc<StreamConsumer>,
+    dlq: FutureProducer,
+    handler: H,
+    config: ConsumerConfig,
+    metrics: super::KafkaMetrics,
+    shutdown: CancellationToken,
+}
+
+impl<H: Handler> Worker<H> {
+    /// Handles one partition's events in order, committing after each.
+    async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<OwnedMessage>) {
+        while let Some(message) = queue.recv().await {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            process(
+                &message,
+                &self.dlq,
+                &self.handler,
+                &self.config,
+                &self.metrics,
+            )
+            .await;
+            let mut next = TopicPartitionList::new();
+            let committed = next
+                .add_partition_offset(
+                    message.topic(),
+                    message.partition(),
+                    Offset::Offset(message.offset() + 1),
+                )
+                .and_then(|()| self.consumer.commit(&next, CommitMode::Async));
+            if let Err(e) = committed {
+                tracing::warn!(error = %e, "offset commit failed; the event may be redelivered (harmless)");
+            }
+        }
+    }
+}
+
 async fn process<H: Handler>(
-    message: &BorrowedMessage<'_>,
+    message: &OwnedMessage,
     dlq: &FutureProducer,
     handler: &H,
     config: &ConsumerConfig,
@@ -215,7 +290,7 @@ async fn process<H: Handler>(
 }
 
 /// A header's value as text.
-fn header(message: &BorrowedMessage<'_>, key: &str) -> Option<String> {
+fn header(message: &OwnedMessage, key: &str) -> Option<String> {
     message
         .headers()?
         .iter()
@@ -226,7 +301,7 @@ fn header(message: &BorrowedMessage<'_>, key: &str) -> Option<String> {
 }
 
 async fn handle_with_retries<H: Handler>(
-    message: &BorrowedMessage<'_>,
+    message: &OwnedMessage,
     dlq: &FutureProducer,
     handler: &H,
     config: &ConsumerConfig,
@@ -269,7 +344,7 @@ async fn handle_with_retries<H: Handler>(
 /// Copies `message` to the dead-letter topic with the error in a header.
 /// Retries until the broker takes it: a dead letter must not be lost either.
 async fn dead_letter(
-    message: &BorrowedMessage<'_>,
+    message: &OwnedMessage,
     dlq: &FutureProducer,
     config: &ConsumerConfig,
     error: &str,
