@@ -205,6 +205,11 @@ for metric in $(grep -oE '\b(http|grpc|db|product|outbox|kafka|orders|saga|payme
   check "$metric (alerts/dashboards) is exported" grep -qE "^${metric}(_bucket)?[{ ]" <<<"$all_metrics"
 done
 
+section "Bad input at every service (schemathesis)"
+check "no 5xx and no schema violation from generated requests (scripts/api-fuzz.sh)" \
+  env USER_URL="$USER_URL" PRODUCT_URL="$PRODUCT_URL" ORDER_URL="$ORDER_URL" \
+  PAYMENT_URL="$PAYMENT_URL" NOTIFICATION_URL="$NOTIFICATION_URL" "$(dirname "$0")/scripts/api-fuzz.sh"
+
 section "Prometheus scrapes every service"
 # The real Prometheus with deploy/prometheus/prometheus.yml, for as long as
 # it takes to see every target up (it listens on 127.0.0.1:9090, as the

@@ -196,6 +196,7 @@ impl ServiceRouter {
             .nest("/api/v1", self.api)
             .merge(ops_routes);
         if let Some(mut openapi) = self.openapi {
+            document_common_responses(&mut openapi, self.write_limits.is_some());
             openapi.servers = Some(vec![
                 utoipa::openapi::Server::new("/api/v1"),
                 utoipa::openapi::Server::new("/"),
@@ -313,6 +314,65 @@ pub fn total_count_header(total: i64) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(total));
     headers
+}
+
+/// Documents the answers every route may give besides its own, so the
+/// document matches what clients really receive (schemathesis checks it):
+/// 400 when it takes parameters or a body (a bad value names its field), 413
+/// and 415 when it takes a body (too large, not JSON), 429 on writes when the
+/// service limits them. A route's own description of a status wins.
+fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi, writes_limited: bool) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let writes = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        let reads = [&mut item.get];
+        for (op, is_write) in writes
+            .into_iter()
+            .map(|op| (op, true))
+            .chain(reads.into_iter().map(|op| (op, false)))
+        {
+            let Some(op) = op.as_mut() else { continue };
+            let has_body = op.request_body.is_some();
+            let has_params = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let responses = &mut op.responses.responses;
+            let mut add = |code: &str, description: &str| {
+                responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| error(description));
+            };
+            if has_body || has_params {
+                add("400", "Bad input, naming the field");
+            }
+            if has_body {
+                add("413", "The body is larger than 64 KiB");
+                add(
+                    "415",
+                    "The body is not JSON (Content-Type: application/json)",
+                );
+            }
+            if is_write && writes_limited {
+                add("429", "Too many writes by this user; see Retry-After");
+            }
+        }
+    }
 }
 
 /// Adds the `bearer` (JWT) security scheme to an OpenAPI document.

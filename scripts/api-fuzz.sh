@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Bad input at every service: schemathesis (PyPI) generates requests from each
+# service's /openapi.json (the documented examples, then random ones), sends
+# them with an admin's token, and checks that no answer is a 5xx and every
+# answer conforms to the schema (status code, content type, body).
+# Run by ./test-system.sh against the running stack; bounded by
+# API_FUZZ_EXAMPLES (25) examples per operation.
+#   USER_URL=... PRODUCT_URL=... scripts/api-fuzz.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+SCHEMATHESIS_VERSION=4.32.5
+if ! st --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+# shellcheck disable=SC1091
+source "$STATE_DIR/admin.env"
+USER_URL=${USER_URL:-http://127.0.0.1:8080}
+# Sign-ins are rate-limited per address: wait a rejected one out.
+admin_token() {
+  curl -fsS -X POST "$USER_URL/api/v1/login" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | jq -er .token
+}
+token=""
+for _ in $(seq 1 30); do
+  token=$(admin_token 2>/dev/null) && break
+  sleep 2
+done
+[ -n "$token" ] || die "the admin cannot log in at $USER_URL"
+
+failed=()
+for entry in "user:$USER_URL" "product:${PRODUCT_URL:-http://127.0.0.1:8081}" \
+  "order:${ORDER_URL:-http://127.0.0.1:8082}" "payment:${PAYMENT_URL:-http://127.0.0.1:8083}" \
+  "notification:${NOTIFICATION_URL:-http://127.0.0.1:8084}"; do
+  name=${entry%%:*}; url=${entry#*:}
+  log "schemathesis: $name-service ($url/openapi.json)"
+  # (Not the "coverage" phase: schemathesis 4.32.5 fails inside its own
+  # generator on POST /orders/{id}/cancel with a KeyError.)
+  if ! st run "$url/openapi.json" --url "$url/api/v1" \
+      -H "Authorization: Bearer $token" \
+      --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+      --max-examples "${API_FUZZ_EXAMPLES:-25}" --phases examples,fuzzing \
+      --generation-deterministic --workers 2 --suppress-health-check all \
+      >"$STATE_DIR/logs/api-fuzz-$name.log" 2>&1; then
+    tail -n 60 "$STATE_DIR/logs/api-fuzz-$name.log"
+    failed+=("$name-service")
+  fi
+done
+[ ${#failed[@]} -eq 0 ] || die "schemathesis found problems in: ${failed[*]} (logs: $STATE_DIR/logs/api-fuzz-*.log)"
+log "schemathesis: no 5xx and no schema violation in any service"
