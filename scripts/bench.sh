@@ -113,13 +113,19 @@ per_order=$(awk -v a="$before" -v b="$after" -v n="$created" 'BEGIN { printf "%.
 broker_per_order=$(awk -v a="$broker_before" -v b="$broker_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
 sat_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/saturated.json")
 
-# The saturated run leaves a backlog (and payment timeouts) behind: measure
-# the half rate on an idle system.
+# The saturated run leaves a backlog behind (pending orders, and events on
+# the topic every consumer group still has to read): measure the half rate
+# on an idle system.
 idle() {
   psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
-    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')" | grep -qx 0
+    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')" | grep -qx 0 || return 1
+  local port lag
+  for port in $((P + 2)) $((P + 3)) $((P + 4)); do
+    lag=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^kafka_consumer_lag\{/ {s += $2} END {print s + 0}')
+    [ "$lag" = 0 ] || return 1
+  done
 }
-wait_until 300 "the saturated run's backlog to drain" idle || log "warning: orders still pending before the half-rate run"
+wait_until 600 "the saturated run's backlog to drain" idle || log "warning: orders still pending before the half-rate run"
 sleep 5
 half=$(awk -v s="$sat" 'BEGIN { printf "%.1f", s / 2 }')
 log "POST /orders at half the saturated rate: open loop at $half orders/s, ${SECS}s"
