@@ -18,17 +18,7 @@ fi
 # shellcheck disable=SC1091
 source "$STATE_DIR/admin.env"
 USER_URL=${USER_URL:-http://127.0.0.1:8080}
-# Sign-ins are rate-limited per address: wait a rejected one out.
-admin_token() {
-  curl -fsS -X POST "$USER_URL/api/v1/login" -H 'Content-Type: application/json' \
-    -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | jq -er .token
-}
-token=""
-for _ in $(seq 1 30); do
-  token=$(admin_token 2>/dev/null) && break
-  sleep 2
-done
-[ -n "$token" ] || die "the admin cannot log in at $USER_URL"
+token=$(admin_token "$USER_URL") || die "the admin cannot log in at $USER_URL"
 
 failed=()
 for entry in "user:$USER_URL" "product:${PRODUCT_URL:-http://127.0.0.1:8081}" \

@@ -17,14 +17,8 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-export MINISHOP_STATE_DIR=$ROOT/.local/bench DB_PREFIX=bench_
-export HTTP_PORT_BASE=18280 PRODUCT_GRPC_PORT=15252 ORDER_GRPC_PORT=15251
-export BROKER_ADDR=127.0.0.1:19292 NISSHI_DB=bench_nisshi
-export MINISHOP_PROFILE=release CACHE_KEY_PREFIX=bench
-source "$ROOT/scripts/lib.sh"
-export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
-export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
-export RUST_LOG=${RUST_LOG:-warn}
+export MINISHOP_PROFILE=release
+side_stack bench 18280 15251 19292
 
 SECS=${BENCH_SECONDS:-30}
 CONNS=${BENCH_CONNECTIONS:-64}
@@ -35,9 +29,6 @@ P=$HTTP_PORT_BASE
 URLS=(--user-url "http://127.0.0.1:$P" --product-url "http://127.0.0.1:$((P + 1))" --order-url "http://127.0.0.1:$((P + 2))")
 SERVICES=(user-service product-service order-service payment-service notification-service)
 
-for name in "${SERVICES[@]}" broker; do
-  is_running "$name" && die "a bench stack is already running; stop it with: MINISHOP_STATE_DIR=$MINISHOP_STATE_DIR scripts/down.sh"
-done
 cleanup() { stop_bg bench-hello >/dev/null 2>&1 || true; "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -78,11 +69,7 @@ read -r hello_rps hello_p99 < <(wrk_run "http://127.0.0.1:$HELLO_PORT/hello")
 stop_bg bench-hello >/dev/null
 
 log "bringing up the bench stack (release) on :$P-$((P + 4))"
-for db in "${DATABASES[@]}" "$NISSHI_DB"; do psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
-"$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up.log" 2>&1 || { tail -n 20 "$STATE_DIR/logs/up.log"; die "the bench stack did not start"; }
-# shellcheck disable=SC1091
-source "$STATE_DIR/admin.env"
-export ADMIN_EMAIL ADMIN_PASSWORD
+side_stack_up
 
 log "bound: broker produce rate (50000 x 400 B, acks=all)"
 produce_line=$("$REL/produce_bound" --brokers "$BROKER_ADDR" --messages 50000 --size 400)
@@ -117,8 +104,7 @@ sat_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STAT
 # the topic every consumer group still has to read): measure the half rate
 # on an idle system.
 idle() {
-  psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
-    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')" | grep -qx 0 || return 1
+  orders_settled || return 1
   local port lag
   for port in $((P + 2)) $((P + 3)) $((P + 4)); do
     lag=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^kafka_consumer_lag\{/ {s += $2} END {print s + 0}')

@@ -23,19 +23,11 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-export MINISHOP_STATE_DIR=$ROOT/.local/chaos
-export DB_PREFIX=chaos_
-export HTTP_PORT_BASE=18180 PRODUCT_GRPC_PORT=15152 ORDER_GRPC_PORT=15151
-export BROKER_ADDR=127.0.0.1:19192 NISSHI_DB=chaos_nisshi
+# Its own Redis, so that stopping it touches nobody else's.
 export REDIS_PORT=16390
-# Re-read lib.sh with the chaos instance's settings.
-source "$ROOT/scripts/lib.sh"
-# The load comes from one address and few users: lift the rate limits.
-export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
-export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
+side_stack chaos 18180 15151 19192
 # Orders with no payment answer are cancelled after this; bounded settling.
 export PAYMENT_TIMEOUT_SECS=${PAYMENT_TIMEOUT_SECS:-30}
-export RUST_LOG=${RUST_LOG:-warn}
 
 SHORT=${CHAOS_SHORT:-}
 if [ -n "$SHORT" ]; then
@@ -49,10 +41,6 @@ P=$HTTP_PORT_BASE
 USER_URL=http://127.0.0.1:$P PRODUCT_URL=http://127.0.0.1:$((P + 1)) ORDER_URL=http://127.0.0.1:$((P + 2))
 PROFILE=${MINISHOP_PROFILE:-dev}
 case $PROFILE in dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug ;; *) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ;; esac
-
-for name in user-service product-service order-service payment-service notification-service broker; do
-  is_running "$name" && die "a chaos stack is already running ($MINISHOP_STATE_DIR); stop it with: MINISHOP_STATE_DIR=$MINISHOP_STATE_DIR scripts/down.sh"
-done
 
 cleanup() {
   stop_bg loadgen >/dev/null 2>&1 || true
@@ -82,17 +70,10 @@ port_of() {
 }
 restart() { "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-again.log" 2>&1 || die "the stack did not come back; see $STATE_DIR/logs/up-again.log"; }
 
-log "fresh databases for the chaos stack"
-for db in "${DATABASES[@]}" "$NISSHI_DB"; do
-  psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-done
 start_redis
-log "bringing up the chaos stack ($PROFILE)"
-"$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up.log" 2>&1 || { tail -n 20 "$STATE_DIR/logs/up.log"; die "the chaos stack did not start"; }
+log "bringing up the chaos stack from fresh databases ($PROFILE)"
+side_stack_up
 cargo build --profile "$PROFILE" -p loadgen --bins -q
-# shellcheck disable=SC1091
-source "$STATE_DIR/admin.env"
-export ADMIN_EMAIL ADMIN_PASSWORD
 
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 # Steady, not saturating: faults, not overload, are what is tested (an
@@ -134,8 +115,7 @@ order_code() {
     -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
     -d '{"product_id": 1, "quantity": 1}'
 }
-login=$(curl -fsS -X POST "$USER_URL/api/v1/login" -H 'Content-Type: application/json' \
-  -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | jq -r .token)
+login=$(admin_token "$USER_URL") || die "the admin cannot log in at $USER_URL"
 sleep 3  # let the breaker open on the load's failures
 read -r code secs < <(order_code "$login")
 fault "product-service down: POST /orders" "HTTP $code in ${secs}s"
@@ -153,12 +133,8 @@ jq -e '.total_requests > 0' "$STATE_DIR/load.json" >/dev/null || die "loadgen re
 
 # Every order terminal (the payment timeout bounds it), the outbox drained.
 settled() {
-  local pending unsent
-  pending=$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
-    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')")
-  unsent=$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
-    "SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-  [ "$pending" = 0 ] && [ "$unsent" = 0 ]
+  orders_settled && psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
+    "SELECT count(*) FROM outbox WHERE sent_at IS NULL" | grep -qx 0
 }
 wait_until 180 "every order to settle" settled || log "some orders did not settle: the checker will say which"
 sleep 5  # the last events reach notification-service

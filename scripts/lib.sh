@@ -105,3 +105,64 @@ serving() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# side_stack NAME HTTP_PORT_BASE ORDER_GRPC_PORT BROKER_PORT: from here on this
+# script works on a throwaway stack of its own beside `make up`'s
+# (scripts/chaos.sh, scripts/bench.sh): state in .local/NAME, databases
+# NAME_*, the five services on HTTP_PORT_BASE+0..4, gRPC on ORDER_GRPC_PORT
+# (order) and the next port (product), the broker on BROKER_PORT. Its load
+# comes from one address, so the rate limits are lifted. Refuses to take over
+# one that is still running.
+side_stack() {
+  local name=$1 svc
+  export MINISHOP_STATE_DIR=$ROOT/.local/$name DB_PREFIX=${name}_ CACHE_KEY_PREFIX=$name
+  export HTTP_PORT_BASE=$2 ORDER_GRPC_PORT=$3 PRODUCT_GRPC_PORT=$(($3 + 1))
+  export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi
+  export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
+  export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
+  export RUST_LOG=${RUST_LOG:-warn}
+  # Re-read these settings with the stack's own values.
+  source "$ROOT/scripts/lib.sh"
+  for svc in user-service product-service order-service payment-service notification-service broker; do
+    is_running "$svc" && die "a $name stack is already running; stop it with: MINISHOP_STATE_DIR=$MINISHOP_STATE_DIR scripts/down.sh"
+  done
+  return 0
+}
+
+# side_stack_up: the side stack from fresh databases, up and ready, with its
+# admin's credentials exported.
+side_stack_up() {
+  local db
+  for db in "${DATABASES[@]}" "$NISSHI_DB"; do
+    psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+  "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up.log" 2>&1 \
+    || { tail -n 20 "$STATE_DIR/logs/up.log"; die "the stack in $STATE_DIR did not start"; }
+  # shellcheck disable=SC1091
+  source "$STATE_DIR/admin.env"
+  export ADMIN_EMAIL ADMIN_PASSWORD
+}
+
+# orders_settled: no order of this stack is pending or holding stock.
+orders_settled() {
+  psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
+    "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')" | grep -qx 0
+}
+
+# admin_token USER_URL: prints a token of $ADMIN_EMAIL / $ADMIN_PASSWORD.
+# Sign-ins are rate-limited per address, so a 429 is waited out (up to a minute).
+admin_token() {
+  local body out status
+  body=$(jq -n --arg e "$ADMIN_EMAIL" --arg p "$ADMIN_PASSWORD" '{email: $e, password: $p}')
+  for _ in $(seq 1 30); do
+    out=$(curl -sS -X POST "$1/api/v1/login" -H 'Content-Type: application/json' \
+      --data "$body" -w '\n%{http_code}') || return 1
+    status=${out##*$'\n'}
+    case $status in
+      200) jq -er .token <<<"${out%$'\n'*}"; return ;;
+      429) sleep 2 ;;
+      *) return 1 ;;
+    esac
+  done
+  return 1
+}

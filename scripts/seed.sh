@@ -46,9 +46,7 @@ post() {
   done
 }
 
-token=$(post "$USER_URL/api/v1/login" \
-  "$(jq -n --arg e "$ADMIN_EMAIL" --arg p "$ADMIN_PASSWORD" '{email: $e, password: $p}')" | jq -r '.token // empty')
-[ -n "$token" ] || die "the admin could not log in at $USER_URL"
+token=$(admin_token "$USER_URL") || die "the admin could not log in at $USER_URL"
 
 # The catalogue: name, price, stock.
 CATALOGUE='[

@@ -24,15 +24,6 @@ fn config(url: String) -> ProductClientConfig {
     }
 }
 
-/// The value of the series of `name` whose labels include every one of `labels`.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// A real product-service with one product of stock 5; returns its gRPC URL,
 /// the product id and its HTTP address.
 async fn product_service(stop: &CancellationToken) -> (String, i64, std::net::SocketAddr) {
@@ -111,14 +102,14 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
         ] {
             let method = format!("method=\"/product.ProductService/{method}\"");
             let code = format!("code=\"{code}\"");
-            let counted = sample(
+            let counted = testing::metric_value(
                 &text,
                 &format!("grpc_{side}_requests_total"),
                 &[&method, &code],
             );
             assert_eq!(counted, Some(expected), "{side} {method} {code}: {text}");
         }
-        let timed = sample(
+        let timed = testing::metric_value(
             &text,
             &format!("grpc_{side}_request_duration_seconds_count"),
             &["ReserveStock"],
@@ -144,7 +135,7 @@ async fn an_unreachable_product_service_opens_the_breaker() {
         "open after 3 consecutive transient failures"
     );
     // Every attempt (2 per call) is counted; rejected calls are not attempts.
-    let attempts = sample(
+    let attempts = testing::metric_value(
         &metrics.render(),
         "grpc_client_requests_total",
         &["ReserveStock", "code=\"Unavailable\""],

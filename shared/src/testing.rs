@@ -154,3 +154,13 @@ impl Drop for TcpProxy {
         self.stop.cancel();
     }
 }
+
+/// The value of the first series of metric `name` in a `/metrics` text whose
+/// labels include every one of `labels` (e.g. `state="idle"`); `None` if none.
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -8,12 +8,9 @@ use std::time::Duration;
 use shared::config::{CommonConfig, Env};
 use shared::metrics::Metrics;
 
-/// The value of `name`'s series whose labels include `label` ("" for any).
+/// The gauge `name`'s value in the series with `label` ("" for any).
 fn sample(text: &str, name: &str, label: &str) -> Option<i64> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    shared::testing::metric_value(text, name, &[label]).map(|v| v as i64)
 }
 
 #[tokio::test]
