@@ -31,6 +31,7 @@ SERVICES=(user-service product-service order-service payment-service notificatio
 
 cleanup() { stop_bg bench-hello >/dev/null 2>&1 || true; "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+trap 'echo "bench.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
 "$ROOT/scripts/deps.sh"
 log "building release binaries"
@@ -50,11 +51,23 @@ wrk_run() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$(pid_file "$1")")/status"; }
-commits() {
-  local list; list=$(printf "'%s'," "${DATABASES[@]}")
-  psql_admin -c "SELECT sum(xact_commit) FROM pg_stat_database WHERE datname IN (${list%,})"
-}
 broker_commits() { psql_admin -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$NISSHI_DB'"; }
+# "db commits" per service database (read-only transactions included), and
+# the cluster's next transaction id: it moves only for transactions that
+# write (read-only ones take no id), so its advance counts the durable
+# commits, the broker's storage included.
+db_commits() {
+  local list; list=$(printf "'%s'," "${DATABASES[@]}")
+  psql_admin -c "SELECT datname, xact_commit FROM pg_stat_database WHERE datname IN (${list%,})" | tr '|' ' '
+}
+next_xid() { psql_admin -c "SELECT txid_snapshot_xmax(txid_current_snapshot())"; }
+# CPU seconds (user + system) of every process: "pid comm seconds" lines,
+# for charging the saturated run's CPU to each part.
+HZ=$(getconf CLK_TCK)
+cpu_table() {
+  # (A process may end between the glob and the read: not an error.)
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v hz="$HZ" '{gsub(/[()]/, "", $2); print $1, $2, ($14 + $15) / hz}'
+}
 
 log "bound: PostgreSQL commits/s (pgbench -N, 8 clients, ${SECS}s)"
 ensure_database bench_pgbench
@@ -80,25 +93,53 @@ sleep 3
 for s in "${SERVICES[@]}"; do idle_rss[$s]=$(rss_mb "$s"); peak_rss[$s]=${idle_rss[$s]}; done
 
 log "saturated saga: loadgen closed loop, $SAGA_CONC users placing orders, ${SECS}s"
-before=$(commits); broker_before=$(broker_commits)
+broker_before=$(broker_commits)
+db_before=$(db_commits); xid_before=$(next_xid); cpu_before=$(cpu_table)
 "$REL/loadgen" "${URLS[@]}" --duration "$SECS" --concurrency "$SAGA_CONC" --users 32 --products 50 \
   --mix order=4,order_multi=1 --settle 120 --quiet --json "$STATE_DIR/saturated.json" \
   >"$STATE_DIR/logs/saturated.out" 2>&1 &
 load=$!
+loadgen_cpu=0
 while kill -0 "$load" 2>/dev/null; do
   for s in "${SERVICES[@]}"; do
     now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" ] && peak_rss[$s]=$now
   done
+  # loadgen's own CPU, read while it lives (it also waits for settling).
+  loadgen_cpu=$(awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$load/stat" 2>/dev/null || echo "$loadgen_cpu")
   sleep 1
 done
 wait "$load" || { cat "$STATE_DIR/logs/saturated.out"; die "loadgen failed"; }
 cat "$STATE_DIR/logs/saturated.out"
-after=$(commits); broker_after=$(broker_commits)
+broker_after=$(broker_commits)
+db_after=$(db_commits); xid_after=$(next_xid); cpu_after=$(cpu_table)
 sat=$(jq '.saga.completed_per_second' "$STATE_DIR/saturated.json")
 created=$(jq '.saga.orders_created' "$STATE_DIR/saturated.json")
-per_order=$(awk -v a="$before" -v b="$after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
+per_order=$(awk -v n="$created" 'NR == FNR {a += $2; next} {b += $2} END {printf "%.1f", (b - a) / n}' \
+  <(echo "$db_before") <(echo "$db_after"))
 broker_per_order=$(awk -v a="$broker_before" -v b="$broker_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
 sat_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/saturated.json")
+shed=$(jq '[.operations[] | .errors["503"] // 0] | add' "$STATE_DIR/saturated.json")
+accepted=$(jq '[.operations[] | .ok] | add' "$STATE_DIR/saturated.json")
+timeouts=$(jq '.saga.outcomes.cancelled // 0' "$STATE_DIR/saturated.json")
+xid_per_order=$(awk -v a="$xid_before" -v b="$xid_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
+# Commits per order by database, e.g. "order 21.3, payment 6.0, ...".
+per_db=$(awk -v n="$created" -v pre="$DB_PREFIX" 'NR == FNR {a[$1] = $2; next}
+  {d = $1; sub("^" pre, "", d); sub("db$", "", d); printf "%s%s %.1f", sep, d, ($2 - a[$1]) / n; sep = ", "}' \
+  <(echo "$db_before") <(echo "$db_after"))
+# CPU milliseconds per order by part: the services and the broker by pid,
+# PostgreSQL as its processes (backends alive at both ends), loadgen itself.
+cpu_ms() { # cpu_ms PID|COMM: CPU ms per order of that pid, or of every process named COMM
+  awk -v want="$1" -v n="$created" 'NR == FNR {a[$1] = $3; next}
+    ($1 == want || $2 == want) && ($1 in a) {s += $3 - a[$1]} END {printf "%.1f", s * 1000 / n}' \
+    <(echo "$cpu_before") <(echo "$cpu_after")
+}
+cpu_rows=""
+for s in "${SERVICES[@]}" broker; do
+  cpu_rows+="$s $(cpu_ms "$(cat "$(pid_file "$s")")")"$'\n'
+done
+cpu_rows+="postgres $(cpu_ms postgres)"$'\n'
+cpu_rows+="loadgen $(awk -v t="$loadgen_cpu" -v n="$created" 'BEGIN { printf "%.1f", t * 1000 / n }')"
+cpu_line=$(awk '{printf "%s%s %s", sep, $1, $2; sep = ", "; t += $2} END {printf " (sum %.1f)", t}' <<<"$cpu_rows")
 
 # The saturated run leaves a backlog behind (pending orders, and events on
 # the topic every consumer group still has to read): measure the half rate
@@ -126,7 +167,26 @@ saga_p99=$(jq '.saga.completion.p99_ms' "$STATE_DIR/half.json")
 
 log "cached GET /products/1 (wrk, $CONNS connections, ${SECS}s)"
 curl -fsS "http://127.0.0.1:$((P + 1))/products/1" >/dev/null # fill the cache
+# Where product-service's CPU goes meanwhile (perf, user and kernel samples
+# of its own process; skipped where perf is missing or not permitted).
+get_profile="perf not available"
+if command -v perf >/dev/null 2>&1; then
+  perf record -q -F 499 -p "$(cat "$(pid_file product-service)")" -o "$STATE_DIR/perf.data" \
+    -- sleep "$((SECS > 4 ? SECS - 2 : SECS))" >/dev/null 2>&1 &
+  perf_pid=$!
+fi
 read -r get_rps get_p99 < <(wrk_run "http://127.0.0.1:$((P + 1))/products/1")
+if [ -n "${perf_pid:-}" ] && wait "$perf_pid" && [ -s "$STATE_DIR/perf.data" ]; then
+  get_profile=$(perf report -i "$STATE_DIR/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
+    | awk '/%/ && !/^#/ {p = $1; sub("%", "", p)
+        if ($0 ~ /tracing|opentelemetry/) c["tracing"] += p
+        else if ($0 ~ /malloc|free|realloc|_int_|unlink_chunk| _?mi_|memmove|memcpy/) c["allocation and copies"] += p
+        else if ($0 ~ /\[k\]/) c["kernel (sockets)"] += p
+        else if ($0 ~ /redis/) c["redis client"] += p
+        else if ($0 ~ /hyper|axum|tower/) c["hyper, axum, tower"] += p
+        else c["other"] += p}
+      END {for (k in c) printf "%s%s %.0f%%", (n++ ? ", " : ""), k, c[k]}')
+fi
 for s in product-service; do now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" ] && peak_rss[$s]=$now; done
 
 log "ReserveStock ($GRPC_CONC concurrent callers, ${SECS}s)"
@@ -135,7 +195,8 @@ reserve_line=$("$REL/examples/reserve_load" --http "http://127.0.0.1:$((P + 1))"
   --concurrency "$GRPC_CONC" --seconds "$SECS")
 reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")
 
-pg_bound_orders=$(awk -v t="$pg_tps" -v c="$per_order" 'BEGIN { if (c > 0) printf "%.1f", t / c; else print 0 }')
+# pgbench -N commits are writing transactions: divide by the orders' own.
+pg_bound_orders=$(awk -v t="$pg_tps" -v c="$xid_per_order" 'BEGIN { if (c > 0) printf "%.1f", t / c; else print 0 }')
 events_needed=$(awk -v s="$sat" 'BEGIN { printf "%.0f", s * 4 }')
 rss_rows=""
 for s in "${SERVICES[@]}"; do
@@ -148,16 +209,21 @@ PostgreSQL $(psql_admin -c 'SHOW server_version' | cut -d' ' -f1); Redis $(redis
 
 | measure                                             | value         | bound                          | bound value  | ratio |
 |-----------------------------------------------------|---------------|--------------------------------|--------------|-------|
-| saturated saga: orders terminal /s ($SAGA_CONC users)         | $(printf '%13.1f' "$sat") | pgbench commits/s ÷ commits per order | $(printf '%12.1f' "$pg_bound_orders") | $(ratio "$sat" "$pg_bound_orders") |
+| saturated saga: orders terminal /s ($SAGA_CONC users)         | $(printf '%13.1f' "$sat") | pgbench commits/s ÷ writing tx per order | $(printf '%12.1f' "$pg_bound_orders") | $(ratio "$sat" "$pg_bound_orders") |
 | POST /orders p99 ms at saturation                   | $(printf '%13.1f' "$sat_p99") |                                |              |       |
 | POST /orders p50 / p99 ms at half rate ($half/s)     | $(printf '%6.1f / %-6.1f' "$half_p50" "$half_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") |       |
 | saga completion p50 / p99 ms at half rate           | $(printf '%6.0f / %-6.0f' "$saga_p50" "$saga_p99") |                                |              |       |
 | PostgreSQL commits per order (5 services)           | $(printf '%13.1f' "$per_order") | + broker storage commits/order | $(printf '%12.1f' "$broker_per_order") |       |
+| writing transactions per order (all, broker incl.)  | $(printf '%13.1f' "$xid_per_order") |                                |              |       |
+| orders refused 503 at saturation / requests ok       | $(printf '%6s / %-6s' "$shed" "$accepted") | cancelled by the payment timeout | $(printf '%12s' "$timeouts") |       |
 | events produced /s at saturation (~4 per order)     | $(printf '%13.0f' "$events_needed") | broker produce msgs/s (acks=all) | $(printf '%12.0f' "$produce_rate") | $(ratio "$events_needed" "$produce_rate") |
 | cached GET /products/{id} req/s                     | $(printf '%13.0f' "$get_rps") | axum hello-world req/s         | $(printf '%12.0f' "$hello_rps") | $(ratio "$get_rps" "$hello_rps") |
 | cached GET /products/{id} p99 ms                    | $(printf '%13.2f' "$get_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") | $(ratio "$get_p99" "$hello_p99") |
 | ReserveStock calls/s ($GRPC_CONC callers, 1 tx each)         | $(printf '%13.0f' "$reserve_cps") | pgbench -N commits/s           | $(printf '%12.0f' "$pg_tps") | $(ratio "$reserve_cps" "$pg_tps") |
 ${rss_rows}
+
+Saturated run, per order: commits by database: ${per_db}. CPU ms by process: ${cpu_line}.
+product-service's CPU during the cached GET (perf samples): ${get_profile}.
 TABLE
 )
 echo

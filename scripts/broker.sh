@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local Kafka-protocol broker: Nisshi (a Kafka-API broker in Rust).
-#   scripts/broker.sh install          build it once into $CACHE_DIR (about 8 min cold)
+#   scripts/broker.sh install          build it once into $CACHE_DIR (8 to 20 min cold on 2 cores)
 #   scripts/broker.sh start [durable|memory]
 #                                      durable (default): data in PostgreSQL database `nisshi`
 #   scripts/broker.sh stop | status
@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 
 install() {
   if [ -x "$NISSHI_BIN" ]; then return 0; fi
-  log "building the broker (nisshi $NISSHI_VERSION) into $CACHE_DIR; this takes about 8 minutes once per machine"
+  log "building the broker (nisshi $NISSHI_VERSION) into $CACHE_DIR; this takes 8 to 20 minutes once per machine"
   cargo install --locked --ignore-rust-version nisshi --version "$NISSHI_VERSION" \
     --root "$CACHE_DIR/nisshi-$NISSHI_VERSION"
 }

@@ -88,11 +88,24 @@ wait_until 120 "loadgen to start its load" grep -q "open loop" "$STATE_DIR/logs/
   || { cat "$STATE_DIR/logs/loadgen.log"; die "loadgen did not start"; }
 sleep 5
 
+# The restarted process has handled an event (its counter starts at 0):
+# its consumer group gave it partitions and it is working through them.
+consuming() {
+  curl -fsS "http://127.0.0.1:$1/metrics" 2>/dev/null \
+    | awk '/^kafka_events_consumed_total\{/ {s += $2} END {exit !(s > 0)}'
+}
+
 for name in "${KILL[@]}"; do
   kill -9 "$(cat "$(pid_file "$name")")"
   t=$(now); sleep 1; restart
   wait_until 60 "$name" ready "$(port_of "$name")" || die "$name did not come back"
-  fault "SIGKILL $name, restarted" "ready again after $(since "$t") s"
+  back="ready again after $(since "$t") s"
+  case $name in order-service | payment-service | notification-service)
+    wait_until 60 "$name to consume again" consuming "$(port_of "$name")" \
+      || die "$name did not consume again within 60 s"
+    back+=", consuming after $(since "$t") s" ;;
+  esac
+  fault "SIGKILL $name, restarted" "$back"
   sleep 3
 done
 

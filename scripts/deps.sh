@@ -31,6 +31,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The test runner of `make test` (per-test processes and time limits).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest (crates.io; a few minutes, once)"
+  cargo install --locked --quiet cargo-nextest --version 0.9.143
+fi
+
 # Validates deploy/k8s against the Kubernetes API schemas, offline (PyPI).
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   log "installing kubernetes-validate (PyPI)"

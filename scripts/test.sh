@@ -20,7 +20,9 @@ done
 # Prometheus, compose, Kubernetes, Loki/Promtail, Dockerfile and workflow files.
 "$ROOT/scripts/check-deploy.sh"
 
-cargo test --workspace --all-targets "$@"
+# nextest runs each test in its own process under a time limit
+# (.config/nextest.toml): a hung test fails alone instead of stalling the run.
+cargo nextest run --workspace --all-targets "$@"
 
 # The short chaos run: its own stack under load, services killed, the broker
 # restarted, Redis and product-service stopped; then every invariant.

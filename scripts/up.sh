@@ -38,8 +38,13 @@ SERVICES=(
   "notification-service $((p + 4)) ${DB_PREFIX}notificationdb"
 )
 
+# STATIC_MEMBERSHIP=1 makes each consumer a static group member named
+# after its service (one instance each here). Off by default: under
+# saturation the local broker's coordinator stalled past the session
+# timeout, and the static member's rejoin was fenced for good (BENCHMARKS.md).
 for entry in "${SERVICES[@]}"; do
   read -r name port db extra <<<"$entry"
+  if [ "${STATIC_MEMBERSHIP:-0}" = 1 ]; then extra+=" KAFKA_GROUP_INSTANCE_ID=$name-0"; fi
   if is_running "$name"; then
     log "$name already running (pid $(cat "$(pid_file "$name")"))"
     continue

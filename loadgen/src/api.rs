@@ -40,6 +40,8 @@ impl Outcome {
 pub struct Answer {
     pub outcome: Outcome,
     pub body: Option<Value>,
+    /// The `Retry-After` of a refusal (429, 503), in whole seconds.
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -62,12 +64,23 @@ impl Api {
         match request.send().await {
             Ok(response) => {
                 let outcome = Outcome::Status(response.status().as_u16());
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
                 let body = response.json::<Value>().await.ok();
-                Answer { outcome, body }
+                Answer {
+                    outcome,
+                    body,
+                    retry_after,
+                }
             }
             Err(_) => Answer {
                 outcome: Outcome::Io,
                 body: None,
+                retry_after: None,
             },
         }
     }

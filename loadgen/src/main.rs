@@ -50,7 +50,8 @@ struct Args {
     #[arg(long)]
     rate: Option<f64>,
     /// Closed loop: this many users, each starting its next operation when
-    /// the last one answered. With --rate: the most operations in flight.
+    /// the last one answered (after waiting out a refusal's Retry-After).
+    /// With --rate: the most operations in flight.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
     /// Weights of the operations.
@@ -99,7 +100,8 @@ struct Shared {
 
 impl Shared {
     /// Runs one operation as a random customer; records it from `started`.
-    async fn one(&self, op: Op, started: Instant) {
+    /// Returns how long a refused caller was told to wait (`Retry-After`).
+    async fn one(&self, op: Op, started: Instant) -> Option<Duration> {
         let (customer_index, customer, product, n) = {
             let mut rng = rand::rng();
             let i = rng.random_range(0..self.world.customers.len());
@@ -161,6 +163,7 @@ impl Shared {
             .lock()
             .expect("not poisoned")
             .record(op, answer.outcome, latency);
+        answer.retry_after
     }
 
     /// One item (quantity 1-3), or 2-4 distinct products for a multi-item order.
@@ -228,7 +231,14 @@ async fn drive(shared: Arc<Shared>, args: &Args) -> (Duration, chrono::DateTime<
                     tokio::spawn(async move {
                         while Instant::now() < deadline {
                             let op = shared.mix.pick(&mut rand::rng());
-                            shared.one(op, Instant::now()).await;
+                            // A refused user waits as told, as a real
+                            // client does, instead of hammering at once.
+                            if let Some(wait) = shared.one(op, Instant::now()).await {
+                                tokio::time::sleep_until(
+                                    deadline.min(Instant::now() + wait).into(),
+                                )
+                                .await;
+                            }
                         }
                     })
                 })

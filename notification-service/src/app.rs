@@ -105,9 +105,7 @@ impl App {
         )));
         tracing::info!(http = %addr, "notification-service listening");
         let served = shared::http::serve(self.http, self.router, shutdown).await;
-        for task in tasks {
-            let _ = task.await;
-        }
+        tasks.join().await?;
         served.map_err(|e| format!("HTTP server failed: {e}"))
     }
 }

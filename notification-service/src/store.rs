@@ -221,17 +221,12 @@ async fn deliver_due(
         }
     }))
     .await;
+    // The sent ones (the usual case) in one statement; failures one by one.
+    let mut sent = Vec::with_capacity(jobs.len());
     for ((id, attempts, _), result) in jobs.iter().zip(results) {
         let attempts = attempts + 1;
         match result {
-            Ok(()) => {
-                sqlx::query("UPDATE notifications SET status = 'sent', attempts = $2, sent_at = now(), last_error = NULL WHERE id = $1")
-                    .bind(id)
-                    .bind(attempts)
-                    .execute(&mut *tx)
-                    .await?;
-                outcomes.with_label_values(&["sent"]).inc();
-            }
+            Ok(()) => sent.push(*id),
             Err(e) if attempts >= config.max_attempts => {
                 tracing::error!(notification_id = id, attempts, error = %e, "notification failed for good");
                 sqlx::query("UPDATE notifications SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1")
@@ -258,6 +253,18 @@ async fn deliver_due(
                 outcomes.with_label_values(&["retried"]).inc();
             }
         }
+    }
+    if !sent.is_empty() {
+        sqlx::query(
+            "UPDATE notifications SET status = 'sent', attempts = attempts + 1, sent_at = now(), \
+             last_error = NULL WHERE id = ANY($1)",
+        )
+        .bind(&sent)
+        .execute(&mut *tx)
+        .await?;
+        outcomes
+            .with_label_values(&["sent"])
+            .inc_by(sent.len() as u64);
     }
     tx.commit().await?;
     Ok(jobs.len())

@@ -90,6 +90,10 @@ impl From<PlaceError> for ApiError {
             PlaceError::Unavailable { retry_after_secs } => {
                 ApiError::unavailable(message).retry_after(retry_after_secs)
             }
+            PlaceError::Overloaded { retry_after_secs } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+                    .retry_after(retry_after_secs)
+            }
             PlaceError::Refused(_) => ApiError::internal(message),
             PlaceError::Db(e) => e.into(),
         }
@@ -150,7 +154,7 @@ impl CreateOrderBody {
         (status = 404, description = "A product does not exist", body = ErrorBody),
         (status = 409, description = "Product not available (with `stock`), or the same key still in progress", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used for different items", body = ErrorBody),
-        (status = 503, description = "The stock service is unavailable (Retry-After)", body = ErrorBody),
+        (status = 503, description = "The stock service is unavailable (`unavailable`), or too many orders are under way (`overloaded`); Retry-After says when to try again", body = ErrorBody),
     )
 )]
 async fn create_order(

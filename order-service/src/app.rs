@@ -132,9 +132,7 @@ impl App {
             );
         let http = shared::http::serve(self.http, self.router, shutdown);
         let (grpc, http) = tokio::join!(grpc, http);
-        for task in tasks {
-            let _ = task.await;
-        }
+        tasks.join().await?;
         grpc.map_err(|e| format!("gRPC server failed: {e}"))?;
         http.map_err(|e| format!("HTTP server failed: {e}"))?;
         tracing::info!("order-service stopped");

@@ -56,6 +56,7 @@ impl Config {
                 )),
                 recovery_interval: env.millis("RECOVERY_INTERVAL_MS", 1000),
                 recovery_grace: env.millis("RECOVERY_GRACE_MS", 10_000),
+                max_pending: env.in_range("ORDER_MAX_PENDING", 1000, 1..=10_000_000),
             },
         };
         env.finish()?;

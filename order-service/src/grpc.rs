@@ -37,7 +37,9 @@ impl From<PlaceError> for Status {
                 "Product not available: product {product_id} has {stock} in stock"
             )),
             PlaceError::ProductNotFound { .. } => Status::not_found(message),
-            PlaceError::Unavailable { .. } => Status::unavailable(message),
+            PlaceError::Unavailable { .. } | PlaceError::Overloaded { .. } => {
+                Status::unavailable(message)
+            }
             PlaceError::Refused(_) => Status::internal(message),
             PlaceError::Db(e) => db_status(e),
         }

@@ -13,13 +13,22 @@
 //! the recovery loop racing a request, two replicas — and still act once.
 //! The stock calls after a transition are attempted at once and, if
 //! product-service is down, by the recovery loop until they succeed.
+//!
+//! Admission: past `max_pending` orders under way, new orders are refused
+//! with a 503 and `Retry-After` before anything is written. Without it a
+//! saturated system accepts orders faster than it finishes them, and the
+//! excess waits until the payment timeout cancels it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use shared::auth::AuthUser;
 use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventItem, EventPayload};
-use shared::metrics::prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge};
+use shared::metrics::prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+};
 use shared::money::Money;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
@@ -50,6 +59,8 @@ pub struct SagaConfig {
     /// `RECOVERY_GRACE_MS`: how long an order must be untouched before the
     /// loop takes it over from a request that may still be working on it.
     pub recovery_grace: Duration,
+    /// `ORDER_MAX_PENDING`: orders under way (pending) past which new ones are refused.
+    pub max_pending: i64,
 }
 
 /// The saga's metrics.
@@ -63,6 +74,8 @@ pub struct SagaMetrics {
     pub pending: IntGauge,
     /// `orders_pending_oldest_seconds`: how long the oldest of them has been pending.
     pub pending_oldest_seconds: Gauge,
+    /// `orders_shed_total`: new orders refused because `max_pending` were under way.
+    pub shed: IntCounter,
 }
 
 impl SagaMetrics {
@@ -90,6 +103,10 @@ impl SagaMetrics {
             pending_oldest_seconds: metrics.gauge(
                 "orders_pending_oldest_seconds",
                 "How long the oldest pending order has been pending",
+            ),
+            shed: metrics.int_counter(
+                "orders_shed_total",
+                "New orders refused (503) because too many were under way",
             ),
         }
     }
@@ -124,6 +141,8 @@ pub enum PlaceError {
     ProductNotFound { order_id: i64, message: String },
     #[error("the stock service is unavailable; try again shortly")]
     Unavailable { retry_after_secs: u64 },
+    #[error("too many orders are being processed; try again shortly")]
+    Overloaded { retry_after_secs: u64 },
     #[error("the stock service refused the order: {0}")]
     Refused(String),
     #[error(transparent)]
@@ -152,6 +171,9 @@ pub struct Saga {
     products: ProductClient,
     metrics: SagaMetrics,
     config: SagaConfig,
+    /// Orders under way as last counted by the recovery loop, plus those
+    /// this replica placed since: the admission check's estimate.
+    pending: Arc<AtomicI64>,
 }
 
 impl Saga {
@@ -166,6 +188,7 @@ impl Saga {
             products,
             metrics,
             config,
+            pending: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -178,17 +201,35 @@ impl Saga {
         idempotency_key: Option<&str>,
     ) -> Result<Placed, PlaceError> {
         let lines = Lines::new(requested).map_err(PlaceError::Invalid)?;
+        self.admit()?;
         match self
             .store
             .insert(customer.id, &customer.email, &lines, idempotency_key)
             .await?
         {
             Inserted::Existing(order) => replay(order, &lines),
-            Inserted::New(order) => Ok(Placed {
-                order: self.reserve(order, Caller::Request).await?,
-                replayed: false,
-            }),
+            Inserted::New(order) => {
+                self.pending.fetch_add(1, Ordering::Relaxed);
+                Ok(Placed {
+                    order: self.reserve(order, Caller::Request).await?,
+                    replayed: false,
+                })
+            }
         }
+    }
+
+    /// Refuses a new order while `max_pending` are under way. The estimate
+    /// is the recovery loop's last count plus this replica's orders since,
+    /// so the limit is soft: requests in flight at once, and other replicas
+    /// within one recovery interval, may pass it by a few.
+    fn admit(&self) -> Result<(), PlaceError> {
+        if self.pending.load(Ordering::Relaxed) < self.config.max_pending {
+            return Ok(());
+        }
+        self.metrics.shed.inc();
+        Err(PlaceError::Overloaded {
+            retry_after_secs: self.config.recovery_interval.as_secs().max(1),
+        })
     }
 
     /// Asks product-service to hold the order's units and records the answer.
@@ -478,6 +519,7 @@ impl Saga {
     /// One round of recovery: every unfinished saga is moved on one step.
     pub async fn recover_once(&self) -> Result<usize, sqlx::Error> {
         let (pending, oldest) = self.store.pending().await?;
+        self.pending.store(pending, Ordering::Relaxed);
         self.metrics.pending.set(pending);
         self.metrics.pending_oldest_seconds.set(oldest);
         let orders = self

@@ -108,17 +108,17 @@ impl Store {
         // outage between our insert and our lookup, which frees its key.
         for _ in 0..2 {
             let mut tx = self.pool.begin().await?;
-            let id: Option<i64> = sqlx::query_scalar(
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO orders (user_id, idempotency_key, request_fingerprint, customer_email) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
-            )
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+            )))
             .bind(user_id)
             .bind(key)
             .bind(key.map(|_| lines.fingerprint()))
             .bind(email)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(id) = id else {
+            let Some(row) = row else {
                 tx.rollback().await?;
                 let existing: Option<i64> = sqlx::query_scalar(
                     "SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2",
@@ -132,6 +132,7 @@ impl Store {
                     None => continue,
                 }
             };
+            let id: i64 = row.try_get("id")?;
             let (products, quantities): (Vec<i64>, Vec<i32>) =
                 lines.as_slice().iter().copied().unzip();
             sqlx::query(
@@ -144,7 +145,17 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            return self.must_get(id).await.map(Inserted::New);
+            // The order as written (RETURNING), without reading it back.
+            let items = lines
+                .as_slice()
+                .iter()
+                .map(|&(product_id, quantity)| OrderItem {
+                    product_id,
+                    quantity,
+                    unit_price: None,
+                })
+                .collect();
+            return order_from_row(&row, items).map(Inserted::New);
         }
         Err(sqlx::Error::Protocol(
             "idempotency key kept changing hands; try again".into(),
@@ -238,7 +249,8 @@ impl Store {
     }
 
     /// Stock is held for a pending order: records the reserved prices and
-    /// total and writes `order_created`, in one transaction. `None` when the
+    /// total and writes `order_created`, in one transaction. `reserved` is
+    /// the order's lines, in their order, with their prices. `None` when the
     /// order had already moved on (another path recorded it, or it was
     /// cancelled meanwhile).
     #[tracing::instrument(name = "TX hold order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
@@ -249,10 +261,10 @@ impl Store {
         total: Money,
     ) -> Result<Option<Order>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
-             WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING user_id, currency, customer_email",
-        )
+             WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING {COLUMNS}, customer_email"
+        )))
         .bind(id)
         .bind(total.cents())
         .fetch_optional(&mut *tx)
@@ -285,7 +297,17 @@ impl Store {
         );
         outbox::enqueue(&mut tx, &created).await?;
         tx.commit().await?;
-        self.get(id).await
+        // The order as written (RETURNING, and the lines at the prices just
+        // set: `reserved` is the order's lines, in their order).
+        let items = reserved
+            .iter()
+            .map(|i| OrderItem {
+                product_id: i.product_id,
+                quantity: i.quantity,
+                unit_price: Some(i.unit_price),
+            })
+            .collect();
+        order_from_row(&row, items).map(Some)
     }
 
     /// Rejects a pending order whose stock was never confirmed held.

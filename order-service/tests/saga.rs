@@ -24,6 +24,7 @@ struct Options {
     success_rate: &'static str,
     max_amount: &'static str,
     payment_timeout_secs: &'static str,
+    max_pending: &'static str,
 }
 
 impl Default for Options {
@@ -32,6 +33,7 @@ impl Default for Options {
             success_rate: "1.0",
             max_amount: "100.00",
             payment_timeout_secs: "60",
+            max_pending: "1000",
         }
     }
 }
@@ -117,6 +119,7 @@ async fn start_order(
         ("RECOVERY_INTERVAL_MS", "200"),
         ("RECOVERY_GRACE_MS", "1000"),
         ("PAYMENT_TIMEOUT_SECS", options.payment_timeout_secs),
+        ("ORDER_MAX_PENDING", options.max_pending),
         ("RATE_LIMIT_WRITES_PER_MIN", "1000000"),
         ("RATE_LIMIT_WRITES_BURST", "1000000"),
     ]))
@@ -143,6 +146,7 @@ async fn spawn_stack(options: Options) -> Stack {
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
         lag_interval: Duration::from_millis(500),
+        group_instance_id: None,
     };
     kafka.ensure_topics().await.unwrap();
     let (product_http, product_grpc) = product_service::testing::spawn(&stop).await;
@@ -243,6 +247,18 @@ impl Stack {
         (response.status(), response.json().await.unwrap())
     }
 
+    /// `POST /orders/{id}/cancel` as customer `user`.
+    fn cancel(
+        &self,
+        user: i64,
+        id: i64,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + use<> {
+        self.http
+            .post(format!("{}/orders/{id}/cancel", self.order))
+            .bearer_auth(testing::token(user, Role::Customer))
+            .send()
+    }
+
     async fn get(&self, user: i64, path: &str) -> (StatusCode, Value) {
         let response = self
             .http
@@ -304,6 +320,34 @@ impl Stack {
         )
         .await
     }
+}
+
+/// A gRPC CreateOrder of `items` (product, quantity) with `key`, signed by
+/// `user` as a customer (unsigned if `None`).
+fn create_request(
+    user: Option<i64>,
+    items: Vec<(i64, i32)>,
+    key: &str,
+) -> tonic::Request<shared::proto::order::CreateOrderRequest> {
+    use shared::proto::order::{CreateOrderRequest, OrderItem};
+    let mut request = tonic::Request::new(CreateOrderRequest {
+        items: items
+            .into_iter()
+            .map(|(product_id, quantity)| OrderItem {
+                product_id,
+                quantity,
+                unit_price_cents: 0,
+            })
+            .collect(),
+        idempotency_key: key.into(),
+    });
+    if let Some(user) = user {
+        let token = format!("Bearer {}", testing::token(user, Role::Customer));
+        request
+            .metadata_mut()
+            .insert("authorization", token.parse().unwrap());
+    }
+    request
 }
 
 #[tokio::test]
@@ -853,13 +897,7 @@ async fn a_pending_order_is_cancelled_by_its_owner_or_by_the_payment_timeout() {
     let first = first["id"].as_i64().unwrap();
     let second = second["id"].as_i64().unwrap();
 
-    let cancel = |user: i64, id: i64| {
-        stack
-            .http
-            .post(format!("{}/orders/{id}/cancel", stack.order))
-            .bearer_auth(testing::token(user, Role::Customer))
-            .send()
-    };
+    let cancel = |user: i64, id: i64| stack.cancel(user, id);
     assert_eq!(
         cancel(15, first).await.unwrap().status(),
         StatusCode::FORBIDDEN
@@ -895,9 +933,90 @@ async fn a_pending_order_is_cancelled_by_its_owner_or_by_the_payment_timeout() {
 }
 
 #[tokio::test]
-async fn grpc_create_and_get_order_follow_the_rest_rules() {
+async fn past_the_pending_limit_new_orders_get_a_503_and_write_nothing() {
+    // No payment-service: placed orders stay pending.
+    let stack = spawn_stack(Options {
+        max_pending: "3",
+        ..Options::default()
+    })
+    .await;
+    stack.payment_stop.cancel();
+    let product = stack.product(10.0, 10).await;
+    let mut placed = Vec::new();
+    for _ in 0..3 {
+        let (status, order) = stack
+            .place(16, json!({"product_id": product, "quantity": 1}), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        placed.push(order["id"].as_i64().unwrap());
+    }
+
+    let response = stack
+        .http
+        .post(format!("{}/orders", stack.order))
+        .bearer_auth(testing::token(16, Role::Customer))
+        .json(&json!({"product_id": product, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "overloaded", "{body}");
+    assert_eq!(
+        stack
+            .count(&stack.order_db, "SELECT count(*) FROM orders")
+            .await,
+        3,
+        "the refused order wrote nothing"
+    );
+    assert_eq!(stack.stock(product).await, 7, "and held nothing");
+
+    // gRPC CreateOrder is refused the same way.
     use shared::proto::order::order_service_client::OrderServiceClient;
-    use shared::proto::order::{CreateOrderRequest, GetOrderRequest, OrderItem};
+    let mut grpc = OrderServiceClient::connect(stack.order_grpc.clone())
+        .await
+        .unwrap();
+    let refused = grpc
+        .create_order(create_request(Some(16), vec![(product, 1)], ""))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+
+    let metrics = stack
+        .http
+        .get(format!("{}/metrics", stack.order))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        testing::metric_value(&metrics, "orders_shed_total", &[]),
+        Some(2.0)
+    );
+
+    // Once an order finishes, the next count (every 200 ms here) lets new ones in.
+    let response = stack.cancel(16, placed[0]).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (status, _) = stack
+            .place(16, json!({"product_id": product, "quantity": 1}), None)
+            .await;
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+    }
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn grpc_create_and_get_order_follow_the_rest_rules() {
+    use shared::proto::order::GetOrderRequest;
+    use shared::proto::order::order_service_client::OrderServiceClient;
     use tonic::Code;
 
     let stack = spawn_stack(Options::default()).await;
@@ -905,26 +1024,7 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
     let mut client = OrderServiceClient::connect(stack.order_grpc.clone())
         .await
         .unwrap();
-    let request = |user: Option<i64>, items: Vec<(i64, i32)>, key: &str| {
-        let mut request = tonic::Request::new(CreateOrderRequest {
-            items: items
-                .into_iter()
-                .map(|(product_id, quantity)| OrderItem {
-                    product_id,
-                    quantity,
-                    unit_price_cents: 0,
-                })
-                .collect(),
-            idempotency_key: key.into(),
-        });
-        if let Some(user) = user {
-            let token = format!("Bearer {}", testing::token(user, Role::Customer));
-            request
-                .metadata_mut()
-                .insert("authorization", token.parse().unwrap());
-        }
-        request
-    };
+    let request = create_request;
     let unauthenticated = client
         .create_order(request(None, vec![(product, 1)], ""))
         .await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use payment_service::gateway::SimulatedGateway;
 use payment_service::{App, Config};
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use shared::auth::Role;
 use shared::config::Env;
@@ -24,7 +24,7 @@ struct TestApp {
     db: sqlx::PgPool,
     stop: CancellationToken,
     /// Reads every event on the topic from the start.
-    reader: StreamConsumer,
+    reader: shared::kafka::consumer::GroupConsumer,
 }
 
 impl Drop for TestApp {

@@ -30,6 +30,13 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// Every binary that links `shared` allocates with mimalloc: a request
+/// allocates and frees many small objects across worker threads, where
+/// glibc's malloc spent about a sixth of a cached `GET /products/{id}`
+/// (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The process exit code for a service's `main`: a start-up or serving
 /// failure is logged (and printed, for whoever ran it by hand) and exits 1.
 pub fn exit_code(service: &str, result: Result<(), String>) -> std::process::ExitCode {

@@ -166,6 +166,13 @@ impl Metrics {
         counter
     }
 
+    /// A registered counter.
+    pub fn int_counter(&self, name: &str, help: &str) -> prometheus::IntCounter {
+        let counter = prometheus::IntCounter::new(name, help).expect("static metric definition");
+        self.register(counter.clone());
+        counter
+    }
+
     /// A registered integer gauge with `labels`.
     pub fn int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
         let gauge =

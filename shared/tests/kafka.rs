@@ -34,6 +34,7 @@ fn kafka() -> KafkaConfig {
         outbox_retention: Duration::from_secs(3600),
         group_prefix: String::new(),
         lag_interval: Duration::from_millis(200),
+        group_instance_id: None,
     }
 }
 
@@ -127,7 +128,7 @@ async fn wait_for(pool: &PgPool, sql: &str, expected: i64) -> i64 {
 
 /// Everything on the dead-letter topic within a few seconds: (error header, payload).
 async fn dead_letters(kafka: &KafkaConfig, expected: usize) -> Vec<(String, String)> {
-    let consumer: StreamConsumer = kafka
+    let consumer = kafka
         .consumer(&format!("dlq-reader-{}", uuid::Uuid::new_v4()))
         .unwrap();
     consumer.subscribe(&[&kafka.dlq_topic()]).unwrap();
@@ -409,7 +410,7 @@ async fn two_relays_on_one_database_publish_each_event_once() {
         30
     );
     // Count what reached the topic: 30 messages, no duplicates.
-    let consumer: StreamConsumer = kafka
+    let consumer = kafka
         .consumer(&format!("counter-{}", uuid::Uuid::new_v4()))
         .unwrap();
     consumer.subscribe(&[&kafka.topic]).unwrap();
@@ -522,4 +523,139 @@ async fn consumer_lag_counts_the_events_waiting_and_drains_to_zero() {
     eventually("16 handled", || handled_is(16)).await;
     eventually("lag 0 after draining", || lag(&metrics) == Some(0)).await;
     stop.cancel();
+}
+
+/// The members of `group` the broker lists.
+fn members(consumer: &StreamConsumer, group: &str) -> usize {
+    let groups = consumer
+        .fetch_group_list(Some(group), Duration::from_secs(5))
+        .unwrap();
+    groups.groups().iter().map(|g| g.members().len()).sum()
+}
+
+#[tokio::test]
+async fn a_restarted_static_member_takes_its_own_place_and_a_fenced_one_stops() {
+    let mut kafka = kafka();
+    kafka.group_prefix = format!("{}.", kafka.topic);
+    kafka.group_instance_id = Some("order-service-0".into());
+    let group = format!("{}static-group", kafka.group_prefix);
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("static-test"));
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let relay_stop = CancellationToken::new();
+    spawn_relay(&kafka, &pool, &metrics, &relay_stop);
+    let observer = kafka.consumer("observer").unwrap();
+    let start = || {
+        let consumer = kafka.consumer("static-group").unwrap();
+        consumer.subscribe(&[&kafka.topic]).unwrap();
+        let stop = CancellationToken::new();
+        let handler = Recorder {
+            pool: pool.clone(),
+            fail_order: None,
+            attempts: Default::default(),
+        };
+        let task = tokio::spawn(run_consumer(
+            consumer,
+            kafka.producer().unwrap(),
+            handler,
+            kafka.consumer_config(),
+            metrics.clone(),
+            stop.clone(),
+        ));
+        (stop, task)
+    };
+    let publish = |order_id: i64| {
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            enqueue(&mut tx, &event(order_id, 1)).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+
+    let (stop, task) = start();
+    for order in 1..=3 {
+        publish(order).await;
+    }
+    assert_eq!(wait_for(&pool, "SELECT count(*) FROM effects", 3).await, 3);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    // A static member does not leave on its way down (a crash can't
+    // either): the group keeps its place for it.
+    assert_eq!(
+        members(&observer, &group),
+        1,
+        "the stopped member keeps its place"
+    );
+
+    // The same instance id comes back: it takes that place (one member, not
+    // two) and carries on after the committed offsets.
+    let (stop, task) = start();
+    for order in 4..=6 {
+        publish(order).await;
+    }
+    assert_eq!(wait_for(&pool, "SELECT count(*) FROM effects", 6).await, 6);
+    assert_eq!(
+        members(&observer, &group),
+        1,
+        "the restarted member took its own place"
+    );
+    let handled: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_id) FROM effects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(handled, 6, "each event once");
+
+    // A second live instance with the same id fences the first for good:
+    // that one stops with the error and cancels its service's shutdown (so
+    // that it is restarted), instead of staying up consuming nothing.
+    let (second_stop, second) = start();
+    publish(7).await;
+    let fenced = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the fenced consumer stops")
+        .unwrap();
+    let error = fenced.expect_err("a fenced consumer reports the error");
+    assert!(error.contains("fenced"), "{error}");
+    assert!(stop.is_cancelled(), "and shuts its service down");
+    assert_eq!(wait_for(&pool, "SELECT count(*) FROM effects", 7).await, 7);
+    second_stop.cancel();
+    second.await.unwrap().unwrap();
+    relay_stop.cancel();
+}
+
+/// Dropping a group consumer while its group rebalances: librdkafka's close
+/// waits for the rebalance to end (about 5 s here; with a stalled broker it
+/// can be forever, which hung a test run until CI's limit). A
+/// `GroupConsumer` returns from the drop at once and closes on a thread of
+/// its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_consumer_mid_rebalance_does_not_wait_for_the_group() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let group = format!("rebalancing-{}", uuid::Uuid::new_v4());
+    let first = kafka.consumer(&group).unwrap();
+    first.subscribe(&[kafka.topic.as_str()]).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(300), first.recv()).await;
+    // A second member: the group rebalances for a few seconds.
+    let mut second = kafka.consumer(&group).unwrap();
+    second.subscribe(&[kafka.topic.as_str()]).unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(300), second.recv()).await;
+    let mut closed = second.on_close();
+
+    let started = std::time::Instant::now();
+    drop(second);
+    let dropped_after = started.elapsed();
+    assert!(
+        matches!(
+            closed.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        ),
+        "the drop returned only once the consumer had left its group ({dropped_after:?})"
+    );
+    tokio::time::timeout(Duration::from_secs(60), closed)
+        .await
+        .expect("the consumer is closed in the background")
+        .unwrap();
+    drop(first);
 }

@@ -30,7 +30,7 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use tracing::Instrument;
@@ -54,6 +54,68 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, event: &Event) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// A group consumer that is closed on a thread of its own when its last
+/// owner lets go of it (it derefs to the rdkafka consumer).
+///
+/// Dropping a librdkafka group consumer leaves the group and waits, with no
+/// time limit, until that is done; with a join or rebalance under way, or a
+/// stalled broker, that can be forever (rust-rdkafka#509). On an async
+/// worker that would hang the runtime, and in a tokio blocking task it would
+/// hang the runtime's shutdown, which waits for those: a service could not
+/// exit, a test could not end. A plain thread is not waited for by anyone.
+pub struct GroupConsumer {
+    consumer: Option<StreamConsumer>,
+    closed: Option<oneshot::Sender<()>>,
+}
+
+impl GroupConsumer {
+    pub fn new(consumer: StreamConsumer) -> Self {
+        Self {
+            consumer: Some(consumer),
+            closed: None,
+        }
+    }
+
+    /// Resolves once the consumer has been closed after its last drop.
+    pub fn on_close(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.closed = Some(tx);
+        rx
+    }
+}
+
+impl std::ops::Deref for GroupConsumer {
+    type Target = StreamConsumer;
+
+    fn deref(&self) -> &StreamConsumer {
+        self.consumer
+            .as_ref()
+            .expect("the consumer is only taken out when dropped")
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else {
+            return;
+        };
+        let closed = self.closed.take();
+        let close = move || {
+            drop(consumer);
+            if let Some(closed) = closed {
+                let _ = closed.send(());
+            }
+        };
+        // If no thread can be had, close here, as rdkafka would.
+        if let Err(e) = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(close)
+        {
+            tracing::warn!(error = %e, "no thread to close the Kafka consumer on");
+        }
+    }
+}
+
 /// How the consumer behaves.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -72,7 +134,7 @@ pub struct ConsumerConfig {
 /// Every `interval` until `shutdown`, sets `lag{topic,partition}` for the
 /// partitions assigned to `consumer`.
 async fn report_lag(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     lag: IntGaugeVec,
     interval: Duration,
     shutdown: CancellationToken,
@@ -123,14 +185,21 @@ fn measure_lag(
 const PARTITION_QUEUE: usize = 64;
 
 /// Consumes until `shutdown`; the consumer must already be subscribed.
+///
+/// A fatal librdkafka error (e.g. a static member fenced by the broker)
+/// leaves the consumer unable to consume for good: then it cancels
+/// `shutdown`, so that the whole service stops and its supervisor starts
+/// it again, rather than staying up and ready with nothing consumed, and
+/// returns the error.
 pub async fn run_consumer<H: Handler>(
-    consumer: StreamConsumer,
+    mut consumer: GroupConsumer,
     dlq: FutureProducer,
     handler: H,
     config: ConsumerConfig,
     metrics: super::KafkaMetrics,
     shutdown: CancellationToken,
-) {
+) -> Result<(), String> {
+    let closed = consumer.on_close();
     let consumer = Arc::new(consumer);
     let lag_task = tokio::spawn(report_lag(
         consumer.clone(),
@@ -147,6 +216,7 @@ pub async fn run_consumer<H: Handler>(
         shutdown: shutdown.clone(),
     });
     let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+    let mut fatal = None;
     let mut workers = tokio::task::JoinSet::new();
     loop {
         let message = tokio::select! {
@@ -156,6 +226,13 @@ pub async fn run_consumer<H: Handler>(
         let message = match message {
             Ok(m) => m.detach(),
             Err(e) => {
+                if let Some((_, reason)) = consumer.client().fatal_error() {
+                    let why = format!("the Kafka consumer failed for good: {reason}");
+                    tracing::error!(error = %why, "stopping the service so that it is restarted");
+                    fatal = Some(why);
+                    shutdown.cancel();
+                    break;
+                }
                 tracing::warn!(error = %e, "kafka receive failed");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -183,19 +260,20 @@ pub async fn run_consumer<H: Handler>(
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
     let _ = lag_task.await;
     drop(worker);
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
-    if tokio::time::timeout(Duration::from_secs(10), closing)
+    drop(consumer);
+    if tokio::time::timeout(Duration::from_secs(10), closed)
         .await
         .is_err()
     {
         tracing::warn!("kafka consumer did not close within 10 s");
     }
     tracing::info!("kafka consumer stopped");
+    fatal.map_or(Ok(()), Err)
 }
 
 /// What every partition worker shares.
 struct Worker<H> {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
     dlq: FutureProducer,
     handler: H,
     config: ConsumerConfig,

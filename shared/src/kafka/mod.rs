@@ -14,7 +14,6 @@ use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -41,6 +40,16 @@ pub struct KafkaConfig {
     pub group_prefix: String,
     /// `KAFKA_LAG_INTERVAL_MS`: how often a consumer measures its lag (default 5 s).
     pub lag_interval: Duration,
+    /// `KAFKA_GROUP_INSTANCE_ID`: this instance's static group membership
+    /// (KIP-345), unset by default. It must be stable across restarts of one
+    /// instance and unique among the running ones (a pod name, a systemd
+    /// unit). A restarted instance then takes its partitions back at once,
+    /// instead of the group waiting out the dead member's session (10 s)
+    /// and rebalancing twice. Two running instances with one id fence each
+    /// other, so leave it unset where that can't be promised. Off by default:
+    /// with the local broker, a static member whose session timed out under
+    /// saturation was fenced on rejoining, which librdkafka treats as fatal.
+    pub group_instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -54,6 +63,9 @@ impl KafkaConfig {
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
             group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
             lag_interval: env.millis("KAFKA_LAG_INTERVAL_MS", 5_000),
+            group_instance_id: env
+                .opt::<String>("KAFKA_GROUP_INSTANCE_ID")
+                .filter(|id| !id.is_empty()),
         }
     }
 
@@ -96,15 +108,26 @@ impl KafkaConfig {
     }
 
     /// A consumer of `group` (after the prefix) that commits offsets only when told to.
-    pub fn consumer(&self, group: &str) -> Result<StreamConsumer, String> {
-        ClientConfig::new()
+    pub fn consumer(&self, group: &str) -> Result<consumer::GroupConsumer, String> {
+        self.consumer_settings(group)
+            .create()
+            .map(consumer::GroupConsumer::new)
+            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.brokers))
+    }
+
+    /// The settings of [`Self::consumer`].
+    pub fn consumer_settings(&self, group: &str) -> ClientConfig {
+        let mut settings = ClientConfig::new();
+        settings
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}{group}", self.group_prefix))
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .create()
-            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.brokers))
+            .set("session.timeout.ms", "10000");
+        if let Some(id) = &self.group_instance_id {
+            settings.set("group.instance.id", id);
+        }
+        settings
     }
 
     /// Creates the topic and its dead-letter topic unless they exist.
@@ -196,21 +219,22 @@ pub async fn start<H: consumer::Handler>(
     metrics: &crate::metrics::Metrics,
     consumer: Option<(&str, H)>,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+) -> Result<Tasks, String> {
     config.ensure_topics().await?;
     let kafka_metrics = KafkaMetrics::new(metrics);
-    let mut tasks = vec![tokio::spawn(outbox::run_relay(
+    let mut tasks = Tasks::default();
+    tasks.push(tokio::spawn(outbox::run_relay(
         pool.clone(),
         config.producer()?,
         config.relay_config(),
         kafka_metrics.clone(),
         shutdown.clone(),
-    ))];
+    )));
     if let Some((group, handler)) = consumer {
         let kafka_consumer = config.consumer(group)?;
-        rdkafka::consumer::Consumer::subscribe(&kafka_consumer, &[config.topic.as_str()])
+        rdkafka::consumer::Consumer::subscribe(&*kafka_consumer, &[config.topic.as_str()])
             .map_err(|e| format!("cannot subscribe to {}: {e}", config.topic))?;
-        tasks.push(tokio::spawn(consumer::run_consumer(
+        tasks.consumer = Some(tokio::spawn(consumer::run_consumer(
             kafka_consumer,
             config.producer()?,
             handler,
@@ -220,6 +244,33 @@ pub async fn start<H: consumer::Handler>(
         )));
     }
     Ok(tasks)
+}
+
+/// A service's background tasks: the relay, the consumer, and any it adds.
+#[derive(Default)]
+pub struct Tasks {
+    others: Vec<tokio::task::JoinHandle<()>>,
+    consumer: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Tasks {
+    pub fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.others.push(task);
+    }
+
+    /// Waits for every task; an error if the consumer stopped on a fatal
+    /// error (it then shut the service down, so that it is restarted).
+    pub async fn join(self) -> Result<(), String> {
+        for task in self.others {
+            let _ = task.await;
+        }
+        match self.consumer {
+            Some(consumer) => consumer
+                .await
+                .unwrap_or_else(|e| Err(format!("the Kafka consumer task failed: {e}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Readiness of the broker: a metadata request answered in time.
@@ -280,4 +331,25 @@ pub async fn claim(
     .await?
     .rows_affected();
     Ok(inserted == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_instance_id_makes_the_consumer_a_static_member() {
+        let kafka = KafkaConfig::read(&mut Env::with_overrides(&[(
+            "KAFKA_GROUP_INSTANCE_ID",
+            "payment-service-0",
+        )]));
+        let settings = kafka.consumer_settings("payment-service");
+        assert_eq!(settings.get("group.instance.id"), Some("payment-service-0"));
+        assert_eq!(settings.get("group.id"), Some("payment-service"));
+
+        for unset in [&[][..], &[("KAFKA_GROUP_INSTANCE_ID", "")][..]] {
+            let kafka = KafkaConfig::read(&mut Env::with_overrides(unset));
+            assert_eq!(kafka.consumer_settings("g").get("group.instance.id"), None);
+        }
+    }
 }
