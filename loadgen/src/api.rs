@@ -44,6 +44,9 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
 }
 
+/// The largest page the list endpoints serve.
+pub const PAGE: usize = 100;
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -149,6 +152,19 @@ impl Api {
         self.send(
             self.http
                 .get(format!("{}/api/v1/orders/{id}", self.urls.order))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// The caller's pending orders: a page of at most [`PAGE`].
+    pub async fn pending_orders(&self, token: &str) -> Answer {
+        self.send(
+            self.http
+                .get(format!(
+                    "{}/api/v1/orders?status=pending&limit={PAGE}",
+                    self.urls.order
+                ))
                 .bearer_auth(token),
         )
         .await

@@ -9,6 +9,7 @@
 //! It seeds its own customers and products through the API with the admin's
 //! credentials, so it runs against any deployment.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use loadgen::api::{Api, Outcome, Urls};
+use loadgen::api::{Api, Outcome, PAGE, Urls};
 use loadgen::mix::{Mix, Op};
 use loadgen::seed::{self, World};
 use loadgen::stats::{Latency, Report, SagaReport, Stats};
@@ -294,13 +295,44 @@ async fn settle(
     let mut waiting: Vec<Placed> = placed.clone();
     let mut finished: Vec<serde_json::Value> = Vec::new();
     loop {
-        let answers = futures::future::join_all(waiting.iter().map(|p| {
+        // Which waiting orders are no longer pending: one list call per
+        // customer, rather than a read of every waiting order each round.
+        let mut by_customer: HashMap<usize, Vec<Placed>> = HashMap::new();
+        for p in waiting {
+            by_customer.entry(p.customer).or_default().push(p);
+        }
+        let by_customer: Vec<(usize, Vec<Placed>)> = by_customer.into_iter().collect();
+        let lists = futures::future::join_all(by_customer.iter().map(|(customer, _)| {
+            let token = &shared.world.customers[*customer].token;
+            shared.api.pending_orders(token)
+        }))
+        .await;
+        let mut still = Vec::new();
+        let mut done = Vec::new();
+        for ((_, orders), list) in by_customer.into_iter().zip(lists) {
+            // A full page may not show them all: ask again next round.
+            let pending: Option<HashSet<i64>> = list
+                .body
+                .as_ref()
+                .and_then(|b| b.as_array())
+                .filter(|page| page.len() < PAGE)
+                .map(|page| page.iter().filter_map(|o| o["id"].as_i64()).collect());
+            match pending {
+                Some(pending) => {
+                    let (waits, ended) = orders.into_iter().partition(|o| pending.contains(&o.id));
+                    still.extend::<Vec<Placed>>(waits);
+                    done.extend::<Vec<Placed>>(ended);
+                }
+                None => still.extend(orders),
+            }
+        }
+        // Each settled order is read once, for its final status and times.
+        let answers = futures::future::join_all(done.iter().map(|p| {
             let token = &shared.world.customers[p.customer].token;
             shared.api.order(token, p.id)
         }))
         .await;
-        let mut still = Vec::new();
-        for (p, answer) in waiting.into_iter().zip(answers) {
+        for (p, answer) in done.into_iter().zip(answers) {
             match answer.body {
                 Some(body) if !matches!(body["status"].as_str(), Some("pending") | None) => {
                     finished.push(body);
