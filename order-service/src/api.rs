@@ -118,7 +118,8 @@ pub struct CreateOrderBody {
 }
 
 impl CreateOrderBody {
-    fn lines(&self) -> Result<Vec<(i64, i32)>, ApiError> {
+    /// The lines as sent, in either shape; [`Lines::new`](crate::model::Lines::new) checks them.
+    pub fn lines(&self) -> Result<Vec<(i64, i32)>, ApiError> {
         match (&self.items, self.product_id, self.quantity) {
             (Some(items), None, None) => {
                 Ok(items.iter().map(|i| (i.product_id, i.quantity)).collect())

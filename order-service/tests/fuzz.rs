@@ -1,11 +1,29 @@
-//! Property test of the order request validator: arbitrary lines never
-//! panic, and what it accepts keeps its rules (positive ids, one line per
-//! product, quantities in range, nothing lost in the merge).
+//! Property tests of the order request validators: arbitrary lines never
+//! panic, and what the validator accepts keeps its rules (positive ids, one
+//! line per product, quantities in range, nothing lost in the merge); any
+//! bytes as a `POST /orders` body or an `Idempotency-Key` are accepted
+//! within those rules or refused with a 400 that names the field.
 
 use std::collections::BTreeMap;
 
+use order_service::api::{CreateOrderBody, MAX_KEY_LEN, check_key};
 use order_service::model::{Lines, MAX_ITEMS, MAX_QUANTITY};
 use proptest::prelude::*;
+use serde_json::Value;
+use shared::error::parse_json;
+use shared::testing::inputs::{body, check_bad_request, number, object, text, value};
+
+/// A field value for an order body: now and then an `items` array of
+/// plausible (or not) lines, so the body gets past the parser to the rules.
+fn order_value() -> BoxedStrategy<Value> {
+    let item = object(&[("product_id", number()), ("quantity", number())]);
+    prop_oneof![
+        2 => prop::collection::vec(item, 0..(MAX_ITEMS + 3)).prop_map(Value::Array),
+        1 => number(),
+        1 => value(),
+    ]
+    .boxed()
+}
 
 fn line() -> impl Strategy<Value = (i64, i32)> {
     prop_oneof![
@@ -38,5 +56,34 @@ proptest! {
             }
             Err(e) => prop_assert!(e.field == "items" || e.field.starts_with("items["), "{e:?}"),
         }
+    }
+
+    #[test]
+    fn order_bodies_are_accepted_only_within_the_rules(
+        bytes in body(object(&[
+            ("user_id", number()),
+            ("product_id", order_value()),
+            ("quantity", order_value()),
+            ("items", order_value()),
+        ]))
+    ) {
+        let parsed: Result<CreateOrderBody, _> = parse_json(&bytes);
+        match parsed.and_then(|b| b.lines()) {
+            Ok(requested) => match Lines::new(&requested) {
+                Ok(lines) => {
+                    prop_assert!(!lines.as_slice().is_empty() && requested.len() <= MAX_ITEMS);
+                    prop_assert!(lines.as_slice().iter().all(|&(p, q)| p > 0 && (1..=MAX_QUANTITY).contains(&q)));
+                }
+                Err(e) => prop_assert!(e.field == "items" || e.field.starts_with("items["), "{e:?}"),
+            },
+            Err(e) => check_bad_request(&e)?,
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_of_bounded_length(raw in prop_oneof![text(), "[!-~]{250,260}"]) {
+        let ok = check_key(&raw).is_ok();
+        let rule = !raw.is_empty() && raw.len() <= MAX_KEY_LEN && raw.bytes().all(|b| b.is_ascii_graphic());
+        prop_assert_eq!(ok, rule, "{:?}", raw);
     }
 }

@@ -1,6 +1,9 @@
 //! Helpers for integration tests (feature `testing`): a fresh database per
-//! test on the real PostgreSQL, and tokens signed with a test key pair
-//! (`shared/testdata/`, used by tests only, never by a running system).
+//! test on the real PostgreSQL, tokens signed with a test key pair
+//! (`shared/testdata/`, used by tests only, never by a running system), and
+//! generated client input for property tests ([`inputs`]).
+
+pub mod inputs;
 
 use sqlx::Connection;
 

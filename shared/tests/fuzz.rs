@@ -7,24 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 use shared::kafka::events::{Decoded, EVENT_TYPES, Event, EventPayload, decode};
 use shared::money::Money;
-
-/// Arbitrary JSON, a few levels deep.
-fn json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        ".{0,20}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 32, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
-}
+use shared::testing::inputs::json;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]

@@ -121,6 +121,33 @@ pub struct RegisterRequest {
     pub password: String,
 }
 
+/// A registration that passed validation.
+#[derive(Debug)]
+pub struct Registration<'a> {
+    pub name: &'a str,
+    /// Normalised: trimmed and lower-cased.
+    pub email: String,
+    pub password: &'a str,
+}
+
+impl RegisterRequest {
+    /// Checks every field, in the order the client reads them.
+    pub fn validate(&self) -> Result<Registration<'_>, ApiError> {
+        let name = match (&self.name, &self.username) {
+            (Some(name), _) | (None, Some(name)) => name,
+            (None, None) => return Err(ApiError::invalid_field("name", "name is required")),
+        };
+        validate_name(name)?;
+        let email = normalize_email(&self.email)?;
+        validate_password("password", &self.password)?;
+        Ok(Registration {
+            name,
+            email,
+            password: &self.password,
+        })
+    }
+}
+
 /// Creates a customer account.
 #[utoipa::path(
     post, path = "/register", tag = "users", request_body = RegisterRequest,
@@ -135,21 +162,15 @@ async fn register(
     State(state): State<ApiState>,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let name = match (req.name, req.username) {
-        (Some(name), _) | (None, Some(name)) => name,
-        (None, None) => return Err(ApiError::invalid_field("name", "name is required")),
-    };
-    validate_name(&name)?;
-    let email = normalize_email(&req.email)?;
-    validate_password("password", &req.password)?;
+    let valid = req.validate()?;
     let hash = state
         .passwords
-        .hash(req.password)
+        .hash(valid.password.to_string())
         .await
         .map_err(ApiError::internal)?;
     let user = state
         .store
-        .create(&name, &email, &hash)
+        .create(valid.name, &valid.email, &hash)
         .await
         .map_err(|e| match e {
             StoreError::DuplicateEmail => {
@@ -251,6 +272,32 @@ pub struct ProfileUpdate {
     pub current_password: Option<String>,
 }
 
+impl ProfileUpdate {
+    /// Checks the fields on their own, before the account is looked up
+    /// (whether `current_password` is right needs the account).
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if self.name.is_none() && self.password.is_none() {
+            return Err(ApiError::bad_request(
+                "empty_update",
+                "nothing to update: send name and/or password",
+            ));
+        }
+        if let Some(name) = &self.name {
+            validate_name(name)?;
+        }
+        if let Some(password) = &self.password {
+            validate_password("password", password)?;
+            if self.current_password.is_none() {
+                return Err(ApiError::invalid_field(
+                    "current_password",
+                    "current_password is required to change the password",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Changes the caller's name or password.
 #[utoipa::path(
     put, path = "/profile", tag = "users", request_body = ProfileUpdate, security(("bearer" = [])),
@@ -267,15 +314,7 @@ async fn update_profile(
     caller: AuthUser,
     ApiJson(req): ApiJson<ProfileUpdate>,
 ) -> Result<Json<User>, ApiError> {
-    if req.name.is_none() && req.password.is_none() {
-        return Err(ApiError::bad_request(
-            "empty_update",
-            "nothing to update: send name and/or password",
-        ));
-    }
-    if let Some(name) = &req.name {
-        validate_name(name)?;
-    }
+    req.validate()?;
     let current = state
         .store
         .by_id(caller.id)
@@ -284,13 +323,9 @@ async fn update_profile(
     let new_hash = match req.password {
         None => None,
         Some(password) => {
-            validate_password("password", &password)?;
-            let given = req.current_password.ok_or_else(|| {
-                ApiError::invalid_field(
-                    "current_password",
-                    "current_password is required to change the password",
-                )
-            })?;
+            // validate() refused a new password without current_password;
+            // were it missing, an empty one fails the check below anyway.
+            let given = req.current_password.unwrap_or_default();
             if !state
                 .passwords
                 .verify(given, Some(current.password_hash))
