@@ -146,6 +146,7 @@ async fn spawn_stack(options: Options) -> Stack {
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
         lag_interval: Duration::from_millis(500),
+        commit_interval: Duration::from_millis(500),
         group_instance_id: None,
     };
     kafka.ensure_topics().await.unwrap();

@@ -34,6 +34,7 @@ fn kafka() -> KafkaConfig {
         outbox_retention: Duration::from_secs(3600),
         group_prefix: String::new(),
         lag_interval: Duration::from_millis(200),
+        commit_interval: Duration::from_millis(200),
         group_instance_id: None,
     }
 }
@@ -522,6 +523,84 @@ async fn consumer_lag_counts_the_events_waiting_and_drains_to_zero() {
     gate.send(true).unwrap();
     eventually("16 handled", || handled_is(16)).await;
     eventually("lag 0 after draining", || lag(&metrics) == Some(0)).await;
+    stop.cancel();
+}
+
+/// The offsets `group` has committed on `kafka`'s topic, per partition
+/// (`None`: nothing committed), read from the broker by a consumer that
+/// does not join the group.
+fn committed(kafka: &KafkaConfig, group: &str) -> Vec<Option<i64>> {
+    let observer: StreamConsumer = kafka.consumer_settings(group).create().unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in 0..kafka.partitions {
+        partitions.add_partition(&kafka.topic, p);
+    }
+    let offsets = observer
+        .committed_offsets(partitions, Duration::from_secs(10))
+        .unwrap();
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Offsets are committed in batches, every `commit_interval`, not once per
+/// event (each commit is a write to the broker's storage), and what was
+/// handled is committed when the consumer stops.
+#[tokio::test]
+async fn offsets_are_committed_in_batches_and_on_the_way_down() {
+    let mut kafka = kafka();
+    kafka.commit_interval = Duration::from_secs(600);
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("batch-test"));
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    spawn_relay(&kafka, &pool, &metrics, &stop);
+    let group = format!("batch-{}", uuid::Uuid::new_v4());
+    let consumer = kafka.consumer(&group).unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let consuming = CancellationToken::new();
+    let task = tokio::spawn(run_consumer(
+        consumer,
+        kafka.producer().unwrap(),
+        Recorder {
+            pool: pool.clone(),
+            fail_order: None,
+            attempts: Default::default(),
+        },
+        kafka.consumer_config(),
+        metrics.clone(),
+        consuming.clone(),
+    ));
+    for order in 1..=9 {
+        let mut tx = pool.begin().await.unwrap();
+        enqueue(&mut tx, &event(order, 1)).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    assert_eq!(wait_for(&pool, "SELECT count(*) FROM effects", 9).await, 9);
+    // All nine handled; still nothing committed (the interval is 10 min),
+    // and the lag counts them.
+    eventually("lag 9 while nothing is committed", || {
+        lag(&metrics) == Some(9)
+    })
+    .await;
+    assert!(
+        committed(&kafka, &group).iter().all(Option::is_none),
+        "{:?}",
+        committed(&kafka, &group)
+    );
+
+    consuming.cancel();
+    task.await.unwrap().unwrap();
+    let after: i64 = committed(&kafka, &group)
+        .iter()
+        .map(|o| o.unwrap_or(0))
+        .sum();
+    assert_eq!(after, 9, "every handled event committed on the way down");
     stop.cancel();
 }
 

@@ -1,17 +1,21 @@
 //! The consuming side: decode, hand to the service's handler with retries
-//! and backoff, dead-letter what can't be processed, commit the offset only
-//! after the handler has committed its effect, carry on.
+//! and backoff, dead-letter what can't be processed, mark the offset for
+//! commit only after the handler has committed its effect, carry on.
 //!
 //! Handlers make their effect idempotent with [`super::claim`] (the inbox)
 //! inside the effect's transaction, so a redelivery after a crash between
-//! the effect and the offset commit does nothing.
+//! the effect and the offset commit does nothing. That is what lets offsets
+//! be committed in batches: a worker stores its partition's offset after
+//! each event, and librdkafka commits the stored offsets every
+//! `KAFKA_COMMIT_INTERVAL_MS`, on a rebalance and at shutdown. A crash
+//! replays at most that interval's events, which the inbox skips.
 //!
 //! Partitions are processed concurrently, each in order, by one worker task
 //! per partition: an order's events share a partition (they are keyed by
 //! order id), so each order's events are still handled one after another,
 //! while a slow handler on one partition does not hold up the others. A
-//! worker commits its partition's offset after each event; a full worker
-//! queue holds the receiving loop back (backpressure, bounded memory).
+//! full worker queue holds the receiving loop back (backpressure, bounded
+//! memory).
 //!
 //! Beside the loop, a task measures the group's lag on the consumer's
 //! partitions (broker high watermark minus committed offset) every
@@ -29,7 +33,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -282,7 +286,7 @@ struct Worker<H> {
 }
 
 impl<H: Handler> Worker<H> {
-    /// Handles one partition's events in order, committing after each.
+    /// Handles one partition's events in order, storing the offset after each.
     async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<OwnedMessage>) {
         while let Some(message) = queue.recv().await {
             if self.shutdown.is_cancelled() {
@@ -296,16 +300,14 @@ impl<H: Handler> Worker<H> {
                 &self.metrics,
             )
             .await;
-            let mut next = TopicPartitionList::new();
-            let committed = next
-                .add_partition_offset(
-                    message.topic(),
-                    message.partition(),
-                    Offset::Offset(message.offset() + 1),
-                )
-                .and_then(|()| self.consumer.commit(&next, CommitMode::Async));
-            if let Err(e) = committed {
-                tracing::warn!(error = %e, "offset commit failed; the event may be redelivered (harmless)");
+            // librdkafka stores offset + 1, the next event to read. This
+            // fails for a partition taken away meanwhile: its next owner
+            // gets the event again, which the inbox makes harmless.
+            if let Err(e) =
+                self.consumer
+                    .store_offset(message.topic(), message.partition(), message.offset())
+            {
+                tracing::warn!(error = %e, "offset not stored; the event may be redelivered (harmless)");
             }
         }
     }

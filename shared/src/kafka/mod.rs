@@ -40,6 +40,11 @@ pub struct KafkaConfig {
     pub group_prefix: String,
     /// `KAFKA_LAG_INTERVAL_MS`: how often a consumer measures its lag (default 5 s).
     pub lag_interval: Duration,
+    /// `KAFKA_COMMIT_INTERVAL_MS`: how often a consumer commits the offsets
+    /// of the events it has handled (default 1 s). Committing once per event
+    /// cost the broker a storage transaction per event and group; the inbox
+    /// makes the redelivery of up to this much work after a crash harmless.
+    pub commit_interval: Duration,
     /// `KAFKA_GROUP_INSTANCE_ID`: this instance's static group membership
     /// (KIP-345), unset by default. It must be stable across restarts of one
     /// instance and unique among the running ones (a pod name, a systemd
@@ -63,6 +68,7 @@ impl KafkaConfig {
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
             group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
             lag_interval: env.millis("KAFKA_LAG_INTERVAL_MS", 5_000),
+            commit_interval: env.millis("KAFKA_COMMIT_INTERVAL_MS", 1_000),
             group_instance_id: env
                 .opt::<String>("KAFKA_GROUP_INSTANCE_ID")
                 .filter(|id| !id.is_empty()),
@@ -107,7 +113,9 @@ impl KafkaConfig {
             .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", self.brokers))
     }
 
-    /// A consumer of `group` (after the prefix) that commits offsets only when told to.
+    /// A consumer of `group` (after the prefix) that commits, every
+    /// `commit_interval`, only the offsets its workers have stored once an
+    /// event's effect was committed.
     pub fn consumer(&self, group: &str) -> Result<consumer::GroupConsumer, String> {
         self.consumer_settings(group)
             .create()
@@ -121,7 +129,14 @@ impl KafkaConfig {
         settings
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}{group}", self.group_prefix))
-            .set("enable.auto.commit", "false")
+            // Offsets are stored by hand after each effect (never on
+            // receipt) and committed in the background, in batches.
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                self.commit_interval.as_millis().to_string(),
+            )
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000");
         if let Some(id) = &self.group_instance_id {
