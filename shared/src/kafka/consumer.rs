@@ -30,10 +30,10 @@ use std::time::Duration;
 use prometheus::IntGaugeVec;
 use rand::Rng;
 use rdkafka::Message;
+use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::Offset;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
