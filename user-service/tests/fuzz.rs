@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use shared::error::{ApiError, parse_json};
+use shared::error::parse_json;
 use shared::testing::inputs::{body, check_bad_request, email, object, text, value};
 use user_service::api::{
     LoginRequest, MAX_NAME, MAX_PASSWORD, MIN_PASSWORD, ProfileUpdate, RegisterRequest, RoleUpdate,
@@ -37,26 +37,20 @@ fn normalised_email(email: &str) -> bool {
 }
 
 fn register(bytes: &[u8]) -> Result<(), TestCaseError> {
-    let parsed: Result<RegisterRequest, ApiError> = parse_json(bytes);
-    let outcome = parsed.and_then(|req| {
-        let name = req.name.clone().or_else(|| req.username.clone());
-        req.validate().map(|v| {
-            (
-                name,
-                v.name.to_string(),
-                v.email,
-                v.password.to_string(),
-                req.email.clone(),
-            )
-        })
-    });
-    match outcome {
-        Ok((sent_name, name, email, password, sent_email)) => {
-            prop_assert_eq!(sent_name.as_deref(), Some(name.as_str()));
-            prop_assert!(valid_name(&name), "{:?}", name);
-            prop_assert!(normalised_email(&email), "{:?}", email);
-            prop_assert_eq!(email, sent_email.trim().to_lowercase());
-            prop_assert!(valid_password(&password));
+    let req: RegisterRequest = match parse_json(bytes) {
+        Ok(req) => req,
+        Err(e) => return check_bad_request(&e),
+    };
+    match req.validate() {
+        Ok(valid) => {
+            prop_assert_eq!(
+                req.name.as_deref().or(req.username.as_deref()),
+                Some(valid.name)
+            );
+            prop_assert!(valid_name(valid.name), "{:?}", valid.name);
+            prop_assert!(normalised_email(&valid.email), "{:?}", valid.email);
+            prop_assert_eq!(&valid.email, &req.email.trim().to_lowercase());
+            prop_assert!(valid_password(valid.password));
         }
         Err(e) => check_bad_request(&e)?,
     }

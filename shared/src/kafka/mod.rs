@@ -68,7 +68,12 @@ impl KafkaConfig {
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
             group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
             lag_interval: env.millis("KAFKA_LAG_INTERVAL_MS", 5_000),
-            commit_interval: env.millis("KAFKA_COMMIT_INTERVAL_MS", 1_000),
+            // librdkafka takes 0 as "never commit in the background".
+            commit_interval: Duration::from_millis(env.in_range(
+                "KAFKA_COMMIT_INTERVAL_MS",
+                1_000,
+                10..=60_000,
+            )),
             group_instance_id: env
                 .opt::<String>("KAFKA_GROUP_INSTANCE_ID")
                 .filter(|id| !id.is_empty()),
