@@ -3,12 +3,32 @@
 # service's /openapi.json (the documented examples, then random ones), sends
 # them with an admin's token, and checks that no answer is a 5xx and every
 # answer conforms to the schema (status code, content type, body).
-# Run by ./test-system.sh against the running stack; bounded by
-# API_FUZZ_EXAMPLES (25) examples per operation.
+# Bounded by API_FUZZ_EXAMPLES (25) examples per operation.
 #   USER_URL=... PRODUCT_URL=... scripts/api-fuzz.sh
+#                          against a running stack (./test-system.sh does this)
+#   scripts/api-fuzz.sh --own-stack
+#                          against a throwaway stack of its own beside any
+#                          `make up` one, stopped at the end (`make test`):
+#                          state in .local/fuzz, databases fuzz_*, HTTP ports
+#                          18380-18384, broker 127.0.0.1:19392 (memory)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+
+case ${1:-} in
+  "") ;;
+  --own-stack)
+    side_stack fuzz 18380 15351 19392
+    export BROKER_MODE=memory
+    trap '"$ROOT/scripts/down.sh" >/dev/null 2>&1 || true' EXIT
+    log "bringing up a stack for schemathesis (.local/fuzz)"
+    side_stack_up
+    P=$HTTP_PORT_BASE
+    USER_URL=http://127.0.0.1:$P PRODUCT_URL=http://127.0.0.1:$((P + 1)) ORDER_URL=http://127.0.0.1:$((P + 2))
+    PAYMENT_URL=http://127.0.0.1:$((P + 3)) NOTIFICATION_URL=http://127.0.0.1:$((P + 4))
+    ;;
+  *) die "usage: $0 [--own-stack]" ;;
+esac
 
 SCHEMATHESIS_VERSION=4.32.5
 if ! st --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then

@@ -32,7 +32,8 @@ mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"
 log() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-psql_admin() { psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
+# (No NOTICEs: "database ... does not exist, skipping" is the expected case.)
+psql_admin() { PGOPTIONS="-c client_min_messages=warning" psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 
 # Creates database $1 unless it exists.
 ensure_database() {

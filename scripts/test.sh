@@ -24,6 +24,10 @@ done
 # (.config/nextest.toml): a hung test fails alone instead of stalling the run.
 cargo nextest run --workspace --all-targets "$@"
 
+# Bad input at every service's HTTP API, on a stack of its own.
+log "schemathesis: generated requests against every service"
+"$ROOT/scripts/api-fuzz.sh" --own-stack
+
 # The short chaos run: its own stack under load, services killed, the broker
 # restarted, Redis and product-service stopped; then every invariant.
 log "chaos (short): faults under load, then the invariants"
