@@ -1,7 +1,8 @@
 //! The order saga's client of product-service's stock calls.
 //!
 //! Every call carries a deadline; a transient failure (UNAVAILABLE,
-//! DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is retried a bounded number of
+//! DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, or a connection that broke under
+//! the call) is retried a bounded number of
 //! times with exponential backoff and jitter; and all calls go through one
 //! `failsafe` circuit breaker that counts only those transient failures, so
 //! a business answer (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT) never
@@ -61,7 +62,23 @@ fn is_transient(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted
-    )
+    ) || broke_in_transport(status)
+}
+
+/// The status was made here because the connection failed under the call
+/// (product-service killed mid-request: UNKNOWN "transport error"), not sent
+/// by product-service. There was no answer, so it is as transient as
+/// UNAVAILABLE; retrying is safe because every stock call is idempotent by
+/// order id.
+fn broke_in_transport(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Exposes the breaker's state (0 closed, 1 open, 2 half-open).

@@ -150,3 +150,34 @@ async fn an_unreachable_product_service_opens_the_breaker() {
         Err(CallError::BreakerOpen)
     ));
 }
+
+/// A product-service that dies in the middle of each call: it takes the
+/// connection and the request's first bytes, then drops the socket. The
+/// client never got an answer, so the call is unavailable (retried, counted
+/// by the breaker, a 503 for the API), not a refusal (a 500).
+#[tokio::test]
+async fn a_connection_dropped_mid_call_is_unavailable_not_a_refusal() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            drop(socket);
+        }
+    });
+    let metrics = Metrics::new("order-test");
+    let client = ProductClient::new(config(format!("http://{addr}")), &metrics).unwrap();
+    match client.reserve(1, &[(1, 1)]).await {
+        Err(CallError::Unavailable(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the call was tried again on a new connection"
+    );
+}
