@@ -12,7 +12,8 @@
 #      503s while the breaker is open, and succeed again after.
 # When the load stops and the sagas settle, `invariants` checks the five
 # databases and the DLQ; the script prints the fault log, the load report and
-# the invariants table, and exits 1 on any violation. Everything it started
+# the invariants table, and exits 1 on any violation or on any 5xx answer to
+# the load other than 503. Everything it started
 # is stopped on exit.
 #
 #   scripts/chaos.sh                  full run (about 4 minutes of load)
@@ -165,8 +166,22 @@ echo
 echo "faults injected:"
 cat "$FAULTS"
 echo
+# A fault may cost a request its connection (io) or get it a 503 with
+# Retry-After; any other 5xx is a bug the faults exposed.
+other_5xx=$(jq -r '[.operations[] | .op as $op | .errors | to_entries[]
+  | select((.key | test("^5[0-9][0-9]$")) and .key != "503") | "\($op) \(.value)x\(.key)"] | join(", ")' \
+  "$STATE_DIR/load.json")
+if [ -n "$other_5xx" ]; then
+  echo "✗ the load got 5xx answers other than 503: $other_5xx (logs: $STATE_DIR/logs/)"
+else
+  echo "✓ the load got no 5xx answer but 503"
+fi
+echo
 url() { echo "postgres://$PG_USER@$PG_HOST:$PG_PORT/${DB_PREFIX}$1"; }
+rc=0
 "$BIN/invariants" --product-db "$(url productdb)" --order-db "$(url orderdb)" \
   --payment-db "$(url paymentdb)" --notification-db "$(url notificationdb)" \
   --brokers "$BROKER_ADDR" --since "$START" --seeded-prefix "loadgen " --seeded-stock "$SEEDED_STOCK" \
-  --json "$STATE_DIR/invariants.json"
+  --json "$STATE_DIR/invariants.json" || rc=$?
+[ -z "$other_5xx" ] || rc=1
+exit "$rc"
