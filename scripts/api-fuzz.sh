@@ -23,9 +23,6 @@ case ${1:-} in
     trap '"$ROOT/scripts/down.sh" >/dev/null 2>&1 || true' EXIT
     log "bringing up a stack for schemathesis (.local/fuzz)"
     side_stack_up
-    P=$HTTP_PORT_BASE
-    USER_URL=http://127.0.0.1:$P PRODUCT_URL=http://127.0.0.1:$((P + 1)) ORDER_URL=http://127.0.0.1:$((P + 2))
-    PAYMENT_URL=http://127.0.0.1:$((P + 3)) NOTIFICATION_URL=http://127.0.0.1:$((P + 4))
     ;;
   *) die "usage: $0 [--own-stack]" ;;
 esac

@@ -26,7 +26,7 @@ SAGA_CONC=${BENCH_SAGA_CONCURRENCY:-32}
 GRPC_CONC=${BENCH_GRPC_CONCURRENCY:-32}
 HELLO_PORT=18299
 P=$HTTP_PORT_BASE
-URLS=(--user-url "http://127.0.0.1:$P" --product-url "http://127.0.0.1:$((P + 1))" --order-url "http://127.0.0.1:$((P + 2))")
+URLS=(--user-url "$USER_URL" --product-url "$PRODUCT_URL" --order-url "$ORDER_URL")
 SERVICES=(user-service product-service order-service payment-service notification-service)
 
 cleanup() { stop_bg bench-hello >/dev/null 2>&1 || true; "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true; }

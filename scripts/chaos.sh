@@ -39,7 +39,6 @@ else
 fi
 SEEDED_STOCK=100000
 P=$HTTP_PORT_BASE
-USER_URL=http://127.0.0.1:$P PRODUCT_URL=http://127.0.0.1:$((P + 1)) ORDER_URL=http://127.0.0.1:$((P + 2))
 PROFILE=${MINISHOP_PROFILE:-dev}
 case $PROFILE in dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug ;; *) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ;; esac
 

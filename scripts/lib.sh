@@ -111,14 +111,17 @@ port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
 # script works on a throwaway stack of its own beside `make up`'s
 # (scripts/chaos.sh, scripts/bench.sh): state in .local/NAME, databases
 # NAME_*, the five services on HTTP_PORT_BASE+0..4, gRPC on ORDER_GRPC_PORT
-# (order) and the next port (product), the broker on BROKER_PORT. Its load
-# comes from one address, so the rate limits are lifted. Refuses to take over
+# (order) and the next port (product), the broker on BROKER_PORT; USER_URL,
+# PRODUCT_URL, ORDER_URL, PAYMENT_URL and NOTIFICATION_URL point at it. Its
+# load comes from one address, so the rate limits are lifted. Refuses to take over
 # one that is still running.
 side_stack() {
   local name=$1 svc
   export MINISHOP_STATE_DIR=$ROOT/.local/$name DB_PREFIX=${name}_ CACHE_KEY_PREFIX=$name
   export HTTP_PORT_BASE=$2 ORDER_GRPC_PORT=$3 PRODUCT_GRPC_PORT=$(($3 + 1))
   export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi
+  export USER_URL=http://127.0.0.1:$2 PRODUCT_URL=http://127.0.0.1:$(($2 + 1)) ORDER_URL=http://127.0.0.1:$(($2 + 2))
+  export PAYMENT_URL=http://127.0.0.1:$(($2 + 3)) NOTIFICATION_URL=http://127.0.0.1:$(($2 + 4))
   export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
   export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
   export RUST_LOG=${RUST_LOG:-warn}
