@@ -98,9 +98,8 @@ pub struct Recorder {
 
 impl Handler for Recorder {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        let transient = |e: sqlx::Error| HandlerError::Transient(e.to_string());
-        let mut tx = self.pool.begin().await.map_err(transient)?;
-        if !claim(&mut tx, event).await.map_err(transient)? {
+        let mut tx = self.pool.begin().await?;
+        if !claim(&mut tx, event).await? {
             return Ok(());
         }
         if let EventPayload::OrderCreated {
@@ -115,8 +114,7 @@ impl Handler for Recorder {
             .bind(event.order_id)
             .bind(email)
             .execute(&mut *tx)
-            .await
-            .map_err(transient)?;
+            .await?;
         }
         let (subject, body) = render(event);
         sqlx::query(
@@ -131,9 +129,8 @@ impl Handler for Recorder {
         .bind(subject)
         .bind(body)
         .execute(&mut *tx)
-        .await
-        .map_err(transient)?;
-        tx.commit().await.map_err(transient)?;
+        .await?;
+        tx.commit().await?;
         self.wake.notify_one();
         Ok(())
     }

@@ -25,7 +25,8 @@ pub const SERVICE: &str = "order-service";
 /// The consumer group (DESIGN.md §5).
 pub const GROUP: &str = "order-service";
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+/// The order database's migrations (also applied by tests that drive the saga directly).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// A started but not yet serving order-service (tests read its addresses).
 pub struct App {
@@ -44,6 +45,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, String> {
         let verifier = Arc::new(JwtVerifier::from_config(&config.jwt)?);
         let pool = shared::db::connect(&config.common).await?;
+        let health = shared::db::DbHealth::watch(&config.common)?;
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
@@ -60,7 +62,9 @@ impl App {
             verifier: verifier.clone(),
         });
         let broker = shared::kafka::BrokerProbe::new(&config.kafka)?;
-        let readiness = Readiness::default().database(pool.clone()).broker(broker);
+        let readiness = Readiness::default()
+            .database(pool.clone(), health.clone())
+            .broker(broker);
         let router = ServiceRouter {
             service: SERVICE,
             api,
@@ -71,6 +75,7 @@ impl App {
                 config.rate_limits,
                 verifier.clone(),
             )),
+            database: Some(health),
         }
         .build();
         Ok(Self {

@@ -303,16 +303,48 @@ impl Saga {
                 })
             }
             ReservationStatus::Released => {
-                // A release came first (the order was cancelled before its
-                // reservation arrived): nothing is held, nothing will be.
-                self.store
-                    .set_stock(order.id, &[StockState::Unknown], StockState::Released)
-                    .await?;
-                Ok(self.current(order.id).await?)
+                // A release came first (product-service released this order
+                // id before its reservation arrived): nothing is held and
+                // nothing will be. The order can't go on, so it ends here
+                // rather than staying pending for good.
+                tracing::warn!(
+                    order_id = order.id,
+                    "product-service had already released this order: rejecting it"
+                );
+                self.reject(
+                    &order,
+                    reasons::STOCK_REFUSED,
+                    None,
+                    StockState::Released,
+                    true,
+                )
+                .await?;
+                Err(PlaceError::Refused(
+                    "product-service had already released this order".into(),
+                ))
             }
-            ReservationStatus::Unspecified => Err(PlaceError::Refused(
-                "product-service gave no reservation status".into(),
-            )),
+            // No status, or one this version does not know (prost reads an
+            // unknown value as the default): units may be held, so the
+            // rejection leaves the stock unknown and the recovery loop
+            // releases it.
+            ReservationStatus::Unspecified => {
+                tracing::error!(
+                    order_id = order.id,
+                    status = answer.status,
+                    "product-service gave no reservation status this version knows: rejecting"
+                );
+                self.reject(
+                    &order,
+                    reasons::STOCK_REFUSED,
+                    None,
+                    StockState::Unknown,
+                    true,
+                )
+                .await?;
+                Err(PlaceError::Refused(
+                    "product-service gave no reservation status".into(),
+                ))
+            }
         }
     }
 
@@ -424,8 +456,7 @@ impl Saga {
         let transition = self
             .store
             .transition(event.order_id, Some(event), change)
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+            .await?;
         match transition {
             Transition::Done(order) => {
                 self.metrics.finished(&order);
@@ -446,10 +477,9 @@ impl Saga {
                 tracing::debug!(event_id = %event.event_id, "event already processed")
             }
             Transition::NotFound => {
-                return Err(HandlerError::Permanent(format!(
-                    "order {} does not exist",
-                    event.order_id
-                )));
+                return Err(HandlerError::Permanent(
+                    format!("order {} does not exist", event.order_id).into(),
+                ));
             }
         }
         Ok(())
@@ -480,8 +510,9 @@ impl Saga {
     }
 
     /// Makes product-service match a finished order: commit a paid order's
-    /// units, release everyone else's. Failures are left to the recovery loop.
-    pub async fn settle(&self, order: &Order) {
+    /// units, release everyone else's. False when that failed: it is left
+    /// to the recovery loop.
+    pub async fn settle(&self, order: &Order) -> bool {
         let result = match (order.status, order.stock) {
             (OrderStatus::Paid, StockState::Held) => match self.products.commit(order.id).await {
                 Ok(_) => self
@@ -506,48 +537,76 @@ impl Saga {
                     .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             },
-            _ => return,
+            _ => return true,
         };
         match result {
-            Ok(_) => tracing::debug!(order_id = order.id, "stock settled"),
+            Ok(_) => {
+                tracing::debug!(order_id = order.id, "stock settled");
+                true
+            }
             Err(e) => {
-                tracing::warn!(order_id = order.id, error = %e, "stock not settled yet; the recovery loop retries")
+                tracing::warn!(order_id = order.id, error = %e, "stock not settled yet; the recovery loop retries");
+                false
             }
         }
     }
 
-    /// One round of recovery: every unfinished saga is moved on one step.
+    /// One round of recovery: pending orders past the payment timeout are
+    /// cancelled, then every other unfinished saga is moved on one step.
+    /// Timeouts have a query of their own, and an order the loop could not
+    /// finish waits out a growing backoff before it is tried again, so
+    /// orders whose settle keeps failing never starve the rest. Returns how
+    /// many orders it looked at.
     pub async fn recover_once(&self) -> Result<usize, sqlx::Error> {
+        const BATCH: i64 = 100;
         let (pending, oldest) = self.store.pending().await?;
         self.pending.store(pending, Ordering::Relaxed);
         self.metrics.pending.set(pending);
         self.metrics.pending_oldest_seconds.set(oldest);
+        let overdue = self
+            .store
+            .awaiting_payment(self.config.payment_timeout, BATCH)
+            .await?;
+        let mut count = overdue.len();
+        for order in overdue {
+            tracing::warn!(order_id = order.id, "no payment result in time: cancelling");
+            self.cancel(order.id, reasons::TIMEOUT).await?;
+        }
         let orders = self
             .store
-            .unsettled(self.config.recovery_grace, self.config.payment_timeout, 100)
+            .unsettled(self.config.recovery_grace, BATCH)
             .await?;
-        let count = orders.len();
+        count += orders.len();
         for order in orders {
-            match (order.status, order.stock) {
+            let id = order.id;
+            let finished = match (order.status, order.stock) {
                 (OrderStatus::Pending, StockState::Unknown) => {
-                    let id = order.id;
                     match self.reserve(order, Caller::Recovery).await {
-                        Ok(order) => tracing::info!(
-                            order_id = id,
-                            status = order.status.as_str(),
-                            "recovered an interrupted order"
-                        ),
+                        Ok(order) => {
+                            tracing::info!(
+                                order_id = id,
+                                status = order.status.as_str(),
+                                "recovered an interrupted order"
+                            );
+                            true
+                        }
                         Err(PlaceError::Db(e)) => return Err(e),
+                        Err(e @ PlaceError::Unavailable { .. }) => {
+                            tracing::info!(order_id = id, outcome = %e, "recovery: reservation not made yet");
+                            false
+                        }
                         Err(e) => {
-                            tracing::info!(order_id = id, outcome = %e, "recovery: reservation not made")
+                            tracing::info!(order_id = id, outcome = %e, "recovery: order rejected");
+                            true
                         }
                     }
                 }
-                (OrderStatus::Pending, _) => {
-                    tracing::warn!(order_id = order.id, "no payment result in time: cancelling");
-                    self.cancel(order.id, reasons::TIMEOUT).await?;
-                }
                 _ => self.settle(&order).await,
+            };
+            if !finished {
+                self.store
+                    .defer(id, self.config.recovery_interval, RECOVERY_MAX_BACKOFF)
+                    .await?;
             }
         }
         Ok(count)
@@ -566,6 +625,10 @@ impl Saga {
         }
     }
 }
+
+/// The longest the recovery loop waits before it tries an order again that
+/// it could not finish (the backoff starts at `recovery_interval`).
+const RECOVERY_MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The answer to a repeated idempotency key: the first order, as the first
 /// request would have seen it.

@@ -417,28 +417,60 @@ impl Store {
         .await
     }
 
-    /// Orders the recovery loop must move on, oldest first: pending without
-    /// a confirmed reservation, pending past the payment timeout, and
-    /// finished orders whose units are not committed or released yet. Only
-    /// orders untouched for `grace`, so requests in flight finish their own.
-    pub async fn unsettled(
+    /// Orders the recovery loop must finish, oldest first: pending without
+    /// a confirmed reservation, and finished orders whose units are not
+    /// committed or released yet. Only orders untouched for `grace`, so
+    /// requests in flight finish their own, and not before their
+    /// `recovery_after` (the backoff after a failed attempt, [`Self::defer`]).
+    /// Payment timeouts are found by [`Self::awaiting_payment`].
+    pub async fn unsettled(&self, grace: Duration, limit: i64) -> Result<Vec<Order>, sqlx::Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM orders WHERE \
+               ((status = 'pending' AND stock = 'unknown') \
+                OR (status <> 'pending' AND stock IN ('unknown', 'held'))) \
+             AND updated_at < now() - $1 * interval '1 millisecond' \
+             AND (recovery_after IS NULL OR recovery_after <= now()) \
+             ORDER BY COALESCE(recovery_after, updated_at) LIMIT $2"
+        )))
+        .bind(grace.as_millis() as f64)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        self.with_items(rows).await
+    }
+
+    /// Pending orders whose stock has been held longer than `payment_timeout`
+    /// without a payment result, oldest first: the payment timeout cancels them.
+    pub async fn awaiting_payment(
         &self,
-        grace: Duration,
         payment_timeout: Duration,
         limit: i64,
     ) -> Result<Vec<Order>, sqlx::Error> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM orders WHERE \
-               (status = 'pending' AND stock = 'unknown' AND updated_at < now() - $1 * interval '1 millisecond') \
-            OR (status = 'pending' AND stock = 'held' AND updated_at < now() - $2 * interval '1 millisecond') \
-            OR (status <> 'pending' AND stock IN ('unknown', 'held') AND updated_at < now() - $1 * interval '1 millisecond') \
-             ORDER BY updated_at LIMIT $3"
+            "SELECT {COLUMNS} FROM orders WHERE status = 'pending' AND stock = 'held' \
+             AND updated_at < now() - $1 * interval '1 millisecond' ORDER BY updated_at LIMIT $2"
         )))
-        .bind(grace.as_millis() as f64)
         .bind(payment_timeout.as_millis() as f64)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         self.with_items(rows).await
+    }
+
+    /// The recovery loop could not finish order `id` this time: it is tried
+    /// again after `base` doubled per failure so far, at most `max` later.
+    pub async fn defer(&self, id: i64, base: Duration, max: Duration) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE orders SET recovery_attempts = recovery_attempts + 1, \
+             recovery_after = now() + LEAST($2 * power(2, LEAST(recovery_attempts, 20)), $3) \
+                 * interval '1 millisecond' \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(base.as_millis() as f64)
+        .bind(max.as_millis() as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

@@ -142,7 +142,7 @@ async fn spawn_stack(options: Options) -> Stack {
         group_prefix: format!("{topic}."),
         topic,
         partitions: 3,
-        max_attempts: 3,
+        retry_max_backoff: Duration::from_millis(200),
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
         lag_interval: Duration::from_millis(500),

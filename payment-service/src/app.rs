@@ -34,6 +34,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, String> {
         let verifier = Arc::new(JwtVerifier::from_config(&config.jwt)?);
         let pool = shared::db::connect(&config.common).await?;
+        let health = shared::db::DbHealth::watch(&config.common)?;
         shared::db::migrate(&pool, &MIGRATOR).await?;
         shared::kafka::migrate(&pool).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
@@ -44,7 +45,9 @@ impl App {
             verifier,
         });
         let broker = shared::kafka::BrokerProbe::new(&config.kafka)?;
-        let readiness = Readiness::default().database(pool.clone()).broker(broker);
+        let readiness = Readiness::default()
+            .database(pool.clone(), health.clone())
+            .broker(broker);
         let router = ServiceRouter {
             service: SERVICE,
             api,
@@ -52,6 +55,7 @@ impl App {
             readiness,
             metrics: metrics.clone(),
             write_limits: None,
+            database: Some(health),
         }
         .build();
         Ok(Self {

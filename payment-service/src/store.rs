@@ -116,10 +116,6 @@ pub struct PaymentHandler<G> {
     pub outcomes: IntCounterVec,
 }
 
-fn transient(e: sqlx::Error) -> HandlerError {
-    HandlerError::Transient(e.to_string())
-}
-
 impl<G: PaymentGateway> Handler for PaymentHandler<G> {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         match &event.payload {
@@ -135,19 +131,18 @@ impl<G: PaymentGateway> Handler for PaymentHandler<G> {
 impl<G: PaymentGateway> PaymentHandler<G> {
     /// order_created: charge once, record the payment, announce the outcome.
     async fn charge(&self, event: &Event, amount: Money) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await.map_err(transient)?;
-        if !claim(&mut tx, event).await.map_err(transient)? {
+        let mut tx = self.pool.begin().await?;
+        if !claim(&mut tx, event).await? {
             return Ok(());
         }
         let already: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1)")
                 .bind(event.order_id)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(transient)?;
+                .await?;
         if already {
             // A second order_created for one order (a new event id): one payment only.
-            tx.commit().await.map_err(transient)?;
+            tx.commit().await?;
             return Ok(());
         }
         let cancelled: bool = sqlx::query_scalar(
@@ -155,8 +150,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         )
         .bind(event.order_id)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(transient)?;
+        .await?;
         let charge = if cancelled {
             Charge::Declined {
                 reason: "order already cancelled".into(),
@@ -181,8 +175,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         .bind(&transaction_id)
         .bind(&reason)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(transient)?;
+        .await?;
         let payload = match charge {
             Charge::Approved { transaction_id } => EventPayload::PaymentSuccess {
                 payment_id,
@@ -196,10 +189,8 @@ impl<G: PaymentGateway> PaymentHandler<G> {
             },
         };
         let outcome = Event::new(event.order_id, event.user_id, payload);
-        outbox::enqueue(&mut tx, &outcome)
-            .await
-            .map_err(transient)?;
-        tx.commit().await.map_err(transient)?;
+        outbox::enqueue(&mut tx, &outcome).await?;
+        tx.commit().await?;
         self.outcomes.with_label_values(&[status]).inc();
         tracing::info!(
             order_id = event.order_id,
@@ -212,23 +203,21 @@ impl<G: PaymentGateway> PaymentHandler<G> {
 
     /// order_cancelled: remember it; a payment that succeeded is refunded.
     async fn cancelled(&self, event: &Event) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await.map_err(transient)?;
-        if !claim(&mut tx, event).await.map_err(transient)? {
+        let mut tx = self.pool.begin().await?;
+        if !claim(&mut tx, event).await? {
             return Ok(());
         }
         sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(event.order_id)
             .execute(&mut *tx)
-            .await
-            .map_err(transient)?;
+            .await?;
         let refunded = sqlx::query(
             "UPDATE payments SET status = 'refunded', reason = 'order already cancelled', updated_at = now() \
              WHERE order_id = $1 AND status = 'succeeded' RETURNING id, (amount * 100)::bigint AS amount_cents",
         )
         .bind(event.order_id)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(transient)?;
+        .await?;
         if let Some(row) = &refunded {
             let refund = Event::new(
                 event.order_id,
@@ -239,9 +228,9 @@ impl<G: PaymentGateway> PaymentHandler<G> {
                     reason: "order already cancelled".into(),
                 },
             );
-            outbox::enqueue(&mut tx, &refund).await.map_err(transient)?;
+            outbox::enqueue(&mut tx, &refund).await?;
         }
-        tx.commit().await.map_err(transient)?;
+        tx.commit().await?;
         if refunded.is_some() {
             self.outcomes.with_label_values(&["refunded"]).inc();
             tracing::info!(

@@ -36,18 +36,21 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, String> {
         let verifier = Arc::new(JwtVerifier::from_config(&config.jwt)?);
         let pool = shared::db::connect(&config.common).await?;
+        let health = shared::db::DbHealth::watch(&config.common)?;
         shared::db::migrate(&pool, &MIGRATOR).await?;
         let metrics = Arc::new(Metrics::new(SERVICE));
         shared::db::observe(&pool, &metrics);
-        let store = Store::new(pool.clone());
+        let store = Store::new(pool.clone(), health.clone());
         let cache = ProductCache::new(config.cache.clone(), &metrics);
-        let readiness = Readiness::default().database(pool).optional("redis", {
-            let cache = cache.clone();
-            move || {
+        let readiness = Readiness::default()
+            .database(pool, health.clone())
+            .optional("redis", {
                 let cache = cache.clone();
-                async move { cache.ping().await }
-            }
-        });
+                move || {
+                    let cache = cache.clone();
+                    async move { cache.ping().await }
+                }
+            });
         let write_limits = shared::ratelimit::RateLimits::new(config.rate_limits, verifier.clone());
         let (api, openapi) = api::router(ApiState {
             store: store.clone(),
@@ -61,6 +64,7 @@ impl App {
             readiness,
             metrics: metrics.clone(),
             write_limits: Some(write_limits),
+            database: None,
         }
         .build();
         Ok(Self {

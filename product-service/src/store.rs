@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use shared::db::DbHealth;
 use shared::http::Page;
 use shared::money::Money;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -142,15 +143,27 @@ pub enum StockError {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    health: DbHealth,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, health: DbHealth) -> Self {
+        Self { pool, health }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pool, or at once the error a checkout would give after its
+    /// timeout while the database is unreachable. (product-service checks
+    /// here rather than per route: a cached read needs no database.)
+    fn live(&self) -> Result<&PgPool, sqlx::Error> {
+        if self.health.is_up() {
+            Ok(&self.pool)
+        } else {
+            Err(sqlx::Error::PoolTimedOut)
+        }
     }
 
     /// One page of live products by id, and how many there are in all.
@@ -162,11 +175,11 @@ impl Store {
         )))
         .bind(page.limit)
         .bind(page.offset)
-        .fetch_all(&self.pool)
+        .fetch_all(self.live()?)
         .await?;
         let total: i64 =
             sqlx::query_scalar("SELECT count(*) FROM products WHERE deleted_at IS NULL")
-                .fetch_one(&self.pool)
+                .fetch_one(self.live()?)
                 .await?;
         let products = rows
             .iter()
@@ -181,7 +194,7 @@ impl Store {
             "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND deleted_at IS NULL"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.live()?)
         .await?
         .as_ref()
         .map(product_from_row)
@@ -197,7 +210,7 @@ impl Store {
         .bind(&new.name)
         .bind(new.price.cents())
         .bind(new.stock)
-        .fetch_one(&self.pool)
+        .fetch_one(self.live()?)
         .await?;
         product_from_row(&row)
     }
@@ -225,7 +238,7 @@ impl Store {
         .bind(patch.price.map(Money::cents))
         .bind(patch.stock)
         .bind(expected_version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.live()?)
         .await?;
         match row {
             Some(row) => Ok(product_from_row(&row)?),
@@ -239,7 +252,7 @@ impl Store {
     async fn current_version(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
         sqlx::query_scalar("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.live()?)
             .await
     }
 
@@ -251,7 +264,7 @@ impl Store {
              WHERE id = $1 AND deleted_at IS NULL RETURNING version",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.live()?)
         .await
     }
 
@@ -264,7 +277,7 @@ impl Store {
         items: &[(i64, i32)],
     ) -> Result<StockChange<Reservation>, StockError> {
         let wanted = merge_items(order_id, items)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.live()?.begin().await?;
         let fresh = sqlx::query(
             "INSERT INTO stock_reservations (order_id, status) VALUES ($1, 'reserved') \
              ON CONFLICT (order_id) DO NOTHING",
@@ -350,7 +363,7 @@ impl Store {
         .bind(order_id)
         .bind(product_id)
         .bind(available)
-        .execute(&self.pool)
+        .execute(self.live()?)
         .await?;
         self.load(order_id).await
     }
@@ -362,7 +375,7 @@ impl Store {
              WHERE order_id = $1",
         )
         .bind(order_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.live()?)
         .await?;
         let status = ReservationStatus::parse(row.try_get("status")?)?;
         let short = match (
@@ -377,7 +390,7 @@ impl Store {
              FROM stock_reservation_items WHERE order_id = $1 ORDER BY product_id",
         )
         .bind(order_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.live()?)
         .await?
         .iter()
         .map(|r| {
@@ -405,7 +418,7 @@ impl Store {
         order_id: i64,
     ) -> Result<StockChange<ReservationStatus>, StockError> {
         check_order_id(order_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.live()?.begin().await?;
         let tombstone = sqlx::query(
             "INSERT INTO stock_reservations (order_id, status) VALUES ($1, 'released') \
              ON CONFLICT (order_id) DO NOTHING",
@@ -460,7 +473,7 @@ impl Store {
     #[tracing::instrument(name = "TX commit stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn commit(&self, order_id: i64) -> Result<ReservationStatus, StockError> {
         check_order_id(order_id)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.live()?.begin().await?;
         let status = match lock_status_opt(&mut tx, order_id).await? {
             None => return Err(StockError::ReservationNotFound(order_id)),
             Some(s) => s,

@@ -3,6 +3,8 @@
 //! service's embedded migrations.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use prometheus::core::{Collector, Desc};
@@ -13,17 +15,21 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::CommonConfig;
 
-/// Connects with the service's settings, retrying until `db_connect_timeout`.
-pub async fn connect(config: &CommonConfig) -> Result<PgPool, String> {
+/// The connection settings of `config`.
+fn connect_options(config: &CommonConfig) -> Result<PgConnectOptions, String> {
     let statement_timeout = config.db_timeout.as_millis().to_string();
     let mut options = PgConnectOptions::from_str(&config.database_url)
         .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
     if let Some(password) = &config.database_password {
         options = options.password(password);
     }
-    let options = options
-        // A runaway statement must not hold a connection forever.
-        .options([("statement_timeout", statement_timeout.as_str())]);
+    // A runaway statement must not hold a connection forever.
+    Ok(options.options([("statement_timeout", statement_timeout.as_str())]))
+}
+
+/// Connects with the service's settings, retrying until `db_connect_timeout`.
+pub async fn connect(config: &CommonConfig) -> Result<PgPool, String> {
+    let options = connect_options(config)?;
     let deadline = tokio::time::Instant::now() + config.db_connect_timeout;
     let mut wait = Duration::from_millis(100);
     loop {
@@ -50,6 +56,101 @@ pub async fn connect(config: &CommonConfig) -> Result<PgPool, String> {
     }
 }
 
+/// Whether the database can be reached, as a probe connection of its own
+/// (outside the pool) finds every [`PROBE_INTERVAL`].
+///
+/// While PostgreSQL is stopped or unreachable, a pool checkout retries the
+/// refused connection until its timeout (`DB_TIMEOUT_MS`, 5 s): every request
+/// would hang that long before its 503. With this, requests that need the
+/// database are answered 503 with `Retry-After` at once
+/// ([`crate::http::ServiceRouter::database`]) and `/ready` says so, and all
+/// resumes by itself when the probe reaches it again. A database that is
+/// merely slow or locked is not "down" (its ping still answers): those
+/// requests run into the statement timeout, and the consumer retries.
+/// Two failed probes in a row are needed, so one slow ping on a busy
+/// machine does not turn requests away.
+#[derive(Debug, Clone)]
+pub struct DbHealth {
+    up: Arc<AtomicBool>,
+}
+
+/// How often the probe connection is pinged.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// How long one probe (a ping, or a reconnect) may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl DbHealth {
+    /// Starts probing the database of `config` (it ends when the last clone is dropped).
+    pub fn watch(config: &CommonConfig) -> Result<Self, String> {
+        let up = Arc::new(AtomicBool::new(true));
+        tokio::spawn(probe(Arc::downgrade(&up), connect_options(config)?));
+        Ok(Self { up })
+    }
+
+    /// A health that is always up (for code paths with no database to watch).
+    pub fn always_up() -> Self {
+        Self {
+            up: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Whether the last probes reached the database.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// A 503 with `Retry-After` at once while the database is unreachable.
+    pub fn require(&self) -> Result<(), crate::error::ApiError> {
+        if self.is_up() {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::unavailable(
+                "the database is unreachable, try again shortly",
+            ))
+        }
+    }
+}
+
+async fn probe(up: Weak<AtomicBool>, options: PgConnectOptions) {
+    use sqlx::Connection;
+    let mut connection: Option<sqlx::PgConnection> = None;
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Some(up) = up.upgrade() else { return };
+        let mut reached = match connection.as_mut() {
+            Some(c) => matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, c.ping()).await,
+                Ok(Ok(()))
+            ),
+            None => false,
+        };
+        if !reached {
+            connection = match tokio::time::timeout(
+                PROBE_TIMEOUT,
+                sqlx::PgConnection::connect_with(&options),
+            )
+            .await
+            {
+                Ok(Ok(c)) => Some(c),
+                _ => None,
+            };
+            reached = connection.is_some();
+        }
+        failures = if reached { 0 } else { failures + 1 };
+        let now_up = failures < 2;
+        if up.swap(now_up, Ordering::Relaxed) != now_up {
+            if now_up {
+                tracing::info!("the database is reachable again");
+            } else {
+                tracing::error!(
+                    "the database is unreachable: requests that need it get 503 until it is back"
+                );
+            }
+        }
+    }
+}
+
 /// Applies the service's migrations (`sqlx::migrate!()` in the service crate).
 pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> Result<(), String> {
     migrator
@@ -65,6 +166,47 @@ pub async fn ping(pool: &PgPool) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Whether retrying what failed with `e` can succeed: the database could not
+/// be reached or went away (connection and I/O errors, a pool that timed out,
+/// a server shutting down or starting), it stalled (statement or lock
+/// timeout, so a lock held elsewhere), it is short of resources, or the
+/// transaction lost a serialization conflict or a deadlock. Everything else
+/// (a constraint violated, a value that does not decode, a missing row) will
+/// fail the same way however often it is tried.
+///
+/// It decides both a 503 with `Retry-After` (rather than a 500) at the API
+/// and a retry (rather than a dead letter) in the consumer.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs (PostgreSQL appendix A) that a retry can get past.
+fn transient_sqlstate(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" // serialization_failure
+            | "40P01" // deadlock_detected
+            | "55P03" // lock_not_available (lock_timeout)
+            | "57014" // query_canceled (statement_timeout)
+            | "57P01" // admin_shutdown
+            | "57P02" // crash_shutdown
+            | "57P03" // cannot_connect_now (starting up, or recovery)
+            | "25006" // read_only_sql_transaction (a failover's old primary)
+    ) || code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources (too many connections, disk full)
+        || code.starts_with("58") // system error (I/O)
 }
 
 /// Exports the pool's connections at every scrape:
@@ -132,6 +274,24 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn transient_errors_are_told_from_permanent_ones() {
+        use super::is_transient;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(is_transient(&sqlx::Error::Io(io)));
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+        assert!(!is_transient(&sqlx::Error::Decode("bad".into())));
+        for code in [
+            "40001", "40P01", "55P03", "57014", "57P01", "08006", "53300", "58030",
+        ] {
+            assert!(super::transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "23514", "22P02", "42P01", "XX000"] {
+            assert!(!super::transient_sqlstate(code), "{code}");
+        }
+    }
+
     #[test]
     fn redact_hides_only_the_password() {
         assert_eq!(

@@ -135,31 +135,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Database failures: an unreachable or overloaded database is a 503 the
-/// client may retry; anything else is a bug and a 500.
+/// Database failures: an unreachable, stalled or overloaded database is a
+/// 503 the client may retry ([`crate::db::is_transient`]); anything else is
+/// a bug and a 500.
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::unavailable("the database is unavailable, try again shortly")
-            }
-            other => ApiError::internal(other),
+        if crate::db::is_transient(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::unavailable("the database is unavailable, try again shortly")
+        } else {
+            ApiError::internal(e)
         }
     }
 }
 
-/// The gRPC status of a database error: UNAVAILABLE when the database can't
-/// be reached (worth a retry), INTERNAL otherwise (logged; never UNKNOWN).
+/// The gRPC status of a database error: UNAVAILABLE when a retry can pass
+/// ([`crate::db::is_transient`]), INTERNAL otherwise (logged; never UNKNOWN).
 pub fn db_status(e: sqlx::Error) -> tonic::Status {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            tonic::Status::unavailable(format!("database unavailable: {e}"))
-        }
-        other => {
-            tracing::error!(error = %other, "database error in gRPC call");
-            tonic::Status::internal("internal database error")
-        }
+    if crate::db::is_transient(&e) {
+        tonic::Status::unavailable(format!("database unavailable: {e}"))
+    } else {
+        tracing::error!(error = %e, "database error in gRPC call");
+        tonic::Status::internal("internal database error")
     }
 }
 

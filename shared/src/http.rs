@@ -56,11 +56,18 @@ impl Readiness {
         self.add(name, true, check)
     }
 
-    /// Adds the service's own database (required).
-    pub fn database(self, pool: sqlx::PgPool) -> Self {
+    /// Adds the service's own database (required); unreachable at once
+    /// while `health` says so, instead of after the pool's timeout.
+    pub fn database(self, pool: sqlx::PgPool, health: crate::db::DbHealth) -> Self {
         self.required("database", move || {
             let pool = pool.clone();
-            async move { crate::db::ping(&pool).await }
+            let health = health.clone();
+            async move {
+                if !health.is_up() {
+                    return Err("unreachable".to_string());
+                }
+                crate::db::ping(&pool).await
+            }
         })
     }
 
@@ -176,6 +183,22 @@ pub struct ServiceRouter {
     pub metrics: Arc<Metrics>,
     /// Per-user limits on authenticated writes, if the service takes writes.
     pub write_limits: Option<Arc<crate::ratelimit::RateLimits>>,
+    /// The database every API route needs: while it is unreachable they are
+    /// answered 503 with `Retry-After` at once. `None` for a service whose
+    /// routes check it themselves (product-service serves cached reads).
+    pub database: Option<crate::db::DbHealth>,
+}
+
+/// Turns requests away at once while the database is unreachable.
+async fn require_database(
+    State(health): State<crate::db::DbHealth>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match health.require() {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 impl ServiceRouter {
@@ -191,9 +214,15 @@ impl ServiceRouter {
             .route("/ready", get(ready))
             .route("/metrics", get(render_metrics))
             .with_state(ops);
+        let api = match self.database {
+            Some(health) => self
+                .api
+                .layer(middleware::from_fn_with_state(health, require_database)),
+            None => self.api,
+        };
         let mut router = Router::new()
-            .merge(self.api.clone())
-            .nest("/api/v1", self.api)
+            .merge(api.clone())
+            .nest("/api/v1", api)
             .merge(ops_routes);
         if let Some(mut openapi) = self.openapi {
             document_common_responses(&mut openapi, self.write_limits.is_some());
@@ -249,6 +278,7 @@ pub async fn serve_operational_only(
         api: Router::new(),
         openapi: None,
         readiness: Readiness::default(),
+        database: None,
         metrics: Arc::new(Metrics::new(service)),
         write_limits: None,
     }

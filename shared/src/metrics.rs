@@ -181,6 +181,14 @@ impl Metrics {
         gauge
     }
 
+    /// A registered gauge with `labels`.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+        let gauge = prometheus::GaugeVec::new(Opts::new(name, help), labels)
+            .expect("valid metric definition");
+        self.register(gauge.clone());
+        gauge
+    }
+
     /// A registered integer gauge.
     pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::IntGauge {
         let gauge = prometheus::IntGauge::new(name, help).expect("static metric definition");

@@ -167,3 +167,85 @@ pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
 }
+
+/// A TCP relay to `target` whose link a test can cut and restore, to stop a
+/// dependency for one service without touching the shared server: while cut
+/// it does not listen (connections are refused, as by a stopped
+/// PostgreSQL) and every relayed connection has been closed.
+pub struct CutProxy {
+    pub addr: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    link: std::sync::Mutex<Option<tokio_util::sync::CancellationToken>>,
+}
+
+impl CutProxy {
+    /// Relays a port of its own to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> std::sync::Arc<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let proxy = std::sync::Arc::new(Self {
+            addr: listener.local_addr().expect("bound"),
+            target,
+            link: std::sync::Mutex::new(None),
+        });
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let link = tokio_util::sync::CancellationToken::new();
+        *self.link.lock().expect("not poisoned") = Some(link.clone());
+        let target = self.target;
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = link.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    continue;
+                };
+                let link = link.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = link.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+    }
+
+    /// Closes every relayed connection and stops listening.
+    pub fn cut(&self) {
+        if let Some(link) = self.link.lock().expect("not poisoned").take() {
+            link.cancel();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    /// `url` (a PostgreSQL or Redis URL on `target`) through this relay.
+    pub fn url(&self, url: &str) -> String {
+        url.replace(&self.target.to_string(), &self.addr.to_string())
+    }
+}

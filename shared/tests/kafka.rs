@@ -8,6 +8,7 @@
 #![cfg(feature = "testing")]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn kafka() -> KafkaConfig {
         brokers: std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into()),
         topic: format!("test_events_{}", uuid::Uuid::new_v4().simple()),
         partitions: 3,
-        max_attempts: 3,
+        retry_max_backoff: Duration::from_millis(200),
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
         group_prefix: String::new(),
@@ -43,19 +44,46 @@ async fn database() -> PgPool {
     let url = shared::testing::fresh_database("kafka").await;
     let pool = PgPool::connect(&url).await.unwrap();
     migrate(&pool).await.unwrap();
-    sqlx::query("CREATE TABLE effects (event_id UUID, order_id BIGINT, seq INT, trace TEXT)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // `n`: the order the effects were written in.
+    sqlx::query(
+        "CREATE TABLE effects (event_id UUID, order_id BIGINT, seq INT, trace TEXT, n BIGSERIAL)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     pool
 }
 
-/// Records each event's effect (with the inbox) unless told to fail for an order.
+/// Records each event's effect (with the inbox) unless told to fail for an
+/// order (transiently, while `failing` is set) or to panic for one.
 #[derive(Clone)]
 struct Recorder {
     pool: PgPool,
     fail_order: Option<i64>,
+    failing: Arc<AtomicBool>,
+    panic_order: Option<i64>,
     attempts: Arc<Mutex<HashMap<i64, u32>>>,
+}
+
+impl Recorder {
+    fn new(pool: &PgPool) -> Self {
+        Self {
+            pool: pool.clone(),
+            fail_order: None,
+            failing: Arc::new(AtomicBool::new(true)),
+            panic_order: None,
+            attempts: Default::default(),
+        }
+    }
+
+    fn attempts(&self, order_id: i64) -> u32 {
+        self.attempts
+            .lock()
+            .unwrap()
+            .get(&order_id)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Handler for Recorder {
@@ -66,18 +94,16 @@ impl Handler for Recorder {
             .unwrap()
             .entry(event.order_id)
             .or_default() += 1;
-        if self.fail_order == Some(event.order_id) {
-            return Err(HandlerError::Transient("the test says no".into()));
+        if self.fail_order == Some(event.order_id) && self.failing.load(Ordering::SeqCst) {
+            return Err(HandlerError::Transient("the test says not yet".into()));
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
-        if !claim(&mut tx, event)
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?
-        {
+        assert_ne!(
+            self.panic_order,
+            Some(event.order_id),
+            "the test says panic"
+        );
+        let mut tx = self.pool.begin().await?;
+        if !claim(&mut tx, event).await? {
             return Ok(());
         }
         let EventPayload::OrderConfirmed { total_price } = &event.payload else {
@@ -89,11 +115,8 @@ impl Handler for Recorder {
             .bind(total_price.cents() as i32)
             .bind(shared::telemetry::current_traceparent())
             .execute(&mut *tx)
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
-        tx.commit()
-            .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))
+            .await?;
+        Ok(tx.commit().await?)
     }
 }
 
@@ -195,11 +218,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     spawn_relay(&kafka, &pool, &metrics, &stop);
     let consumer = kafka.consumer("test-group").unwrap();
     consumer.subscribe(&[&kafka.topic]).unwrap();
-    let handler = Recorder {
-        pool: pool.clone(),
-        fail_order: None,
-        attempts: Default::default(),
-    };
+    let handler = Recorder::new(&pool);
     tokio::spawn(run_consumer(
         consumer,
         kafka.producer().unwrap(),
@@ -226,7 +245,7 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
         40
     );
     let orders: Vec<(i64, Vec<i32>)> = sqlx::query_as(
-        "SELECT order_id, array_agg(seq ORDER BY ctid) FROM effects GROUP BY order_id ORDER BY order_id",
+        "SELECT order_id, array_agg(seq ORDER BY n) FROM effects GROUP BY order_id ORDER BY order_id",
     )
     .fetch_all(&pool)
     .await
@@ -304,8 +323,43 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     stop.cancel();
 }
 
+/// Sends `payload` to `partition` of `kafka`'s topic with `key` (one
+/// producer per topic: a new idempotent producer first asks for an id).
+async fn send_to(kafka: &KafkaConfig, partition: i32, key: &str, payload: &str) {
+    static PRODUCERS: Mutex<Vec<(String, rdkafka::producer::FutureProducer)>> =
+        Mutex::new(Vec::new());
+    let producer = {
+        let mut producers = PRODUCERS.lock().unwrap();
+        match producers.iter().find(|(topic, _)| *topic == kafka.topic) {
+            Some((_, p)) => p.clone(),
+            None => {
+                let p = kafka.producer().unwrap();
+                producers.push((kafka.topic.clone(), p.clone()));
+                p
+            }
+        }
+    };
+    producer
+        .send(
+            FutureRecord::to(&kafka.topic)
+                .partition(partition)
+                .key(key)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
+
+fn waiting_seconds(metrics: &KafkaMetrics, kafka: &KafkaConfig, partition: i32) -> f64 {
+    metrics
+        .partition_waiting
+        .with_label_values(&[kafka.topic.as_str(), &partition.to_string()])
+        .get()
+}
+
 #[tokio::test]
-async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() {
+async fn only_what_can_never_succeed_is_dead_lettered() {
     let kafka = kafka();
     let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test"));
     kafka.ensure_topics().await.unwrap();
@@ -313,16 +367,11 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
     let stop = CancellationToken::new();
     let consumer = kafka.consumer("test-group").unwrap();
     consumer.subscribe(&[&kafka.topic]).unwrap();
-    let handler = Recorder {
-        pool: pool.clone(),
-        fail_order: Some(13),
-        attempts: Default::default(),
-    };
-    let attempts = handler.attempts.clone();
+    let handler = Recorder::new(&pool);
     tokio::spawn(run_consumer(
         consumer,
         kafka.producer().unwrap(),
-        handler,
+        handler.clone(),
         ConsumerConfig {
             initial_backoff: Duration::from_millis(10),
             ..kafka.consumer_config()
@@ -331,25 +380,24 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
         stop.clone(),
     ));
 
-    let producer = kafka.producer().unwrap();
-    let send = |key: &str, payload: String| {
-        let producer = producer.clone();
-        let topic = kafka.topic.clone();
-        let key = key.to_string();
-        async move {
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&key).payload(&payload),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap();
-        }
-    };
-    send("1", "{not json".into()).await;
-    send("1", r#"{"event_type":"order_shipped","order_id":1}"#.into()).await;
-    send("13", serde_json::to_string(&event(13, 0)).unwrap()).await;
-    send("1", serde_json::to_string(&event(1, 7)).unwrap()).await;
+    send_to(&kafka, 0, "1", "{not json").await;
+    send_to(
+        &kafka,
+        0,
+        "1",
+        r#"{"event_type":"order_shipped","order_id":1}"#,
+    )
+    .await;
+    // A known type the handler can never apply: a permanent error.
+    let refused = Event::new(2, 1, EventPayload::OrderCancelled { reason: "x".into() });
+    send_to(&kafka, 0, "2", &serde_json::to_string(&refused).unwrap()).await;
+    send_to(
+        &kafka,
+        0,
+        "1",
+        &serde_json::to_string(&event(1, 7)).unwrap(),
+    )
+    .await;
 
     // The good event after the bad ones is processed.
     assert_eq!(
@@ -360,12 +408,8 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
     assert_eq!(letters.len(), 2, "{letters:?}");
     assert!(letters[0].0.contains("not JSON"), "{letters:?}");
     assert_eq!(letters[0].1, "{not json");
-    assert!(letters[1].0.contains("the test says no"), "{letters:?}");
-    assert_eq!(
-        attempts.lock().unwrap()[&13],
-        3,
-        "retried up to max_attempts"
-    );
+    assert!(letters[1].0.contains("unexpected type"), "{letters:?}");
+    assert_eq!(handler.attempts(2), 1, "a permanent error is not retried");
     let consumed = |event_type: &str, outcome: &str| {
         metrics
             .consumed
@@ -374,16 +418,244 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_the_consumer_carries_on() 
     };
     assert_eq!(consumed("malformed", "dead_lettered"), 1);
     assert_eq!(consumed("order_shipped", "skipped"), 1);
-    assert_eq!(consumed("order_confirmed", "dead_lettered"), 1);
+    assert_eq!(consumed("order_cancelled", "dead_lettered"), 1);
     assert_eq!(consumed("order_confirmed", "processed"), 1);
+    stop.cancel();
+}
+
+/// The fault of the incident: a handler that fails transiently for longer
+/// than the old five attempts (a database locked for a minute). Its event
+/// waits, holding back only its own partition, and is applied once it can
+/// be; nothing is dead-lettered.
+#[tokio::test]
+async fn a_transient_failure_waits_on_its_partition_and_is_never_dead_lettered() {
+    let kafka = kafka();
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test"));
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    let consumer = kafka.consumer("test-group").unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let handler = Recorder {
+        fail_order: Some(13),
+        ..Recorder::new(&pool)
+    };
+    tokio::spawn(run_consumer(
+        consumer,
+        kafka.producer().unwrap(),
+        handler.clone(),
+        ConsumerConfig {
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            ..kafka.consumer_config()
+        },
+        metrics.clone(),
+        stop.clone(),
+    ));
+
+    // On partition 0: order 13's event, then 150 of order 14 behind it
+    // (more than a worker's queue holds, so the rest are kept aside). On
+    // partition 1, sent afterwards: order 1's.
+    send_to(
+        &kafka,
+        0,
+        "13",
+        &serde_json::to_string(&event(13, 0)).unwrap(),
+    )
+    .await;
+    for seq in 0..150 {
+        send_to(
+            &kafka,
+            0,
+            "14",
+            &serde_json::to_string(&event(14, seq)).unwrap(),
+        )
+        .await;
+    }
+    send_to(
+        &kafka,
+        1,
+        "1",
+        &serde_json::to_string(&event(1, 0)).unwrap(),
+    )
+    .await;
+
+    // The other partition goes on while partition 0 waits.
+    assert_eq!(
+        wait_for(&pool, "SELECT count(*) FROM effects WHERE order_id = 1", 1).await,
+        1
+    );
+    eventually(
+        "order 13 to be tried more often than the old max attempts",
+        || handler.attempts(13) > 10,
+    )
+    .await;
+    eventually("the waiting partition to show in the metric", || {
+        waiting_seconds(&metrics, &kafka, 0) > 0.0
+    })
+    .await;
+    let behind: i64 = sqlx::query_scalar("SELECT count(*) FROM effects WHERE order_id = 14")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(behind, 0, "the events behind the waiting one wait too");
+    assert_eq!(handler.attempts(14), 0);
+
+    // The dependency is back: everything is applied, once and in order.
+    handler.failing.store(false, Ordering::SeqCst);
+    assert_eq!(
+        wait_for(
+            &pool,
+            "SELECT count(*) FROM effects WHERE order_id IN (13, 14)",
+            151
+        )
+        .await,
+        151
+    );
+    let seqs: Vec<i32> =
+        sqlx::query_scalar("SELECT seq FROM effects WHERE order_id = 14 ORDER BY n")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(seqs, (0..150).collect::<Vec<_>>(), "in order, none twice");
+    eventually("the metric to say the partition no longer waits", || {
+        waiting_seconds(&metrics, &kafka, 0) == 0.0
+    })
+    .await;
+    assert!(
+        dead_letters(&kafka, 1).await.is_empty(),
+        "nothing dead-lettered"
+    );
     assert_eq!(
         metrics
-            .failures
-            .with_label_values(&["order_confirmed"])
+            .consumed
+            .with_label_values(&["order_confirmed", "dead_lettered"])
             .get(),
-        3
+        0
     );
     stop.cancel();
+}
+
+/// A shutdown while an event's transient failure is retried stores no
+/// offset for it: the group's next consumer gets the event again.
+#[tokio::test]
+async fn a_shutdown_while_retrying_leaves_the_event_for_the_next_consumer() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let failing = Recorder {
+        fail_order: Some(13),
+        ..Recorder::new(&pool)
+    };
+    let run = |handler: Recorder, stop: CancellationToken| {
+        let consumer = kafka.consumer("test-group").unwrap();
+        consumer.subscribe(&[&kafka.topic]).unwrap();
+        tokio::spawn(run_consumer(
+            consumer,
+            kafka.producer().unwrap(),
+            handler,
+            ConsumerConfig {
+                initial_backoff: Duration::from_millis(10),
+                ..kafka.consumer_config()
+            },
+            KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test")),
+            stop,
+        ))
+    };
+    // Order 12's event goes through first (its offset is committed on the
+    // way down), then order 13's keeps failing.
+    send_to(
+        &kafka,
+        0,
+        "12",
+        &serde_json::to_string(&event(12, 0)).unwrap(),
+    )
+    .await;
+    send_to(
+        &kafka,
+        0,
+        "13",
+        &serde_json::to_string(&event(13, 0)).unwrap(),
+    )
+    .await;
+    let stop = CancellationToken::new();
+    let first = run(failing.clone(), stop.clone());
+    eventually("order 13 to be retried", || failing.attempts(13) > 3).await;
+    stop.cancel();
+    first.await.unwrap().unwrap();
+    assert_eq!(
+        wait_for(&pool, "SELECT count(*) FROM effects WHERE order_id = 12", 1).await,
+        1
+    );
+    assert_eq!(
+        committed(&kafka, "test-group")[0],
+        Some(1),
+        "only order 12's offset"
+    );
+
+    // The next consumer of the group applies it.
+    let healthy = Recorder::new(&pool);
+    let stop = CancellationToken::new();
+    run(healthy.clone(), stop.clone());
+    assert_eq!(
+        wait_for(&pool, "SELECT count(*) FROM effects WHERE order_id = 13", 1).await,
+        1
+    );
+    assert_eq!(
+        healthy.attempts(12),
+        0,
+        "order 12's offset was committed: not delivered again"
+    );
+    stop.cancel();
+}
+
+/// A handler that panics stops the consumer with an error and cancels the
+/// service's shutdown token: the service exits (code 1) instead of staying
+/// up, ready, and consuming nothing.
+#[tokio::test]
+async fn a_panicking_handler_stops_the_service() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let consumer = kafka.consumer("test-group").unwrap();
+    consumer.subscribe(&[&kafka.topic]).unwrap();
+    let handler = Recorder {
+        panic_order: Some(66),
+        ..Recorder::new(&pool)
+    };
+    let service = CancellationToken::new();
+    let consuming = tokio::spawn(run_consumer(
+        consumer,
+        kafka.producer().unwrap(),
+        handler,
+        kafka.consumer_config(),
+        KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test")),
+        service.clone(),
+    ));
+    send_to(
+        &kafka,
+        0,
+        "66",
+        &serde_json::to_string(&event(66, 0)).unwrap(),
+    )
+    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(30), consuming)
+        .await
+        .expect("the consumer stops")
+        .unwrap();
+    let error = ended.expect_err("a panic is an error");
+    assert!(error.contains("the test says panic"), "{error}");
+    assert!(service.is_cancelled(), "the whole service shuts down");
+    let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM effects")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(effects, 0);
+    assert_eq!(
+        committed(&kafka, "test-group")[0],
+        None,
+        "its offset is not committed"
+    );
 }
 
 #[tokio::test]
@@ -438,7 +710,7 @@ impl Handler for Gate {
         let mut open = self.open.clone();
         open.wait_for(|open| *open)
             .await
-            .map_err(|e| HandlerError::Transient(e.to_string()))?;
+            .map_err(|e| HandlerError::Transient(e.into()))?;
         self.handled
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
@@ -567,11 +839,7 @@ async fn offsets_are_committed_in_batches_and_on_the_way_down() {
     let task = tokio::spawn(run_consumer(
         consumer,
         kafka.producer().unwrap(),
-        Recorder {
-            pool: pool.clone(),
-            fail_order: None,
-            attempts: Default::default(),
-        },
+        Recorder::new(&pool),
         kafka.consumer_config(),
         metrics.clone(),
         consuming.clone(),
@@ -628,11 +896,7 @@ async fn a_restarted_static_member_takes_its_own_place_and_a_fenced_one_stops() 
         let consumer = kafka.consumer("static-group").unwrap();
         consumer.subscribe(&[&kafka.topic]).unwrap();
         let stop = CancellationToken::new();
-        let handler = Recorder {
-            pool: pool.clone(),
-            fail_order: None,
-            attempts: Default::default(),
-        };
+        let handler = Recorder::new(&pool);
         let task = tokio::spawn(run_consumer(
             consumer,
             kafka.producer().unwrap(),

@@ -47,6 +47,7 @@ impl App {
 
         let passwords = Passwords::new(config.hash_cost)?;
         let pool = shared::db::connect(&config.common).await?;
+        let health = shared::db::DbHealth::watch(&config.common)?;
         shared::db::migrate(&pool, &MIGRATOR).await?;
         let store = Store::new(pool.clone());
         match &config.admin {
@@ -77,7 +78,7 @@ impl App {
             },
             limits.clone(),
         );
-        let readiness = Readiness::default().database(pool);
+        let readiness = Readiness::default().database(pool, health.clone());
         let router = ServiceRouter {
             service: SERVICE,
             api,
@@ -85,6 +86,7 @@ impl App {
             readiness,
             metrics,
             write_limits: Some(limits),
+            database: Some(health),
         }
         .build();
         Ok(Self {

@@ -1,6 +1,6 @@
-//! The consuming side: decode, hand to the service's handler with retries
-//! and backoff, dead-letter what can't be processed, mark the offset for
-//! commit only after the handler has committed its effect, carry on.
+//! The consuming side: decode, hand to the service's handler, dead-letter
+//! what can never be processed, mark the offset for commit only after the
+//! handler has committed its effect, carry on.
 //!
 //! Handlers make their effect idempotent with [`super::claim`] (the inbox)
 //! inside the effect's transaction, so a redelivery after a crash between
@@ -10,24 +10,45 @@
 //! `KAFKA_COMMIT_INTERVAL_MS`, on a rebalance and at shutdown. A crash
 //! replays at most that interval's events, which the inbox skips.
 //!
+//! A handler's error says whether it can pass ([`HandlerError::Transient`]:
+//! the database is unreachable or stalled, a peer is unavailable) or never
+//! ([`HandlerError::Permanent`]). A transient one is retried with capped
+//! exponential backoff and jitter for as long as it takes: the event is
+//! never dead-lettered for it, since the effect is still owed (a payment
+//! not charged is an order cancelled for nothing). Only that partition
+//! waits; `kafka_consumer_partition_waiting_seconds` and a log line per
+//! retry say so. A shutdown during the retries stops without storing the
+//! offset, so the event comes again after the restart. The dead-letter
+//! topic gets only what can never succeed: undecodable bytes, an envelope
+//! that fails validation, a permanent handler error.
+//!
 //! Partitions are processed concurrently, each in order, by one worker task
 //! per partition: an order's events share a partition (they are keyed by
 //! order id), so each order's events are still handled one after another,
-//! while a slow handler on one partition does not hold up the others. A
-//! full worker queue holds the receiving loop back (backpressure, bounded
-//! memory).
+//! while a slow handler on one partition does not hold up the others. When
+//! a worker's queue is full (its handler waits on a stalled database), the
+//! partition's next events are kept aside, in order, and the other
+//! partitions go on. Only past [`KEPT_ASIDE_LIMIT`] events kept aside in
+//! all does the receiving loop wait for the busiest worker (bounded memory;
+//! by then every partition is usually waiting on the same database). This
+//! keeps the order of each partition by construction, without relying on
+//! how librdkafka repositions a paused partition across a rebalance.
+//!
+//! A handler that panics is a bug the service must not run past: the
+//! consumer stops the whole service (exit code 1), like a fatal librdkafka
+//! error, instead of leaving it ready and consuming nothing.
 //!
 //! Beside the loop, a task measures the group's lag on the consumer's
 //! partitions (broker high watermark minus committed offset) every
 //! `lag_interval`: it asks the broker, so a stalled handler shows as growing
 //! lag (librdkafka's own statistics are only served while the loop polls).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::IntGaugeVec;
+use prometheus::{Gauge, IntGaugeVec};
 use rand::Rng;
 use rdkafka::Message;
 use rdkafka::Offset;
@@ -41,15 +62,32 @@ use tracing::Instrument;
 
 use super::events::{Decoded, Event, decode};
 
+/// The cause of a handler's failure.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// Why a handler could not process an event.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth retrying (a dependency was down); dead-lettered after the last retry.
+    /// Can pass (the database is unreachable, stalled or in a serialization
+    /// conflict, a peer is unavailable): retried until it succeeds, never
+    /// dead-lettered.
     #[error("transient: {0}")]
-    Transient(String),
-    /// Retrying can't help (the event contradicts the state); dead-lettered at once.
+    Transient(#[source] Cause),
+    /// Can never succeed (the event contradicts the state): dead-lettered at once.
     #[error("permanent: {0}")]
-    Permanent(String),
+    Permanent(#[source] Cause),
+}
+
+/// A database error is transient when retrying it can succeed
+/// ([`crate::db::is_transient`]), permanent otherwise.
+impl From<sqlx::Error> for HandlerError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::db::is_transient(&e) {
+            HandlerError::Transient(Box::new(e))
+        } else {
+            HandlerError::Permanent(Box::new(e))
+        }
+    }
 }
 
 /// A service's reaction to events.
@@ -124,11 +162,10 @@ impl Drop for GroupConsumer {
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub topic: String,
-    /// Where undecodable or unprocessable messages go (`<topic>.dlq`).
+    /// Where messages that can never be processed go (`<topic>.dlq`).
     pub dlq_topic: String,
-    /// Attempts before a transient failure is dead-lettered.
-    pub max_attempts: u32,
-    /// First retry delay; doubles each attempt, with jitter, up to `max_backoff`.
+    /// First retry delay of a transient failure; doubles each attempt, with
+    /// jitter, up to `max_backoff`, and goes on until the handler succeeds.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
     /// How often the lag is measured.
@@ -185,13 +222,26 @@ fn measure_lag(
     Ok(lag)
 }
 
-/// Events one partition's worker may hold before the receiving loop waits.
+/// Events one partition's worker may hold before the next are kept aside.
 const PARTITION_QUEUE: usize = 64;
+
+/// Events kept aside, over all partitions, before the receiving loop waits.
+pub const KEPT_ASIDE_LIMIT: usize = 10_000;
+
+/// How often the events kept aside are offered to their workers again.
+const OVERFLOW_TICK: Duration = Duration::from_millis(50);
+
+/// One partition as the receiving loop sees it: its worker's queue, and the
+/// events received while that queue was full.
+struct Partition {
+    queue: mpsc::Sender<OwnedMessage>,
+    overflow: VecDeque<OwnedMessage>,
+}
 
 /// Consumes until `shutdown`; the consumer must already be subscribed.
 ///
-/// A fatal librdkafka error (e.g. a static member fenced by the broker)
-/// leaves the consumer unable to consume for good: then it cancels
+/// A fatal librdkafka error (e.g. a static member fenced by the broker) or
+/// a panicking handler leaves the consumer unable to go on: then it cancels
 /// `shutdown`, so that the whole service stops and its supervisor starts
 /// it again, rather than staying up and ready with nothing consumed, and
 /// returns the error.
@@ -219,12 +269,34 @@ pub async fn run_consumer<H: Handler>(
         metrics,
         shutdown: shutdown.clone(),
     });
-    let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
+    let mut partitions: HashMap<(String, i32), Partition> = HashMap::new();
     let mut fatal = None;
     let mut workers = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(OVERFLOW_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let waiting = partitions.values().any(|p| !p.overflow.is_empty());
         let message = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(ended) = workers.join_next(), if !workers.is_empty() => {
+                // A worker ends early only by panicking (its queue is open).
+                if let Err(e) = ended
+                    && e.is_panic()
+                {
+                    let why = format!("an event handler panicked: {}", panic_message(e.into_panic()));
+                    tracing::error!(error = %why, "stopping the service so that it is restarted");
+                    fatal = Some(why);
+                    shutdown.cancel();
+                    break;
+                }
+                continue;
+            }
+            _ = tick.tick(), if waiting => {
+                for p in partitions.values_mut() {
+                    offer(p);
+                }
+                continue;
+            }
             m = consumer.recv() => m,
         };
         let message = match message {
@@ -242,25 +314,53 @@ pub async fn run_consumer<H: Handler>(
                 continue;
             }
         };
-        let queue = queues
-            .entry((message.topic().to_owned(), message.partition()))
-            .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
-                workers.spawn(worker.clone().run(rx));
-                tx
-            });
-        let sent = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            sent = queue.send(message) => sent,
-        };
-        if sent.is_err() {
-            break;
+        let key = (message.topic().to_owned(), message.partition());
+        let p = partitions.entry(key).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
+            workers.spawn(
+                worker
+                    .clone()
+                    .run(rx, message.topic().to_owned(), message.partition()),
+            );
+            Partition {
+                queue: tx,
+                overflow: VecDeque::new(),
+            }
+        });
+        // Behind events kept aside, this one waits too (order per partition).
+        p.overflow.push_back(message);
+        offer(p);
+        let kept: usize = partitions.values().map(|p| p.overflow.len()).sum();
+        if kept > KEPT_ASIDE_LIMIT {
+            // Too much kept aside: wait until the busiest worker takes one.
+            let Some(busiest) = partitions.values_mut().max_by_key(|p| p.overflow.len()) else {
+                continue;
+            };
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = busiest.queue.reserve() => permit,
+            };
+            match (permit, busiest.overflow.pop_front()) {
+                (Ok(permit), Some(message)) => permit.send(message),
+                (Err(_), _) => busiest.overflow.clear(),
+                (Ok(_), None) => {}
+            }
         }
     }
     // Workers stop after their current event; what they had queued was not
     // committed and is delivered again (to this group's next owner).
-    drop(queues);
-    while workers.join_next().await.is_some() {}
+    drop(partitions);
+    while let Some(ended) = workers.join_next().await {
+        if let Err(e) = ended
+            && e.is_panic()
+            && fatal.is_none()
+        {
+            fatal = Some(format!(
+                "an event handler panicked: {}",
+                panic_message(e.into_panic())
+            ));
+        }
+    }
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
     let _ = lag_task.await;
     drop(worker);
@@ -275,6 +375,33 @@ pub async fn run_consumer<H: Handler>(
     fatal.map_or(Ok(()), Err)
 }
 
+/// Moves the events kept aside into the worker's queue while it has room.
+fn offer(p: &mut Partition) {
+    while let Some(message) = p.overflow.pop_front() {
+        match p.queue.try_send(message) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                p.overflow.push_front(message);
+                return;
+            }
+            // The worker is gone (it panicked: the loop is stopping).
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                p.overflow.clear();
+                return;
+            }
+        }
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 /// What every partition worker shares.
 struct Worker<H> {
     consumer: Arc<GroupConsumer>,
@@ -285,21 +412,50 @@ struct Worker<H> {
     shutdown: CancellationToken,
 }
 
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Processed,
+    /// A type this version does not know.
+    Skipped,
+    DeadLettered,
+    /// Shutdown came while a transient failure was being retried: the
+    /// offset is not stored, so the event is delivered again.
+    Interrupted,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Processed => "processed",
+            Outcome::Skipped => "skipped",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 impl<H: Handler> Worker<H> {
     /// Handles one partition's events in order, storing the offset after each.
-    async fn run(self: Arc<Self>, mut queue: mpsc::Receiver<OwnedMessage>) {
+    async fn run(
+        self: Arc<Self>,
+        mut queue: mpsc::Receiver<OwnedMessage>,
+        topic: String,
+        partition: i32,
+    ) {
+        let waiting = self
+            .metrics
+            .partition_waiting
+            .with_label_values(&[topic.as_str(), &partition.to_string()]);
+        waiting.set(0.0);
         while let Some(message) = queue.recv().await {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            process(
-                &message,
-                &self.dlq,
-                &self.handler,
-                &self.config,
-                &self.metrics,
-            )
-            .await;
+            let outcome = self.process(&message, &waiting).await;
+            if outcome == Outcome::Interrupted {
+                break;
+            }
             // librdkafka stores offset + 1, the next event to read. This
             // fails for a partition taken away meanwhile: its next owner
             // gets the event again, which the inbox makes harmless.
@@ -311,62 +467,125 @@ impl<H: Handler> Worker<H> {
             }
         }
     }
-}
 
-async fn process<H: Handler>(
-    message: &OwnedMessage,
-    dlq: &FutureProducer,
-    handler: &H,
-    config: &ConsumerConfig,
-    metrics: &super::KafkaMetrics,
-) {
-    let payload = message.payload().unwrap_or_default();
-    let event = match decode(payload) {
-        Decoded::Event(event) => event,
-        Decoded::Unknown(event_type) => {
-            tracing::info!(
-                event_type,
-                offset = message.offset(),
-                "skipping an event type this version does not know"
-            );
-            metrics
-                .consumed
-                .with_label_values(&[event_type.as_str(), "skipped"])
-                .inc();
-            return;
+    async fn process(&self, message: &OwnedMessage, waiting: &Gauge) -> Outcome {
+        let payload = message.payload().unwrap_or_default();
+        let event = match decode(payload) {
+            Decoded::Event(event) => event,
+            Decoded::Unknown(event_type) => {
+                tracing::info!(
+                    event_type,
+                    offset = message.offset(),
+                    "skipping an event type this version does not know"
+                );
+                self.count(&event_type, Outcome::Skipped);
+                return Outcome::Skipped;
+            }
+            Decoded::Malformed(why) => {
+                tracing::warn!(error = %why, offset = message.offset(), "malformed message: dead-lettering");
+                dead_letter(message, &self.dlq, &self.config, &why).await;
+                self.count("malformed", Outcome::DeadLettered);
+                return Outcome::DeadLettered;
+            }
+        };
+        // The processing continues the producer's trace (parent) and links to
+        // it, so one order is one trace across services.
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("{} process", event.payload.event_type()),
+            otel.kind = "consumer",
+            event_type = event.payload.event_type(),
+            event_id = %event.event_id,
+            order_id = event.order_id,
+        );
+        if let Some(traceparent) = header(message, "traceparent") {
+            let parent = crate::telemetry::extract_traceparent(&traceparent);
+            crate::telemetry::link(&span, &parent);
+            crate::telemetry::set_parent(&span, parent);
         }
-        Decoded::Malformed(why) => {
-            tracing::warn!(error = %why, offset = message.offset(), "malformed message: dead-lettering");
-            dead_letter(message, dlq, config, &why).await;
-            metrics
-                .consumed
-                .with_label_values(&["malformed", "dead_lettered"])
-                .inc();
-            return;
-        }
-    };
-    // The processing continues the producer's trace (parent) and links to
-    // it, so one order is one trace across services.
-    let span = tracing::info_span!(
-        "consume",
-        otel.name = %format!("{} process", event.payload.event_type()),
-        otel.kind = "consumer",
-        event_type = event.payload.event_type(),
-        event_id = %event.event_id,
-        order_id = event.order_id,
-    );
-    if let Some(traceparent) = header(message, "traceparent") {
-        let parent = crate::telemetry::extract_traceparent(&traceparent);
-        crate::telemetry::link(&span, &parent);
-        crate::telemetry::set_parent(&span, parent);
+        let outcome = self
+            .handle_until_done(message, &event, waiting)
+            .instrument(span)
+            .await;
+        self.count(event.payload.event_type(), outcome);
+        outcome
     }
-    let outcome = handle_with_retries(message, dlq, handler, config, metrics, &event)
-        .instrument(span)
-        .await;
-    metrics
-        .consumed
-        .with_label_values(&[event.payload.event_type(), outcome])
-        .inc();
+
+    fn count(&self, event_type: &str, outcome: Outcome) {
+        self.metrics
+            .consumed
+            .with_label_values(&[event_type, outcome.label()])
+            .inc();
+    }
+
+    /// Runs the handler until it succeeds or fails for good; transient
+    /// failures are retried for as long as they last (or until shutdown).
+    async fn handle_until_done(
+        &self,
+        message: &OwnedMessage,
+        event: &Event,
+        waiting: &Gauge,
+    ) -> Outcome {
+        let config = &self.config;
+        let started = tokio::time::Instant::now();
+        let mut backoff = config.initial_backoff;
+        let mut attempt: u64 = 0;
+        loop {
+            attempt += 1;
+            let result = self.handler.handle(event).await;
+            if result.is_err() {
+                self.metrics
+                    .failures
+                    .with_label_values(&[event.payload.event_type()])
+                    .inc();
+            }
+            match result {
+                Ok(()) => {
+                    if attempt > 1 {
+                        tracing::info!(
+                            event_id = %event.event_id,
+                            attempts = attempt,
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "handler succeeded after transient failures; the partition goes on"
+                        );
+                    }
+                    waiting.set(0.0);
+                    return Outcome::Processed;
+                }
+                Err(HandlerError::Permanent(why)) => {
+                    tracing::warn!(event_id = %event.event_id, error = %why, "event cannot be processed: dead-lettering");
+                    dead_letter(message, &self.dlq, config, &why.to_string()).await;
+                    waiting.set(0.0);
+                    return Outcome::DeadLettered;
+                }
+                Err(HandlerError::Transient(why)) => {
+                    let jitter = rand::rng().random_range(0.5..1.5);
+                    let wait = backoff.mul_f64(jitter);
+                    let waited = started.elapsed();
+                    waiting.set(waited.as_secs_f64());
+                    tracing::warn!(
+                        event_id = %event.event_id,
+                        topic = message.topic(),
+                        partition = message.partition(),
+                        offset = message.offset(),
+                        attempt,
+                        waited_ms = waited.as_millis() as u64,
+                        retry_in_ms = wait.as_millis() as u64,
+                        error = %why,
+                        "handler failed transiently; the partition waits and retries"
+                    );
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => {
+                            tracing::info!(event_id = %event.event_id, "shutting down while retrying: the event is not committed and comes again");
+                            return Outcome::Interrupted;
+                        }
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    backoff = (backoff * 2).min(config.max_backoff);
+                }
+            }
+        }
+    }
 }
 
 /// A header's value as text.
@@ -379,48 +598,6 @@ fn header(message: &OwnedMessage, key: &str) -> Option<String> {
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_string)
 }
-
-async fn handle_with_retries<H: Handler>(
-    message: &OwnedMessage,
-    dlq: &FutureProducer,
-    handler: &H,
-    config: &ConsumerConfig,
-    metrics: &super::KafkaMetrics,
-    event: &Event,
-) -> &'static str {
-    let mut backoff = config.initial_backoff;
-    for attempt in 1..=config.max_attempts {
-        let result = handler.handle(event).await;
-        if result.is_err() {
-            metrics
-                .failures
-                .with_label_values(&[event.payload.event_type()])
-                .inc();
-        }
-        match result {
-            Ok(()) => return "processed",
-            Err(HandlerError::Permanent(why)) => {
-                tracing::warn!(event_id = %event.event_id, error = %why, "event cannot be processed: dead-lettering");
-                dead_letter(message, dlq, config, &why).await;
-                return "dead_lettered";
-            }
-            Err(HandlerError::Transient(why)) if attempt < config.max_attempts => {
-                let jitter = rand::rng().random_range(0.5..1.5);
-                let wait = backoff.mul_f64(jitter);
-                tracing::warn!(event_id = %event.event_id, attempt, error = %why, retry_in_ms = wait.as_millis() as u64, "handler failed; retrying");
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(config.max_backoff);
-            }
-            Err(HandlerError::Transient(why)) => {
-                tracing::error!(event_id = %event.event_id, attempts = attempt, error = %why, "handler kept failing: dead-lettering");
-                dead_letter(message, dlq, config, &why).await;
-                return "dead_lettered";
-            }
-        }
-    }
-    "dead_lettered" // max_attempts is at least 1: not reached
-}
-
 /// Copies `message` to the dead-letter topic with the error in a header.
 /// Retries until the broker takes it: a dead letter must not be lost either.
 async fn dead_letter(

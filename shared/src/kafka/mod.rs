@@ -10,7 +10,7 @@ pub mod outbox;
 
 use std::time::Duration;
 
-use prometheus::{Gauge, IntCounterVec, IntGauge, IntGaugeVec};
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -28,8 +28,10 @@ pub struct KafkaConfig {
     pub topic: String,
     /// `KAFKA_PARTITIONS`: partitions of the topic when this service creates it.
     pub partitions: i32,
-    /// `KAFKA_MAX_ATTEMPTS`: tries of a failing handler before its event is dead-lettered.
-    pub max_attempts: u32,
+    /// `KAFKA_RETRY_MAX_BACKOFF_MS`: the longest wait between two tries of
+    /// a handler that fails transiently (default 5 s). It is retried until
+    /// it succeeds, so this bounds how late a recovered database is noticed.
+    pub retry_max_backoff: Duration,
     /// `OUTBOX_POLL_MS`: the relay's look for unsent events without a notification.
     pub outbox_poll: Duration,
     /// `OUTBOX_RETENTION_SECS`: how long sent outbox rows are kept.
@@ -63,7 +65,11 @@ impl KafkaConfig {
             brokers: env.get("KAFKA_BROKERS", "127.0.0.1:9092".into()),
             topic: env.get("KAFKA_TOPIC", "order_events".into()),
             partitions: env.in_range("KAFKA_PARTITIONS", 6, 1..=1000),
-            max_attempts: env.in_range("KAFKA_MAX_ATTEMPTS", 5, 1..=100),
+            retry_max_backoff: Duration::from_millis(env.in_range(
+                "KAFKA_RETRY_MAX_BACKOFF_MS",
+                5_000,
+                100..=300_000,
+            )),
             outbox_poll: env.millis("OUTBOX_POLL_MS", 500),
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
             group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
@@ -85,9 +91,8 @@ impl KafkaConfig {
         consumer::ConsumerConfig {
             topic: self.topic.clone(),
             dlq_topic: self.dlq_topic(),
-            max_attempts: self.max_attempts,
             initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(5),
+            max_backoff: self.retry_max_backoff,
             lag_interval: self.lag_interval,
         }
     }
@@ -183,11 +188,16 @@ pub struct KafkaMetrics {
     /// `kafka_events_produced_total{event_type}`: published by the outbox relay.
     pub produced: IntCounterVec,
     /// `kafka_events_consumed_total{event_type,outcome}`: `processed`,
-    /// `skipped` (a type this version does not know) or `dead_lettered`.
+    /// `skipped` (a type this version does not know), `dead_lettered`, or
+    /// `interrupted` (shutdown while retrying; delivered again).
     pub consumed: IntCounterVec,
     /// `kafka_handler_failures_total{event_type}`: failed handler attempts
-    /// (each retried, the last one dead-lettered).
+    /// (a transient one is retried, a permanent one dead-lettered).
     pub failures: IntCounterVec,
+    /// `kafka_consumer_partition_waiting_seconds{topic,partition}`: how long
+    /// the partition's next event has been failing transiently (0 when it
+    /// is not): the partition waits for a dependency to come back.
+    pub partition_waiting: GaugeVec,
     /// `outbox_unsent_events`: events waiting to be published.
     pub outbox_unsent: IntGauge,
     /// `outbox_oldest_unsent_seconds`: how long the oldest of them has waited.
@@ -214,6 +224,11 @@ impl KafkaMetrics {
                 "kafka_handler_failures_total",
                 "Failed attempts at handling an event, by type",
                 &["event_type"],
+            ),
+            partition_waiting: metrics.gauge_vec(
+                "kafka_consumer_partition_waiting_seconds",
+                "How long the partition's next event has been failing transiently (0: not waiting)",
+                &["topic", "partition"],
             ),
             outbox_unsent: metrics
                 .int_gauge("outbox_unsent_events", "Outbox events not yet published"),

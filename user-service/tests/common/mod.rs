@@ -32,7 +32,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts user-service; `overrides` win over the test defaults.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let database_url = testing::fresh_database("user").await;
+    spawn_app_at(testing::fresh_database("user").await, overrides).await
+}
+
+/// Starts user-service on the database at `database_url`.
+pub async fn spawn_app_at(database_url: String, overrides: &[(&str, &str)]) -> TestApp {
     let mut vars = vec![
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", database_url.as_str()),
