@@ -598,6 +598,18 @@ fn header(message: &OwnedMessage, key: &str) -> Option<String> {
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_string)
 }
+/// The headers a dead letter gets before the original message's own: why
+/// it was dead-lettered and where it came from (`minishop-ops dlq` reads
+/// them, and leaves them out when it replays the message).
+pub mod dlq_headers {
+    pub const ERROR: &str = "error";
+    pub const ORIGINAL_TOPIC: &str = "original_topic";
+    pub const ORIGINAL_PARTITION: &str = "original_partition";
+    pub const ORIGINAL_OFFSET: &str = "original_offset";
+    /// All of them, in the order they are written.
+    pub const ALL: [&str; 4] = [ERROR, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET];
+}
+
 /// Copies `message` to the dead-letter topic with the error in a header.
 /// Retries until the broker takes it: a dead letter must not be lost either.
 async fn dead_letter(
@@ -611,19 +623,19 @@ async fn dead_letter(
     loop {
         let mut headers = OwnedHeaders::new()
             .insert(Header {
-                key: "error",
+                key: dlq_headers::ERROR,
                 value: Some(error),
             })
             .insert(Header {
-                key: "original_topic",
+                key: dlq_headers::ORIGINAL_TOPIC,
                 value: Some(message.topic()),
             })
             .insert(Header {
-                key: "original_partition",
+                key: dlq_headers::ORIGINAL_PARTITION,
                 value: Some(partition.as_str()),
             })
             .insert(Header {
-                key: "original_offset",
+                key: dlq_headers::ORIGINAL_OFFSET,
                 value: Some(offset.as_str()),
             });
         if let Some(original) = message.headers() {
