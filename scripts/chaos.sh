@@ -9,7 +9,11 @@
 #   2. restarts the broker;
 #   3. stops Redis for CHAOS_OUTAGE seconds (15);
 #   4. stops product-service for CHAOS_OUTAGE seconds: orders must get fast
-#      503s while the breaker is open, and succeed again after.
+#      503s while the breaker is open, and succeed again after;
+#   5. holds an ACCESS EXCLUSIVE lock on payment-service's tables for
+#      CHAOS_LOCK seconds (60; a stuck migration, a long vacuum) while the
+#      broker serves: its consumer must wait and retry, never dead-letter,
+#      and every order must still be charged.
 # When the load stops and the sagas settle, `invariants` checks the five
 # databases and the DLQ; the script prints the fault log, the load report and
 # the invariants table, and exits 1 on any violation or on any 5xx answer to
@@ -17,9 +21,9 @@
 # is stopped on exit.
 #
 #   scripts/chaos.sh                  full run (about 4 minutes of load)
-#   CHAOS_SHORT=1 scripts/chaos.sh    short run for the test suite (~2 minutes):
+#   CHAOS_SHORT=1 scripts/chaos.sh    short run for the test suite (~4 minutes):
 #                                     kills order and payment, restarts the
-#                                     broker, 5 s outages
+#                                     broker, 5 s outages, a 20 s lock
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -32,9 +36,10 @@ export PAYMENT_TIMEOUT_SECS=${PAYMENT_TIMEOUT_SECS:-30}
 
 SHORT=${CHAOS_SHORT:-}
 if [ -n "$SHORT" ]; then
-  LOAD_SECS=${CHAOS_LOAD_SECONDS:-75}; OUTAGE=${CHAOS_OUTAGE:-5}; KILL=(order-service payment-service)
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-120}; OUTAGE=${CHAOS_OUTAGE:-5}; KILL=(order-service payment-service)
+  LOCK=${CHAOS_LOCK:-20}
 else
-  LOAD_SECS=${CHAOS_LOAD_SECONDS:-240}; OUTAGE=${CHAOS_OUTAGE:-15}
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-240}; OUTAGE=${CHAOS_OUTAGE:-15}; LOCK=${CHAOS_LOCK:-60}
   KILL=(user-service product-service order-service payment-service notification-service)
 fi
 SEEDED_STOCK=100000
@@ -147,6 +152,30 @@ sleep "$((OUTAGE > 3 ? OUTAGE - 3 : 0))"
 restart
 wait_until 60 product-service ready $((P + 1)) || die "product-service did not come back"
 fault "product-service stopped for ${OUTAGE}s" "back after $(since "$t") s"
+
+# A lock that stalls payment-service's database while the broker serves:
+# every order_created of the window fails on the statement timeout and must
+# wait, not be dead-lettered. The psql session holds the lock, then ends.
+[ $((SECONDS - LOAD_STARTED + 3 + LOCK)) -lt "$LOAD_SECS" ] \
+  || die "the load ($LOAD_SECS s) ends before the lock ($LOCK s) does; raise CHAOS_LOAD_SECONDS"
+sleep 3
+# The longest a partition of payment-service waited, sampled from its metrics.
+waited_max() {
+  curl -fsS "http://127.0.0.1:$((P + 3))/metrics" 2>/dev/null \
+    | awk '/^kafka_consumer_partition_waiting_seconds\{/ { if ($2 > m) m = $2 } END { printf "%.0f", m }'
+}
+t=$(now)
+psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}paymentdb" -qtA \
+  -c "BEGIN; LOCK TABLE payments, cancelled_orders, processed_events, outbox IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep($LOCK); COMMIT;" \
+  >/dev/null &
+lock_pid=$!
+longest=0
+while alive "$lock_pid"; do
+  w=$(waited_max); [ "${w:-0}" -gt "$longest" ] && longest=$w
+  sleep 1
+done
+wait "$lock_pid" || die "the lock session failed"
+fault "payment-service tables locked (ACCESS EXCLUSIVE) ${LOCK}s" "released after $(since "$t") s, a partition waited up to ${longest} s"
 
 log "waiting for the load to end and its orders to settle"
 while is_running loadgen; do sleep 2; done

@@ -7,7 +7,11 @@
 //! 3. a paid order has exactly one successful payment, of its total, and
 //!    its units committed; a failed, cancelled or rejected order keeps no
 //!    money and no stock;
-//! 4. one notification per event published;
+//! 4. one notification per event published, and every published event
+//!    applied by every consumer group that acts on it (its inbox row
+//!    exists): payment-service for order_created and order_cancelled,
+//!    order-service for payment_success and payment_failed,
+//!    notification-service for all;
 //! 5. no outbox row left unsent, and the dead-letter topic empty.
 //!
 //! The databases are separate, so rows are read and joined here.
@@ -261,15 +265,49 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Verdict> {
 
     // 4. Notifications: one per published event.
     let mut published: HashSet<uuid::Uuid> = HashSet::new();
+    let mut published_types: Vec<(uuid::Uuid, String)> = Vec::new();
     for pool in [&orders_db, &payments_db] {
-        for r in sqlx::query("SELECT event_id FROM outbox WHERE created_at >= COALESCE($1, '-infinity'::timestamptz)")
+        for r in sqlx::query("SELECT event_id, event_type FROM outbox WHERE created_at >= COALESCE($1, '-infinity'::timestamptz)")
             .bind(since)
             .fetch_all(pool)
             .await?
         {
             published.insert(r.get("event_id"));
+            published_types.push((r.get("event_id"), r.get("event_type")));
         }
     }
+    // Every event in an inbox of each group that acts on it.
+    let mut inboxes: Vec<(&str, HashSet<uuid::Uuid>)> = Vec::new();
+    for (group, pool) in [
+        ("payment-service", &payments_db),
+        ("order-service", &orders_db),
+        ("notification-service", &notifications_db),
+    ] {
+        let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM processed_events")
+            .fetch_all(pool)
+            .await?;
+        inboxes.push((group, ids.into_iter().collect()));
+    }
+    let mut applied = Check::new("every event applied by every group that needs it (inbox)");
+    for (event, event_type) in &published_types {
+        for (group, inbox) in &inboxes {
+            let needs = match *group {
+                "payment-service" => {
+                    matches!(event_type.as_str(), "order_created" | "order_cancelled")
+                }
+                "order-service" => {
+                    matches!(event_type.as_str(), "payment_success" | "payment_failed")
+                }
+                _ => true,
+            };
+            if needs {
+                applied.expect(inbox.contains(event), || {
+                    format!("{event_type} {event}: not in {group}'s inbox")
+                });
+            }
+        }
+    }
+    checks.push(applied);
     let mut notified: HashMap<uuid::Uuid, i64> = HashMap::new();
     for r in sqlx::query("SELECT event_id, count(*) AS n FROM notifications GROUP BY event_id")
         .fetch_all(&notifications_db)
