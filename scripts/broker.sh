@@ -20,7 +20,7 @@ start() {
   if port_open "$BROKER_ADDR"; then die "something else listens on $BROKER_ADDR"; fi
   install
   case $mode in
-    durable) ensure_database "$NISSHI_DB"; storage="postgres://$PG_USER@$PG_HOST:$PG_PORT/$NISSHI_DB?sslmode=disable" ;;
+    durable) ensure_database "$NISSHI_DB" "$BROKER_PG_PORT"; storage="postgres://$PG_USER@$PG_HOST:$BROKER_PG_PORT/$NISSHI_DB?sslmode=disable" ;;
     memory) storage="memory://nisshi/" ;;
     *) die "unknown broker mode $mode (durable or memory)" ;;
   esac

@@ -13,7 +13,12 @@
 #   5. holds an ACCESS EXCLUSIVE lock on payment-service's tables for
 #      CHAOS_LOCK seconds (60; a stuck migration, a long vacuum) while the
 #      broker serves: its consumer must wait and retry, never dead-letter,
-#      and every order must still be charged.
+#      and every order must still be charged;
+#   6. (full run) stops the services' PostgreSQL for CHAOS_PG_OUTAGE seconds
+#      (45) while the broker serves: orders get fast 503s, and every service
+#      is ready again by itself once it is back. The stack's databases are
+#      on a PostgreSQL cluster of its own (port 15432, data in a temporary
+#      folder); the broker's storage stays on the machine's.
 # When the load stops and the sagas settle, `invariants` checks the five
 # databases and the DLQ; the script prints the fault log, the load report and
 # the invariants table, and exits 1 on any violation or on any 5xx answer to
@@ -28,8 +33,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-# Its own Redis, so that stopping it touches nobody else's.
+# Its own Redis and PostgreSQL, so that stopping them touches nobody else's;
+# the broker keeps its storage on the machine's PostgreSQL.
 export REDIS_PORT=16390
+export BROKER_PG_PORT=${PG_PORT:-5432} PG_PORT=15432
 side_stack chaos 18180 15151 19192
 # Orders with no payment answer are cancelled after this; bounded settling.
 export PAYMENT_TIMEOUT_SECS=${PAYMENT_TIMEOUT_SECS:-30}
@@ -39,7 +46,8 @@ if [ -n "$SHORT" ]; then
   LOAD_SECS=${CHAOS_LOAD_SECONDS:-120}; OUTAGE=${CHAOS_OUTAGE:-5}; KILL=(order-service payment-service)
   LOCK=${CHAOS_LOCK:-20}
 else
-  LOAD_SECS=${CHAOS_LOAD_SECONDS:-240}; OUTAGE=${CHAOS_OUTAGE:-15}; LOCK=${CHAOS_LOCK:-60}
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-300}; OUTAGE=${CHAOS_OUTAGE:-15}; LOCK=${CHAOS_LOCK:-60}
+  PG_OUTAGE=${CHAOS_PG_OUTAGE:-45}
   KILL=(user-service product-service order-service payment-service notification-service)
 fi
 SEEDED_STOCK=100000
@@ -47,10 +55,28 @@ P=$HTTP_PORT_BASE
 PROFILE=${MINISHOP_PROFILE:-dev}
 case $PROFILE in dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug ;; *) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ;; esac
 
+# The stack's own PostgreSQL cluster (initdb refuses to run as root).
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+PG_DATA=${TMPDIR:-/tmp}/minishop-chaos-pg
+pg_as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+start_pg() {
+  if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+    [ -n "$PG_BIN" ] || die "no PostgreSQL server binaries under /usr/lib/postgresql"
+    mkdir -p "$PG_DATA"
+    [ "$(id -u)" = 0 ] && chown postgres "$PG_DATA"
+    pg_as "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_USER" --auth=trust -E UTF8 >/dev/null
+  fi
+  pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 start \
+    -o "-p $PG_PORT -k $PG_DATA -c listen_addresses=$PG_HOST -c max_connections=200 -c fsync=off" >/dev/null
+}
+stop_pg() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null; }
+
 cleanup() {
   stop_bg loadgen >/dev/null 2>&1 || true
   "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true
   stop_bg chaos-redis >/dev/null 2>&1 || true
+  stop_pg 2>/dev/null || true
+  rm -rf "$PG_DATA"
 }
 trap cleanup EXIT
 trap 'echo "chaos.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
@@ -76,6 +102,9 @@ port_of() {
 restart() { "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-again.log" 2>&1 || die "the stack did not come back; see $STATE_DIR/logs/up-again.log"; }
 
 start_redis
+stop_pg 2>/dev/null || true
+rm -rf "$PG_DATA"
+start_pg
 log "bringing up the chaos stack from fresh databases ($PROFILE)"
 side_stack_up
 cargo build --profile "$PROFILE" -p loadgen --bins -q
@@ -176,6 +205,29 @@ while alive "$lock_pid"; do
 done
 wait "$lock_pid" || die "the lock session failed"
 fault "payment-service tables locked (ACCESS EXCLUSIVE) ${LOCK}s" "released after $(since "$t") s, a partition waited up to ${longest} s"
+
+every_service_ready() {
+  local name
+  for name in user-service product-service order-service payment-service notification-service; do
+    ready "$(port_of "$name")" || return 1
+  done
+}
+if [ -n "${PG_OUTAGE:-}" ]; then
+  [ $((SECONDS - LOAD_STARTED + PG_OUTAGE + 10)) -lt "$LOAD_SECS" ] \
+    || die "the load ($LOAD_SECS s) ends before the PostgreSQL outage does; raise CHAOS_LOAD_SECONDS"
+  sleep 3
+  stop_pg
+  t=$(now)
+  sleep 3  # the services' probes notice
+  read -r code secs < <(order_code "$login")
+  [ "$code" = 503 ] && awk -v s="$secs" 'BEGIN { exit !(s < 1.0) }' \
+    || die "with PostgreSQL down, an order got $code in ${secs}s (expected a fast 503)"
+  sleep "$((PG_OUTAGE - 3))"
+  start_pg
+  back=$(now)
+  wait_until 120 "every service to be ready again" every_service_ready || die "the stack did not recover from the PostgreSQL outage"
+  fault "PostgreSQL stopped ${PG_OUTAGE}s (broker serving)" "POST /orders: HTTP $code in ${secs}s; all ready $(since "$back") s after it was back"
+fi
 
 log "waiting for the load to end and its orders to settle"
 while is_running loadgen; do sleep 2; done

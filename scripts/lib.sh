@@ -24,8 +24,11 @@ DATABASES=("${DB_PREFIX}userdb" "${DB_PREFIX}productdb" "${DB_PREFIX}orderdb" "$
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
 ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
 PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
-# The database of the broker's durable storage.
+# The database of the broker's durable storage, and the PostgreSQL port it is
+# on (the services' own by default; scripts/chaos.sh keeps it apart, so that
+# stopping the services' PostgreSQL leaves the broker serving).
 NISSHI_DB=${NISSHI_DB:-nisshi}
+BROKER_PG_PORT=${BROKER_PG_PORT:-$PG_PORT}
 
 mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"
 
@@ -35,11 +38,11 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # (No NOTICEs: "database ... does not exist, skipping" is the expected case.)
 psql_admin() { PGOPTIONS="-c client_min_messages=warning" psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 
-# Creates database $1 unless it exists.
+# Creates database $1 (on port $2, default PG_PORT) unless it exists.
 ensure_database() {
-  local exists
-  exists=$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$1'")
-  [ "$exists" = 1 ] || psql_admin -c "CREATE DATABASE \"$1\"" >/dev/null
+  local exists port=${2:-$PG_PORT}
+  exists=$(PG_PORT=$port psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$1'")
+  [ "$exists" = 1 ] || PG_PORT=$port psql_admin -c "CREATE DATABASE \"$1\"" >/dev/null
 }
 
 pid_file() { echo "$STATE_DIR/pids/$1.pid"; }
@@ -137,9 +140,10 @@ side_stack() {
 # admin's credentials exported.
 side_stack_up() {
   local db
-  for db in "${DATABASES[@]}" "$NISSHI_DB"; do
+  for db in "${DATABASES[@]}"; do
     psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   done
+  PG_PORT=$BROKER_PG_PORT psql_admin -c "DROP DATABASE IF EXISTS \"$NISSHI_DB\" WITH (FORCE)" >/dev/null
   "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up.log" 2>&1 \
     || { tail -n 20 "$STATE_DIR/logs/up.log"; die "the stack in $STATE_DIR did not start"; }
   # shellcheck disable=SC1091
