@@ -7,9 +7,11 @@ use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
+use shared::config::Env;
+use shared::kafka::KafkaConfig;
 use shared::kafka::consumer::dlq_headers;
 
 /// How long one broker request may take.
@@ -64,24 +66,20 @@ impl DeadLetter {
         serde_json::from_slice(self.payload.as_deref()?).ok()
     }
 
-    /// The event's type (its header, else its envelope), if it has one.
-    pub fn event_type(&self) -> Option<String> {
-        self.header("event_type").or_else(|| {
-            self.payload_json()?
-                .get("event_type")?
-                .as_str()
-                .map(str::to_string)
-        })
+    /// `name` from the event's header of that name, else its envelope's field.
+    fn event_field(&self, name: &str) -> Option<String> {
+        self.header(name)
+            .or_else(|| self.payload_json()?.get(name)?.as_str().map(str::to_string))
     }
 
-    /// The event's id (its header, else its envelope), if it has one.
+    /// The event's type, if it has one.
+    pub fn event_type(&self) -> Option<String> {
+        self.event_field("event_type")
+    }
+
+    /// The event's id, if it has one.
     pub fn event_id(&self) -> Option<String> {
-        self.header("event_id").or_else(|| {
-            self.payload_json()?
-                .get("event_id")?
-                .as_str()
-                .map(str::to_string)
-        })
+        self.event_field("event_id")
     }
 
     /// The message key: the order id.
@@ -279,13 +277,13 @@ pub async fn replay(
             "say which letters to replay (--offset, --event-type, --order, --error-contains) or --all"
         );
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .with_context(|| format!("cannot create a Kafka producer for {brokers}"))?;
+    // The services' own producer settings (idempotent, acks=all).
+    let producer = KafkaConfig {
+        brokers: brokers.to_string(),
+        ..KafkaConfig::read(&mut Env::new())
+    }
+    .producer()
+    .map_err(anyhow::Error::msg)?;
     let mut sent = 0;
     for letter in letters.iter().filter(|l| selected.selects(l)) {
         let topic = letter

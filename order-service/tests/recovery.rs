@@ -133,19 +133,29 @@ async fn status_and_stock(pool: &PgPool, id: i64) -> (String, String) {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_reservation_answered_released_rejects_the_order() {
+/// One order placed while the stand-in answers reservations with `status`:
+/// it is refused; returns the saga, the stand-in, and the order's status
+/// and stock as stored.
+async fn placed_with_answer(status: i32) -> (Saga, StandIn, (String, String)) {
     let stand_in = StandIn::default();
-    stand_in.reserve_status.store(3, Ordering::SeqCst); // RESERVATION_STATUS_RELEASED
-    let (saga, pool) = saga(stand_in, Duration::from_secs(60)).await;
+    stand_in.reserve_status.store(status, Ordering::SeqCst);
+    let (saga, pool) = saga(stand_in.clone(), Duration::from_secs(60)).await;
     let placed = saga.place(&customer(), &[(1, 1)], Some("k-1")).await;
     assert!(matches!(placed, Err(PlaceError::Refused(_))), "{placed:?}");
     let id: i64 = sqlx::query_scalar("SELECT id FROM orders")
         .fetch_one(&pool)
         .await
         .unwrap();
+    let stored = status_and_stock(&pool, id).await;
+    (saga, stand_in, stored)
+}
+
+#[tokio::test]
+async fn a_reservation_answered_released_rejects_the_order() {
+    // 3: RESERVATION_STATUS_RELEASED
+    let (saga, _, stored) = placed_with_answer(3).await;
     assert_eq!(
-        status_and_stock(&pool, id).await,
+        stored,
         ("rejected".into(), "released".into()),
         "not pending for good"
     );
@@ -155,21 +165,10 @@ async fn a_reservation_answered_released_rejects_the_order() {
 
 #[tokio::test]
 async fn a_reservation_status_this_version_does_not_know_rejects_the_order() {
-    let stand_in = StandIn::default();
-    stand_in.reserve_status.store(99, Ordering::SeqCst);
-    let (saga, pool) = saga(stand_in.clone(), Duration::from_secs(60)).await;
-    let placed = saga.place(&customer(), &[(1, 1)], None).await;
-    assert!(matches!(placed, Err(PlaceError::Refused(_))), "{placed:?}");
-    let id: i64 = sqlx::query_scalar("SELECT id FROM orders")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let (saga, stand_in, stored) = placed_with_answer(99).await;
     // Units may be held under an answer it could not read: the stock stays
     // unknown, so the recovery loop releases it.
-    assert_eq!(
-        status_and_stock(&pool, id).await,
-        ("rejected".into(), "unknown".into())
-    );
+    assert_eq!(stored, ("rejected".into(), "unknown".into()));
     saga.recover_once().await.unwrap();
     assert_eq!(
         stand_in.settles.load(Ordering::SeqCst),

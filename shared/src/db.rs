@@ -87,13 +87,6 @@ impl DbHealth {
         Ok(Self { up })
     }
 
-    /// A health that is always up (for code paths with no database to watch).
-    pub fn always_up() -> Self {
-        Self {
-            up: Arc::new(AtomicBool::new(true)),
-        }
-    }
-
     /// Whether the last probes reached the database.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)

@@ -227,21 +227,16 @@ impl CutProxy {
         }
     }
 
-    /// Listens again on the same port.
+    /// Listens again on the same port (retried while the old socket lingers).
     pub async fn restore(&self) {
-        let mut tries = 0;
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+        for _ in 0..50 {
+            if let Ok(listener) = tokio::net::TcpListener::bind(self.addr).await {
+                self.serve(listener);
+                return;
             }
-        };
-        self.serve(listener);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("cannot listen on {} again", self.addr);
     }
 
     /// `url` (a PostgreSQL or Redis URL on `target`) through this relay.

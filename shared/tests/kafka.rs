@@ -351,6 +351,12 @@ async fn send_to(kafka: &KafkaConfig, partition: i32, key: &str, payload: &str) 
         .unwrap();
 }
 
+/// Sends `event` to `partition`, keyed by its order id, as the relay would.
+async fn send_event(kafka: &KafkaConfig, partition: i32, event: &Event) {
+    let payload = serde_json::to_string(event).unwrap();
+    send_to(kafka, partition, &event.key(), &payload).await;
+}
+
 fn waiting_seconds(metrics: &KafkaMetrics, kafka: &KafkaConfig, partition: i32) -> f64 {
     metrics
         .partition_waiting
@@ -390,14 +396,8 @@ async fn only_what_can_never_succeed_is_dead_lettered() {
     .await;
     // A known type the handler can never apply: a permanent error.
     let refused = Event::new(2, 1, EventPayload::OrderCancelled { reason: "x".into() });
-    send_to(&kafka, 0, "2", &serde_json::to_string(&refused).unwrap()).await;
-    send_to(
-        &kafka,
-        0,
-        "1",
-        &serde_json::to_string(&event(1, 7)).unwrap(),
-    )
-    .await;
+    send_event(&kafka, 0, &refused).await;
+    send_event(&kafka, 0, &event(1, 7)).await;
 
     // The good event after the bad ones is processed.
     assert_eq!(
@@ -456,29 +456,11 @@ async fn a_transient_failure_waits_on_its_partition_and_is_never_dead_lettered()
     // On partition 0: order 13's event, then 150 of order 14 behind it
     // (more than a worker's queue holds, so the rest are kept aside). On
     // partition 1, sent afterwards: order 1's.
-    send_to(
-        &kafka,
-        0,
-        "13",
-        &serde_json::to_string(&event(13, 0)).unwrap(),
-    )
-    .await;
+    send_event(&kafka, 0, &event(13, 0)).await;
     for seq in 0..150 {
-        send_to(
-            &kafka,
-            0,
-            "14",
-            &serde_json::to_string(&event(14, seq)).unwrap(),
-        )
-        .await;
+        send_event(&kafka, 0, &event(14, seq)).await;
     }
-    send_to(
-        &kafka,
-        1,
-        "1",
-        &serde_json::to_string(&event(1, 0)).unwrap(),
-    )
-    .await;
+    send_event(&kafka, 1, &event(1, 0)).await;
 
     // The other partition goes on while partition 0 waits.
     assert_eq!(
@@ -564,20 +546,8 @@ async fn a_shutdown_while_retrying_leaves_the_event_for_the_next_consumer() {
     };
     // Order 12's event goes through first (its offset is committed on the
     // way down), then order 13's keeps failing.
-    send_to(
-        &kafka,
-        0,
-        "12",
-        &serde_json::to_string(&event(12, 0)).unwrap(),
-    )
-    .await;
-    send_to(
-        &kafka,
-        0,
-        "13",
-        &serde_json::to_string(&event(13, 0)).unwrap(),
-    )
-    .await;
+    send_event(&kafka, 0, &event(12, 0)).await;
+    send_event(&kafka, 0, &event(13, 0)).await;
     let stop = CancellationToken::new();
     let first = run(failing.clone(), stop.clone());
     eventually("order 13 to be retried", || failing.attempts(13) > 3).await;
@@ -632,13 +602,7 @@ async fn a_panicking_handler_stops_the_service() {
         KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test")),
         service.clone(),
     ));
-    send_to(
-        &kafka,
-        0,
-        "66",
-        &serde_json::to_string(&event(66, 0)).unwrap(),
-    )
-    .await;
+    send_event(&kafka, 0, &event(66, 0)).await;
     let ended = tokio::time::timeout(Duration::from_secs(30), consuming)
         .await
         .expect("the consumer stops")

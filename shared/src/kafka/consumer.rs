@@ -283,7 +283,7 @@ pub async fn run_consumer<H: Handler>(
                 if let Err(e) = ended
                     && e.is_panic()
                 {
-                    let why = format!("an event handler panicked: {}", panic_message(e.into_panic()));
+                    let why = why_panicked(e.into_panic());
                     tracing::error!(error = %why, "stopping the service so that it is restarted");
                     fatal = Some(why);
                     shutdown.cancel();
@@ -355,10 +355,7 @@ pub async fn run_consumer<H: Handler>(
             && e.is_panic()
             && fatal.is_none()
         {
-            fatal = Some(format!(
-                "an event handler panicked: {}",
-                panic_message(e.into_panic())
-            ));
+            fatal = Some(why_panicked(e.into_panic()));
         }
     }
     let _ = consumer.commit_consumer_state(CommitMode::Sync);
@@ -393,13 +390,14 @@ fn offer(p: &mut Partition) {
     }
 }
 
-/// A panic's message, when it has one.
-fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
-    panic
+/// Why the consumer stops after a handler's panic, with the panic's message.
+fn why_panicked(panic: Box<dyn std::any::Any + Send>) -> String {
+    let message = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
+        .unwrap_or_else(|| "(no message)".into());
+    format!("an event handler panicked: {message}")
 }
 
 /// What every partition worker shares.
