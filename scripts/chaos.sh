@@ -2,7 +2,7 @@
 # Chaos under load, then the invariants (DESIGN.md §6).
 #
 # Brings up its own stack beside any `make up` one (state in .local/chaos,
-# databases chaos_*, HTTP ports 18180-18184, broker 127.0.0.1:19192 with
+# databases chaos_*, HTTP ports 18180-18184 (second replicas 18192-18194), broker 127.0.0.1:19192 with
 # durable storage, its own Redis on 16390), puts steady load on it with
 # loadgen, and meanwhile:
 #   1. SIGKILLs each service in turn and starts it again;
@@ -14,21 +14,28 @@
 #      CHAOS_LOCK seconds (60; a stuck migration, a long vacuum) while the
 #      broker serves: its consumer must wait and retry, never dead-letter,
 #      and every order must still be charged;
-#   6. (full run) stops the services' PostgreSQL for CHAOS_PG_OUTAGE seconds
-#      (45) while the broker serves: orders get fast 503s, and every service
-#      is ready again by itself once it is back. The stack's databases are
-#      on a PostgreSQL cluster of its own (port 15432, data in a temporary
-#      folder); the broker's storage stays on the machine's.
+#   6. SIGKILLs the second replica of order-, payment- and
+#      notification-service at once (the stack runs two of each, and the
+#      load's orders go to both order-services): the first replicas must
+#      take over all their partitions and carry on (one relay and one
+#      recovery loop left per database) until the second ones are back;
+#   7. stops the services' PostgreSQL for CHAOS_PG_OUTAGE seconds (45; 15 in
+#      the short run) while the broker serves: orders get fast 503s, and
+#      every service is ready again by itself once it is back. The stack's
+#      databases are on a PostgreSQL cluster of its own (port 15432, data in
+#      a temporary folder); the broker's storage stays on the machine's.
 # When the load stops and the sagas settle, `invariants` checks the five
 # databases and the DLQ; the script prints the fault log, the load report and
 # the invariants table, and exits 1 on any violation or on any 5xx answer to
 # the load other than 503. Everything it started
 # is stopped on exit.
 #
-#   scripts/chaos.sh                  full run (about 4 minutes of load)
-#   CHAOS_SHORT=1 scripts/chaos.sh    short run for the test suite (~4 minutes):
+#   scripts/chaos.sh                  full run (6 minutes of load)
+#   CHAOS_SHORT=1 scripts/chaos.sh    short run for the test suite (~6 minutes):
 #                                     kills order and payment, restarts the
-#                                     broker, 5 s outages, a 20 s lock
+#                                     broker, 5 s outages, a 20 s lock, the
+#                                     second replicas killed, PostgreSQL
+#                                     stopped for 15 s
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,16 +44,17 @@ cd "$ROOT"
 # the broker keeps its storage on the machine's PostgreSQL.
 export REDIS_PORT=16390
 export BROKER_PG_PORT=${PG_PORT:-5432} PG_PORT=15432
+export MINISHOP_REPLICAS=2
 side_stack chaos 18180 15151 19192
 # Orders with no payment answer are cancelled after this; bounded settling.
 export PAYMENT_TIMEOUT_SECS=${PAYMENT_TIMEOUT_SECS:-30}
 
 SHORT=${CHAOS_SHORT:-}
 if [ -n "$SHORT" ]; then
-  LOAD_SECS=${CHAOS_LOAD_SECONDS:-120}; OUTAGE=${CHAOS_OUTAGE:-5}; KILL=(order-service payment-service)
-  LOCK=${CHAOS_LOCK:-20}
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-180}; OUTAGE=${CHAOS_OUTAGE:-5}; KILL=(order-service payment-service)
+  LOCK=${CHAOS_LOCK:-20}; PG_OUTAGE=${CHAOS_PG_OUTAGE:-15}
 else
-  LOAD_SECS=${CHAOS_LOAD_SECONDS:-300}; OUTAGE=${CHAOS_OUTAGE:-15}; LOCK=${CHAOS_LOCK:-60}
+  LOAD_SECS=${CHAOS_LOAD_SECONDS:-360}; OUTAGE=${CHAOS_OUTAGE:-15}; LOCK=${CHAOS_LOCK:-60}
   PG_OUTAGE=${CHAOS_PG_OUTAGE:-45}
   KILL=(user-service product-service order-service payment-service notification-service)
 fi
@@ -95,10 +103,13 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 ready() { curl -fsS "http://127.0.0.1:$1/ready" >/dev/null 2>&1; }
+# The HTTP port of an instance (NAME-2: the second replica, scripts/up.sh).
 port_of() {
   case $1 in user-service) echo "$P" ;; product-service) echo $((P + 1)) ;; order-service) echo $((P + 2)) ;;
-    payment-service) echo $((P + 3)) ;; notification-service) echo $((P + 4)) ;; esac
+    payment-service) echo $((P + 3)) ;; notification-service) echo $((P + 4)) ;;
+    *-2) echo $(($(port_of "${1%-2}") + 10)) ;; esac
 }
+SAGA=(order-service payment-service notification-service)
 restart() { "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-again.log" 2>&1 || die "the stack did not come back; see $STATE_DIR/logs/up-again.log"; }
 
 start_redis
@@ -117,7 +128,8 @@ log "steady load for ${LOAD_SECS}s (loadgen, open loop at $RATE ops/s)"
 # An earlier run's log and report would pass for this run's start and result.
 : >"$STATE_DIR/logs/loadgen.log"
 rm -f "$STATE_DIR/load.json"
-start_bg loadgen "$BIN/loadgen" --user-url "$USER_URL" --product-url "$PRODUCT_URL" --order-url "$ORDER_URL" \
+start_bg loadgen "$BIN/loadgen" --user-url "$USER_URL" --product-url "$PRODUCT_URL" \
+  --order-url "$ORDER_URL,http://127.0.0.1:$(port_of order-service-2)" \
   --duration "$LOAD_SECS" --rate "$RATE" --concurrency 64 --users 8 --products 8 --stock "$SEEDED_STOCK" \
   --mix browse=15,view=15,login=5,order=40,order_multi=15,poll=10 --settle 180 --quiet \
   --json "$STATE_DIR/load.json"
@@ -206,9 +218,56 @@ done
 wait "$lock_pid" || die "the lock session failed"
 fault "payment-service tables locked (ACCESS EXCLUSIVE) ${LOCK}s" "released after $(since "$t") s, a partition waited up to ${longest} s"
 
+# Partitions assigned to an instance's consumer: the series of its lag
+# gauge, measured every KAFKA_LAG_INTERVAL_MS (5 s) for its assignment.
+assigned() {
+  curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" 2>/dev/null \
+    | awk '/^kafka_consumer_lag\{/ {n++} END {print n + 0}'
+}
+# has_partitions NAME N: NAME's consumer holds N partitions (N = "some": any).
+has_partitions() {
+  local n; n=$(assigned "$1")
+  if [ "$2" = some ]; then [ "$n" -gt 0 ]; else [ "$n" = "$2" ]; fi
+}
+terminal_orders() {
+  psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
+    "SELECT count(*) FROM orders WHERE status IN ('paid', 'failed', 'cancelled')"
+}
+
+# Two replicas share each saga group's partitions; one of each is SIGKILLed
+# and the other must take them all over and carry on alone.
+[ $((SECONDS - LOAD_STARTED + 45)) -lt "$LOAD_SECS" ] \
+  || die "the load ($LOAD_SECS s) ends before the replicas' kill does; raise CHAOS_LOAD_SECONDS"
+declare -A total
+for name in "${SAGA[@]}"; do
+  wait_until 60 "$name-2 to hold partitions" has_partitions "$name-2" some \
+    || die "the second $name replica holds no partition: the group did not split"
+  wait_until 30 "$name to hold partitions" has_partitions "$name" some \
+    || die "the first $name replica holds no partition: the group did not split"
+  total[$name]=$(($(assigned "$name") + $(assigned "$name-2")))
+done
+before=$(terminal_orders)
+for name in "${SAGA[@]}"; do kill -9 "$(cat "$(pid_file "$name-2")")"; done
+t=$(now)
+for name in "${SAGA[@]}"; do
+  wait_until 60 "$name to take over all ${total[$name]} partitions" has_partitions "$name" "${total[$name]}" \
+    || die "$name did not take over the killed replica's partitions within 60 s"
+  fault "SIGKILL $name-2: $name holds all ${total[$name]}" "after $(since "$t") s"
+done
+sleep 5
+alone=$(($(terminal_orders) - before))
+[ "$alone" -gt 0 ] || die "no order ended while the second replicas were down"
+restart
+for name in "${SAGA[@]}"; do
+  wait_until 60 "$name-2 to share the partitions again" has_partitions "$name-2" some \
+    || die "the restarted $name-2 got no partition back"
+done
+fault "second replicas down, then restarted" "$alone orders ended meanwhile; sharing again $(since "$t") s after the kill"
+sleep 3
+
 every_service_ready() {
   local name
-  for name in user-service product-service order-service payment-service notification-service; do
+  for name in user-service product-service "${SAGA[@]}" "${SAGA[@]/%/-2}"; do
     ready "$(port_of "$name")" || return 1
   done
 }

@@ -3,7 +3,7 @@
 # PostgreSQL and Redis belong to the machine and stay up.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-for name in notification-service payment-service order-service product-service user-service; do
+for name in "${INSTANCES[@]}"; do
   stop_bg "$name"
 done
 "$ROOT/scripts/broker.sh" stop

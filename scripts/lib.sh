@@ -23,6 +23,12 @@ DATABASES=("${DB_PREFIX}userdb" "${DB_PREFIX}productdb" "${DB_PREFIX}orderdb" "$
 # user, product, order, payment, notification listen on HTTP_PORT_BASE + 0..4.
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
 ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
+# 1, or 2 for a second replica of each saga service (NAME-2, scripts/up.sh).
+REPLICAS=${MINISHOP_REPLICAS:-1}
+case $REPLICAS in 1 | 2) ;; *) echo "error: MINISHOP_REPLICAS must be 1 or 2" >&2; exit 1 ;; esac
+# Every instance scripts/up.sh may start, in the order scripts/down.sh stops them.
+INSTANCES=(notification-service-2 payment-service-2 order-service-2
+  notification-service payment-service order-service product-service user-service)
 PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
 # The database of the broker's durable storage, and the PostgreSQL port it is
 # on (the services' own by default; scripts/chaos.sh keeps it apart, so that
@@ -130,7 +136,7 @@ side_stack() {
   export RUST_LOG=${RUST_LOG:-warn}
   # Re-read these settings with the stack's own values.
   source "$ROOT/scripts/lib.sh"
-  for svc in user-service product-service order-service payment-service notification-service broker; do
+  for svc in "${INSTANCES[@]}" broker; do
     is_running "$svc" && die "a $name stack is already running; stop it with: MINISHOP_STATE_DIR=$MINISHOP_STATE_DIR scripts/down.sh"
   done
   return 0

@@ -5,6 +5,10 @@
 # Running it again only starts what is not running. `make down` stops it.
 #   MINISHOP_PROFILE=release scripts/up.sh    optimised build (for benchmarks)
 #   BROKER_MODE=memory scripts/up.sh          throwaway broker storage
+#   MINISHOP_REPLICAS=2 scripts/up.sh         a second replica of order-,
+#       payment- and notification-service (HTTP on the first's port + 10,
+#       order-service's gRPC on ORDER_GRPC_PORT + 2): they share the
+#       databases and consumer groups, each runs its relay and loops
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,6 +41,13 @@ SERVICES=(
   "payment-service $((p + 3)) ${DB_PREFIX}paymentdb"
   "notification-service $((p + 4)) ${DB_PREFIX}notificationdb"
 )
+if [ "$REPLICAS" = 2 ]; then
+  SERVICES+=(
+    "order-service-2 $((p + 12)) ${DB_PREFIX}orderdb GRPC_ADDR=0.0.0.0:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT"
+    "payment-service-2 $((p + 13)) ${DB_PREFIX}paymentdb"
+    "notification-service-2 $((p + 14)) ${DB_PREFIX}notificationdb"
+  )
+fi
 
 # STATIC_MEMBERSHIP=1 makes each consumer a static group member named
 # after its service (one instance each here). Off by default: under
@@ -60,7 +71,7 @@ for entry in "${SERVICES[@]}"; do
     JWT_PRIVATE_KEY_FILE="$STATE_DIR/keys/jwt_private.pem" \
     RUST_LOG="${RUST_LOG:-info}" \
     $extra \
-    "$BIN_DIR/$name"
+    "$BIN_DIR/${name%-[0-9]}"
   log "started $name (pid $(cat "$(pid_file "$name")"), log $STATE_DIR/logs/$name.log)"
 done
 
@@ -89,5 +100,8 @@ minishop is up.
   Kafka broker          $BROKER_ADDR (nisshi)
   admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
   logs                  $STATE_DIR/logs/
-Stop everything with: make down
 INFO
+if [ "$REPLICAS" = 2 ]; then
+  echo "  second replicas       order http://127.0.0.1:$((p + 12)) (gRPC $((ORDER_GRPC_PORT + 2))), payment http://127.0.0.1:$((p + 13)), notification http://127.0.0.1:$((p + 14))"
+fi
+echo "Stop everything with: make down"

@@ -1,7 +1,12 @@
 //! The few calls of minishop's REST API that users make, over one pooled
 //! HTTP client. Every call returns the status (or a transport error) so the
 //! caller can count it; bodies are parsed only where the load needs them.
+//! order-service may run as several replicas: its calls go round robin over
+//! their URLs, and one refused connection moves on to the next replica, as
+//! a load balancer would (the request never reached the refusing one).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,7 +17,8 @@ use serde_json::{Value, json};
 pub struct Urls {
     pub user: String,
     pub product: String,
-    pub order: String,
+    /// One per order-service replica (at least one).
+    pub order: Vec<String>,
 }
 
 /// How one call ended: an HTTP status, or no answer at all.
@@ -51,20 +57,49 @@ pub const PAGE: usize = 100;
 pub struct Api {
     http: reqwest::Client,
     pub urls: Urls,
+    /// The order-service replica the next order call goes to.
+    next_order: Arc<AtomicUsize>,
 }
 
 impl Api {
     pub fn new(urls: Urls, connections: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(!urls.order.is_empty(), "no order-service URL");
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
             .timeout(Duration::from_secs(30))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Self { http, urls })
+        Ok(Self {
+            http,
+            urls,
+            next_order: Arc::new(AtomicUsize::new(0)),
+        })
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        match request.send().await {
+        Self::answer(request.send().await).await
+    }
+
+    /// Sends the request `build` makes for an order-service base URL to the
+    /// next replica, or to the one after it when that one refuses the
+    /// connection.
+    async fn send_order(&self, build: impl Fn(&str) -> reqwest::RequestBuilder) -> Answer {
+        let replicas = &self.urls.order;
+        let first = self.next_order.fetch_add(1, Ordering::Relaxed);
+        let mut sent = build(&replicas[first % replicas.len()]).send().await;
+        for i in 1..replicas.len() {
+            match &sent {
+                Err(e) if e.is_connect() => {
+                    sent = build(&replicas[(first + i) % replicas.len()]).send().await;
+                }
+                _ => break,
+            }
+        }
+        Self::answer(sent).await
+    }
+
+    async fn answer(sent: reqwest::Result<reqwest::Response>) -> Answer {
+        match sent {
             Ok(response) => {
                 let outcome = Outcome::Status(response.status().as_u16());
                 let retry_after = response
@@ -138,44 +173,43 @@ impl Api {
             .iter()
             .map(|(p, q)| json!({"product_id": p, "quantity": q}))
             .collect();
-        self.send(
+        let body = json!({"items": items});
+        let key = uuid::Uuid::new_v4().to_string();
+        self.send_order(|base| {
             self.http
-                .post(format!("{}/api/v1/orders", self.urls.order))
+                .post(format!("{base}/api/v1/orders"))
                 .bearer_auth(token)
-                .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
-                .json(&json!({"items": items})),
-        )
+                .header("Idempotency-Key", &key)
+                .json(&body)
+        })
         .await
     }
 
     pub async fn order(&self, token: &str, id: i64) -> Answer {
-        self.send(
+        self.send_order(|base| {
             self.http
-                .get(format!("{}/api/v1/orders/{id}", self.urls.order))
-                .bearer_auth(token),
-        )
+                .get(format!("{base}/api/v1/orders/{id}"))
+                .bearer_auth(token)
+        })
         .await
     }
 
     /// The caller's pending orders: a page of at most [`PAGE`].
     pub async fn pending_orders(&self, token: &str) -> Answer {
-        self.send(
+        self.send_order(|base| {
             self.http
-                .get(format!(
-                    "{}/api/v1/orders?status=pending&limit={PAGE}",
-                    self.urls.order
-                ))
-                .bearer_auth(token),
-        )
+                .get(format!("{base}/api/v1/orders?status=pending&limit={PAGE}"))
+                .bearer_auth(token)
+        })
         .await
     }
 
     pub async fn my_orders(&self, token: &str) -> Answer {
-        self.send(
+        self.send_order(|base| {
             self.http
-                .get(format!("{}/api/v1/orders?limit=10", self.urls.order))
-                .bearer_auth(token),
-        )
+                .get(format!("{base}/api/v1/orders?limit=10"))
+                .bearer_auth(token)
+        })
         .await
     }
 
@@ -199,5 +233,80 @@ impl Api {
             }
         }
         bail!("{what}: still refused after 2 minutes of retries")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server on a real port that answers every request 200 `{}` and
+    /// counts them.
+    async fn answering_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    // One request per connection: read its head, answer, close.
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        (url, served)
+    }
+
+    /// A URL whose port refuses connections (bound, then closed).
+    fn refusing_url() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    }
+
+    fn api(order: Vec<String>) -> Api {
+        let urls = Urls {
+            user: refusing_url(),
+            product: refusing_url(),
+            order,
+        };
+        Api::new(urls, 4).unwrap()
+    }
+
+    #[tokio::test]
+    async fn order_calls_go_round_robin_and_skip_a_refusing_replica() {
+        let (a, served_a) = answering_server().await;
+        let (b, served_b) = answering_server().await;
+        let both = api(vec![a.clone(), b]);
+        for id in 0..6 {
+            assert_eq!(both.order("t", id).await.outcome, Outcome::Status(200));
+        }
+        assert_eq!(served_a.load(Ordering::SeqCst), 3);
+        assert_eq!(served_b.load(Ordering::SeqCst), 3);
+
+        // One replica down: every call still reaches the other.
+        let one_down = api(vec![refusing_url(), a]);
+        for _ in 0..4 {
+            let answer = one_down.place_order("t", &[(1, 1)]).await;
+            assert_eq!(answer.outcome, Outcome::Status(200));
+        }
+        assert_eq!(served_a.load(Ordering::SeqCst), 7);
+
+        // All down: the call ends as no answer, not a hang or a panic.
+        let none = api(vec![refusing_url(), refusing_url()]);
+        assert_eq!(none.my_orders("t").await.outcome, Outcome::Io);
     }
 }

@@ -35,9 +35,15 @@ struct Args {
     /// product-service base URL.
     #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:8081")]
     product_url: String,
-    /// order-service base URL.
-    #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:8082")]
-    order_url: String,
+    /// order-service base URL; replicas as a comma-separated list (calls go
+    /// round robin, and a refused connection tries the next one).
+    #[arg(
+        long,
+        env = "ORDER_URL",
+        default_value = "http://127.0.0.1:8082",
+        value_delimiter = ','
+    )]
+    order_url: Vec<String>,
     /// The admin who creates the run's products.
     #[arg(long, env = "ADMIN_EMAIL", default_value = "admin@minishop.local")]
     admin_email: String,
@@ -396,7 +402,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Urls {
             user: args.user_url.trim_end_matches('/').to_owned(),
             product: args.product_url.trim_end_matches('/').to_owned(),
-            order: args.order_url.trim_end_matches('/').to_owned(),
+            order: args
+                .order_url
+                .iter()
+                .map(|url| url.trim().trim_end_matches('/').to_owned())
+                .collect(),
         },
         args.concurrency,
     )?;
