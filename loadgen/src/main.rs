@@ -453,7 +453,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let result = run(Args::parse()).await.map_err(|e| format!("{e:#}"));
-    shared::exit_code("loadgen", result)
+async fn main() -> anyhow::Result<()> {
+    run(Args::parse()).await
 }

@@ -1,16 +1,14 @@
 //! The REST API: a user's notifications (that user or an admin).
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use shared::auth::{AuthUser, JwtVerifier};
+use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiQuery, ErrorBody};
-use shared::http::{BearerSecurity, PageParams, total_count_header};
+use shared::http::{PageParams, total_count_header};
 use sqlx::PgPool;
-use utoipa::{IntoParams, OpenApi};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -19,28 +17,14 @@ use crate::store::{self, Notification};
 #[derive(Clone)]
 pub struct ApiState {
     pub pool: PgPool,
-    pub verifier: Arc<JwtVerifier>,
 }
 
-impl FromRef<ApiState> for Arc<JwtVerifier> {
-    fn from_ref(state: &ApiState) -> Self {
-        state.verifier.clone()
-    }
-}
+/// What the OpenAPI document says the API is.
+pub const DESCRIPTION: &str = "Notifications of order events.";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "minishop notification-service", description = "Notifications of order events. Every path is also served under /api/v1."),
-    modifiers(&BearerSecurity),
-    components(schemas(ErrorBody))
-)]
-struct ApiDoc;
-
-pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(list_notifications))
-        .split_for_parts();
-    (router.with_state(state), openapi)
+/// The API's routes (the shared router mounts them at `/` and `/api/v1`).
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(list_notifications))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,15 +1,11 @@
-//! Start-up and serving: database, Kafka consumer + delivery worker, HTTP.
+//! Start-up: what notification-service adds to the shared composition root
+//! ([`shared::app`]): its consumer, which records one notification per
+//! event, the delivery worker that sends them, and its REST API.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use shared::auth::JwtVerifier;
-use shared::http::{Readiness, ServiceRouter};
-use shared::metrics::Metrics;
-use shared::metrics::prometheus::IntCounterVec;
-use shared::shutdown::CancellationToken;
-use sqlx::PgPool;
-use tokio::net::TcpListener;
+use shared::app::{Application, Error, Infra, Spec};
+use shared::config::Env;
 use tokio::sync::Notify;
 
 use crate::api::{self, ApiState};
@@ -23,93 +19,44 @@ pub const GROUP: &str = "notification-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-pub struct App {
-    metrics: Arc<Metrics>,
-    http: TcpListener,
-    router: axum::Router,
-    pool: PgPool,
-    config: Config,
-    notifier: Arc<dyn Notifier>,
-    outcomes: IntCounterVec,
+/// notification-service from the environment, with the notifier its
+/// configuration asks for (its `main`).
+pub async fn start(env: Env) -> Result<Application, Error> {
+    let config = Config::from_env(env)?;
+    let notifier = config
+        .notifier()
+        .map_err(|e| Error::start("setting up the notifier", e))?;
+    build(config, notifier).await
 }
 
-impl App {
-    /// Connects and binds; `notifier` is where messages go (the log by default).
-    pub async fn build(config: Config, notifier: Arc<dyn Notifier>) -> Result<Self, String> {
-        let verifier = Arc::new(JwtVerifier::from_config(&config.jwt)?);
-        let pool = shared::db::connect(&config.common).await?;
-        let health = shared::db::DbHealth::watch(&config.common)?;
-        shared::db::migrate(&pool, &MIGRATOR).await?;
-        shared::kafka::migrate(&pool).await?;
-        let metrics = Arc::new(Metrics::new(SERVICE));
-        shared::db::observe(&pool, &metrics);
-        let outcomes = metrics.counter_vec(
-            "notifications_total",
-            "Notification delivery attempts by result",
-            &["status"],
-        );
-        let (api, openapi) = api::router(ApiState {
-            pool: pool.clone(),
-            verifier,
-        });
-        let broker = shared::kafka::BrokerProbe::new(&config.kafka)?;
-        let readiness = Readiness::default()
-            .database(pool.clone(), health.clone())
-            .broker(broker);
-        let router = ServiceRouter {
-            service: SERVICE,
-            api,
-            openapi: Some(openapi),
-            readiness,
-            metrics: metrics.clone(),
-            write_limits: None,
-            database: Some(health),
-        }
-        .build();
-        Ok(Self {
-            metrics,
-            http: shared::http::bind(config.common.http_addr).await?,
-            router,
-            pool,
-            config,
-            notifier,
-            outcomes,
+/// Connects, migrates and binds with `config`; `notifier` is where messages
+/// go (the log by default). Serving starts in [`Application::run`].
+pub async fn build(config: Config, notifier: Arc<dyn Notifier>) -> Result<Application, Error> {
+    let infra = Infra::start(
+        Spec::new(SERVICE, &MIGRATOR, &config.common, &config.jwt).on_kafka(&config.kafka),
+    )
+    .await?;
+    let outcomes = infra.metrics.counter_vec(
+        "notifications_total",
+        "Notification delivery attempts by result",
+        &["status"],
+    );
+    let wake = Arc::new(Notify::new());
+    let recorder = Recorder {
+        pool: infra.pool.clone(),
+        wake: wake.clone(),
+    };
+    let pool = infra.pool.clone();
+    let state = ApiState {
+        pool: infra.pool.clone(),
+    };
+    infra
+        .builder()
+        .api(api::DESCRIPTION, api::routes(), state)
+        .consumer(GROUP, recorder)
+        .task(move |shutdown| {
+            run_delivery(pool, notifier, config.delivery, wake, outcomes, shutdown)
         })
-    }
-
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    /// Serves HTTP, consumes and delivers until `shutdown`, then drains.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), String> {
-        let addr = self.http_addr();
-        let wake = Arc::new(Notify::new());
-        let recorder = Recorder {
-            pool: self.pool.clone(),
-            wake: wake.clone(),
-        };
-        let mut tasks = shared::kafka::start(
-            &self.pool,
-            &self.config.kafka,
-            &self.metrics,
-            Some((GROUP, recorder)),
-            &shutdown,
-        )
-        .await?;
-        tasks.push(tokio::spawn(run_delivery(
-            self.pool.clone(),
-            self.notifier,
-            self.config.delivery,
-            wake,
-            self.outcomes,
-            shutdown.clone(),
-        )));
-        tracing::info!(http = %addr, "notification-service listening");
-        let served = shared::http::serve(self.http, self.router, shutdown).await;
-        tasks.join().await?;
-        served.map_err(|e| format!("HTTP server failed: {e}"))
-    }
+        .bind()
+        .await
 }

@@ -16,5 +16,4 @@ pub mod notifier;
 pub mod render;
 pub mod store;
 
-pub use app::App;
 pub use config::Config;

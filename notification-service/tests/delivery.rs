@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use notification_service::notifier::{Message, Notifier, Sending};
-use notification_service::{App, Config};
+use notification_service::{Config, app};
 use serde_json::Value;
 use shared::auth::Role;
 use shared::config::Env;
@@ -79,7 +79,7 @@ async fn spawn_app() -> TestApp {
     .unwrap();
     let kafka = config.kafka.clone();
     let mail = Arc::new(FakeMail::default());
-    let app = App::build(config, mail.clone()).await.unwrap();
+    let app = app::build(config, mail.clone()).await.unwrap();
     let base = format!("http://{}", app.http_addr());
     let stop = CancellationToken::new();
     tokio::spawn(app.run(stop.clone()));

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use notification_service::{App, Config};
+use notification_service::{Config, app};
 use shared::config::Env;
 use shared::kafka::events::{Event, EventPayload};
 use shared::money::Money;
@@ -101,7 +101,7 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
     .unwrap();
     let kafka = config.kafka.clone();
     let notifier = config.notifier().unwrap();
-    let app = App::build(config, notifier).await.unwrap();
+    let app = app::build(config, notifier).await.unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(app.run(stop.clone()));
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();

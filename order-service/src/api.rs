@@ -1,15 +1,13 @@
 //! The REST API (DESIGN.md §3): place, read, list and cancel orders.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use shared::auth::{AuthUser, JwtVerifier};
+use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, IdPath};
-use shared::http::{BearerSecurity, PageParams, total_count_header};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use shared::http::{PageParams, total_count_header};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -20,30 +18,17 @@ use crate::store::Transition;
 #[derive(Clone)]
 pub struct ApiState {
     pub saga: Saga,
-    pub verifier: Arc<JwtVerifier>,
 }
 
-impl FromRef<ApiState> for Arc<JwtVerifier> {
-    fn from_ref(state: &ApiState) -> Self {
-        state.verifier.clone()
-    }
-}
+/// What the OpenAPI document says the API is.
+pub const DESCRIPTION: &str = "Orders and their saga.";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "minishop order-service", description = "Orders and their saga. Every path is also served under /api/v1."),
-    modifiers(&BearerSecurity),
-    components(schemas(ErrorBody))
-)]
-struct ApiDoc;
-
-pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes (the shared router mounts them at `/` and `/api/v1`).
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
-        .split_for_parts();
-    (router.with_state(state), openapi)
 }
 
 /// Longest accepted `Idempotency-Key`.

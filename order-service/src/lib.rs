@@ -16,5 +16,4 @@ pub mod product_client;
 pub mod saga;
 pub mod store;
 
-pub use app::App;
 pub use config::Config;

@@ -126,13 +126,15 @@ pub struct ProductClient {
 impl ProductClient {
     /// A client whose calls and breaker state (`product_breaker_state`) are
     /// recorded in `metrics`.
-    pub fn new(config: ProductClientConfig, metrics: &Metrics) -> Result<Self, String> {
+    pub fn new(
+        config: ProductClientConfig,
+        metrics: &Metrics,
+    ) -> Result<Self, tonic::transport::Error> {
         let breaker_state = metrics.int_gauge(
             "product_breaker_state",
             "The product-service circuit breaker: 0 closed, 1 open, 2 half-open",
         );
-        let channel = Endpoint::from_shared(config.url.clone())
-            .map_err(|e| format!("PRODUCT_GRPC_URL={:?}: {e}", config.url))?
+        let channel = Endpoint::from_shared(config.url.clone())?
             .connect_timeout(config.deadline)
             .timeout(config.deadline)
             .connect_lazy();

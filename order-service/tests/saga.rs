@@ -86,7 +86,7 @@ async fn start_payment(
         ("PAYMENT_MAX_AMOUNT", options.max_amount),
     ]))
     .unwrap();
-    let app = payment_service::App::build(config).await.unwrap();
+    let app = payment_service::app::build(config).await.unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(app.run(stop.clone()));
     stop
@@ -124,10 +124,10 @@ async fn start_order(
         ("RATE_LIMIT_WRITES_BURST", "1000000"),
     ]))
     .unwrap();
-    let app = order_service::App::build(config).await.unwrap();
+    let app = order_service::app::build(config).await.unwrap();
     let urls = (
         format!("http://{}", app.http_addr()),
-        format!("http://{}", app.grpc_addr()),
+        format!("http://{}", app.grpc_addr().expect("it serves gRPC")),
     );
     tokio::spawn(app.run(stop.clone()));
     urls
@@ -156,7 +156,7 @@ async fn spawn_stack(options: Options) -> Stack {
     let order_url = testing::fresh_database("order").await;
     let notification_url = testing::fresh_database("notification").await;
 
-    let notification = notification_service::App::build(
+    let notification = notification_service::app::build(
         notification_service::Config::from_env(Env::with_overrides(&[
             ("HTTP_ADDR", "127.0.0.1:0"),
             ("DATABASE_URL", &notification_url),

@@ -1,15 +1,13 @@
 //! The REST API: payments, for their owner or an admin.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use shared::auth::{AuthUser, JwtVerifier};
+use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiQuery, ErrorBody, IdPath};
-use shared::http::{BearerSecurity, PageParams, total_count_header};
-use utoipa::{IntoParams, OpenApi};
+use shared::http::{PageParams, total_count_header};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,29 +16,16 @@ use crate::store::{Payment, Store};
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
-    pub verifier: Arc<JwtVerifier>,
 }
 
-impl FromRef<ApiState> for Arc<JwtVerifier> {
-    fn from_ref(state: &ApiState) -> Self {
-        state.verifier.clone()
-    }
-}
+/// What the OpenAPI document says the API is.
+pub const DESCRIPTION: &str = "Payments of orders.";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "minishop payment-service", description = "Payments of orders. Every path is also served under /api/v1."),
-    modifiers(&BearerSecurity),
-    components(schemas(ErrorBody))
-)]
-struct ApiDoc;
-
-pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes (the shared router mounts them at `/` and `/api/v1`).
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
         .routes(routes!(list_payments))
         .routes(routes!(get_payment))
-        .split_for_parts();
-    (router.with_state(state), openapi)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -14,5 +14,4 @@ pub mod config;
 pub mod gateway;
 pub mod store;
 
-pub use app::App;
 pub use config::Config;

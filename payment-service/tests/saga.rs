@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use payment_service::gateway::SimulatedGateway;
-use payment_service::{App, Config};
+use payment_service::{Config, app};
 use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
@@ -51,7 +51,7 @@ async fn spawn_app() -> TestApp {
     ]))
     .unwrap();
     let kafka = config.kafka.clone();
-    let app = App::build(config).await.unwrap();
+    let app = app::build(config).await.unwrap();
     let base = format!("http://{}", app.http_addr());
     let stop = CancellationToken::new();
     tokio::spawn(app.run(stop.clone()));

@@ -2,17 +2,14 @@
 //! the cache), create, partial update with optimistic concurrency, delete.
 //! Reads are public; writes need the admin role.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shared::auth::{AdminUser, JwtVerifier};
+use shared::auth::AdminUser;
 use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, IdPath};
-use shared::http::{BearerSecurity, PageParams, total_count_header};
-use utoipa::OpenApi;
+use shared::http::{PageParams, total_count_header};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,30 +22,16 @@ use crate::store::{Store, UpdateError};
 pub struct ApiState {
     pub store: Store,
     pub cache: ProductCache,
-    pub verifier: Arc<JwtVerifier>,
 }
 
-impl FromRef<ApiState> for Arc<JwtVerifier> {
-    fn from_ref(state: &ApiState) -> Self {
-        state.verifier.clone()
-    }
-}
+/// What the OpenAPI document says the API is.
+pub const DESCRIPTION: &str = "The catalogue.";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "minishop product-service", description = "The catalogue. Every path is also served under /api/v1."),
-    modifiers(&BearerSecurity),
-    components(schemas(ErrorBody))
-)]
-struct ApiDoc;
-
-/// The API router (unprefixed; the shared router mounts it twice) and its OpenAPI document.
-pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes (the shared router mounts them at `/` and `/api/v1`).
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
         .routes(routes!(list_products, create_product))
         .routes(routes!(get_product, update_product, delete_product))
-        .split_for_parts();
-    (router.with_state(state), openapi)
 }
 
 /// Lists products by id, a page at a time.

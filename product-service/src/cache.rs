@@ -258,11 +258,16 @@ impl ProductCache {
     }
 
     /// Readiness: whether Redis answers (reported, never fatal).
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), CacheDown> {
         let pong: Option<String> = self
             .call(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
             .await;
-        pong.map(|_| ())
-            .ok_or_else(|| "redis unreachable or breaker open".to_string())
+        pong.map(|_| ()).ok_or(CacheDown)
     }
 }
+
+/// Redis did not answer, or its breaker is open (the cause was logged when
+/// the call failed).
+#[derive(Debug, thiserror::Error)]
+#[error("redis unreachable or breaker open")]
+pub struct CacheDown;

@@ -16,5 +16,4 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use app::App;
 pub use config::Config;

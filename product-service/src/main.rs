@@ -1,19 +1,8 @@
-use std::process::ExitCode;
+//! The product-service binary.
 
-use product_service::{App, Config, app::SERVICE, config::DEFAULT_HTTP_PORT};
+use product_service::{app, config::DEFAULT_HTTP_PORT};
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    if let Some(code) = shared::probe::run_if_requested(DEFAULT_HTTP_PORT) {
-        return code;
-    }
-    let telemetry = shared::telemetry::init(SERVICE);
-    let result = async {
-        let config = Config::from_env(shared::config::Env::new()).map_err(|e| e.to_string())?;
-        let app = App::build(config).await?;
-        app.run(shared::shutdown::on_signal()).await
-    }
-    .await;
-    telemetry.shutdown();
-    shared::exit_code(SERVICE, result)
+async fn main() -> std::process::ExitCode {
+    shared::app::main(app::SERVICE, DEFAULT_HTTP_PORT, app::start).await
 }

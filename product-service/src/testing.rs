@@ -8,7 +8,7 @@ use shared::config::Env;
 use shared::shutdown::CancellationToken;
 use shared::testing;
 
-use crate::{App, Config};
+use crate::Config;
 
 /// Starts product-service until `stop`; returns its HTTP and gRPC addresses.
 pub async fn spawn(stop: &CancellationToken) -> (SocketAddr, SocketAddr) {
@@ -23,8 +23,10 @@ pub async fn spawn(stop: &CancellationToken) -> (SocketAddr, SocketAddr) {
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
     ]))
     .expect("test configuration is valid");
-    let app = App::build(config).await.expect("product-service starts");
-    let addrs = (app.http_addr(), app.grpc_addr());
+    let app = crate::app::build(config)
+        .await
+        .expect("product-service starts");
+    let addrs = (app.http_addr(), app.grpc_addr().expect("it serves gRPC"));
     tokio::spawn(app.run(stop.clone()));
     addrs
 }

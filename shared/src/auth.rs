@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -89,6 +89,22 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// A JWT key that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("the JWT {which} key is not an Ed25519 PEM key")]
+    NotEd25519 {
+        /// `public` or `private`.
+        which: &'static str,
+        #[source]
+        source: jsonwebtoken::errors::Error,
+    },
+    #[error("the public key PEM is not base64")]
+    NotBase64(#[source] base64::DecodeError),
+    #[error("the public key is not an Ed25519 key")]
+    NotEd25519Spki,
+}
+
 /// Checks tokens with the user service's public key.
 pub struct JwtVerifier {
     key: DecodingKey,
@@ -103,9 +119,12 @@ impl std::fmt::Debug for JwtVerifier {
 
 impl JwtVerifier {
     /// A verifier for Ed25519 tokens from `issuer` meant for `audience`.
-    pub fn from_public_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, String> {
-        let key = DecodingKey::from_ed_pem(pem.as_bytes())
-            .map_err(|e| format!("the JWT public key is not an Ed25519 PEM key: {e}"))?;
+    pub fn from_public_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, KeyError> {
+        let key =
+            DecodingKey::from_ed_pem(pem.as_bytes()).map_err(|source| KeyError::NotEd25519 {
+                which: "public",
+                source,
+            })?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -116,7 +135,7 @@ impl JwtVerifier {
     }
 
     /// The verifier for a [`crate::config::JwtConfig`].
-    pub fn from_config(config: &crate::config::JwtConfig) -> Result<Self, String> {
+    pub fn from_config(config: &crate::config::JwtConfig) -> Result<Self, KeyError> {
         Self::from_public_pem(&config.public_key_pem, &config.issuer, &config.audience)
     }
 
@@ -186,9 +205,12 @@ impl JwtSigner {
         issuer: &str,
         audience: &str,
         ttl_seconds: i64,
-    ) -> Result<Self, String> {
-        let key = EncodingKey::from_ed_pem(pem.as_bytes())
-            .map_err(|e| format!("the JWT private key is not an Ed25519 PEM key: {e}"))?;
+    ) -> Result<Self, KeyError> {
+        let key =
+            EncodingKey::from_ed_pem(pem.as_bytes()).map_err(|source| KeyError::NotEd25519 {
+                which: "private",
+                source,
+            })?;
         Ok(Self {
             key,
             issuer: issuer.into(),
@@ -205,7 +227,12 @@ impl JwtSigner {
     }
 
     /// A token for this user, valid from now for the configured lifetime.
-    pub fn sign(&self, user_id: i64, email: &str, role: Role) -> Result<String, String> {
+    pub fn sign(
+        &self,
+        user_id: i64,
+        email: &str,
+        role: Role,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         self.sign_claims(&Claims {
             sub: user_id.to_string(),
@@ -219,10 +246,10 @@ impl JwtSigner {
     }
 
     /// Signs arbitrary claims (tests use it to build expired or foreign tokens).
-    pub fn sign_claims(&self, claims: &Claims) -> Result<String, String> {
+    pub fn sign_claims(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = self.kid.clone();
-        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| e.to_string())
+        jsonwebtoken::encode(&header, claims, &self.key)
     }
 }
 
@@ -233,7 +260,7 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 
 /// The JWK (RFC 8037, `kty: OKP`) of an Ed25519 public key in PEM, for
 /// `/.well-known/jwks.json`.
-pub fn jwk_from_public_pem(pem: &str, kid: &str) -> Result<serde_json::Value, String> {
+pub fn jwk_from_public_pem(pem: &str, kid: &str) -> Result<serde_json::Value, KeyError> {
     use base64::Engine;
     let body: String = pem
         .lines()
@@ -242,11 +269,11 @@ pub fn jwk_from_public_pem(pem: &str, kid: &str) -> Result<serde_json::Value, St
         .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|e| format!("the public key PEM is not base64: {e}"))?;
+        .map_err(KeyError::NotBase64)?;
     let x = der
         .strip_prefix(&ED25519_SPKI_PREFIX)
         .filter(|x| x.len() == 32)
-        .ok_or("the public key is not an Ed25519 key")?;
+        .ok_or(KeyError::NotEd25519Spki)?;
     Ok(serde_json::json!({
         "kty": "OKP",
         "crv": "Ed25519",
@@ -281,15 +308,17 @@ impl AuthUser {
     }
 }
 
-impl<S> FromRequestParts<S> for AuthUser
-where
-    Arc<JwtVerifier>: FromRef<S>,
-    S: Send + Sync,
-{
+/// The verifier comes from the request's extensions, where the service's
+/// router puts it ([`crate::http::ServiceRouter::verifier`]).
+impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let verifier = Arc::<JwtVerifier>::from_ref(state);
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(verifier) = parts.extensions.get::<Arc<JwtVerifier>>().cloned() else {
+            return Err(ApiError::internal(
+                "no JwtVerifier in the request's extensions: the router was built without one",
+            ));
+        };
         let header = match parts.headers.get(header::AUTHORIZATION) {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| AuthError::MalformedHeader)?),
@@ -304,11 +333,7 @@ where
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminUser(pub AuthUser);
 
-impl<S> FromRequestParts<S> for AdminUser
-where
-    Arc<JwtVerifier>: FromRef<S>,
-    S: Send + Sync,
-{
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {

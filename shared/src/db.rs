@@ -15,11 +15,33 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::CommonConfig;
 
+/// Why the database could not be set up at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    #[error("cannot connect to the database at {url} within {within:?}")]
+    Unreachable {
+        /// The URL without its password.
+        url: String,
+        within: Duration,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the {which} migrations failed")]
+    Migration {
+        /// Whose migrations: the service's own, or the outbox/inbox tables.
+        which: &'static str,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
 /// The connection settings of `config`.
-fn connect_options(config: &CommonConfig) -> Result<PgConnectOptions, String> {
+fn connect_options(config: &CommonConfig) -> Result<PgConnectOptions, DbError> {
     let statement_timeout = config.db_timeout.as_millis().to_string();
-    let mut options = PgConnectOptions::from_str(&config.database_url)
-        .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    let mut options =
+        PgConnectOptions::from_str(&config.database_url).map_err(DbError::InvalidUrl)?;
     if let Some(password) = &config.database_password {
         options = options.password(password);
     }
@@ -28,7 +50,7 @@ fn connect_options(config: &CommonConfig) -> Result<PgConnectOptions, String> {
 }
 
 /// Connects with the service's settings, retrying until `db_connect_timeout`.
-pub async fn connect(config: &CommonConfig) -> Result<PgPool, String> {
+pub async fn connect(config: &CommonConfig) -> Result<PgPool, DbError> {
     let options = connect_options(config)?;
     let deadline = tokio::time::Instant::now() + config.db_connect_timeout;
     let mut wait = Duration::from_millis(100);
@@ -45,12 +67,12 @@ pub async fn connect(config: &CommonConfig) -> Result<PgPool, String> {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
-            Err(e) => {
-                return Err(format!(
-                    "cannot connect to the database at {} within {:?}: {e}",
-                    redact(&config.database_url),
-                    config.db_connect_timeout
-                ));
+            Err(source) => {
+                return Err(DbError::Unreachable {
+                    url: redact(&config.database_url),
+                    within: config.db_connect_timeout,
+                    source,
+                });
             }
         }
     }
@@ -81,7 +103,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl DbHealth {
     /// Starts probing the database of `config` (it ends when the last clone is dropped).
-    pub fn watch(config: &CommonConfig) -> Result<Self, String> {
+    pub fn watch(config: &CommonConfig) -> Result<Self, DbError> {
         let up = Arc::new(AtomicBool::new(true));
         tokio::spawn(probe(Arc::downgrade(&up), connect_options(config)?));
         Ok(Self { up })
@@ -145,20 +167,19 @@ async fn probe(up: Weak<AtomicBool>, options: PgConnectOptions) {
 }
 
 /// Applies the service's migrations (`sqlx::migrate!()` in the service crate).
-pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> Result<(), String> {
+pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> Result<(), DbError> {
     migrator
         .run(pool)
         .await
-        .map_err(|e| format!("database migration failed: {e}"))
+        .map_err(|source| DbError::Migration {
+            which: "service's",
+            source,
+        })
 }
 
 /// Readiness: the database answers a trivial query in time.
-pub async fn ping(pool: &PgPool) -> Result<(), String> {
-    sqlx::query("SELECT 1")
-        .execute(pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
 /// Whether retrying what failed with `e` can succeed: the database could not

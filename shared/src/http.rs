@@ -26,7 +26,9 @@ use crate::metrics::{self, Metrics};
 /// Largest accepted request body; anything bigger is a 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// Why a readiness check failed (reported in `/ready` as its message).
+pub type CheckError = Box<dyn std::error::Error + Send + Sync>;
+type CheckFuture = Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 
 /// The dependencies `/ready` checks. A required one that fails makes the
@@ -51,7 +53,7 @@ impl Readiness {
     pub fn required<F, Fut>(self, name: &'static str, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), CheckError>> + Send + 'static,
     {
         self.add(name, true, check)
     }
@@ -64,9 +66,9 @@ impl Readiness {
             let health = health.clone();
             async move {
                 if !health.is_up() {
-                    return Err("unreachable".to_string());
+                    return Err("unreachable".into());
                 }
-                crate::db::ping(&pool).await
+                Ok(crate::db::ping(&pool).await?)
             }
         })
     }
@@ -75,7 +77,7 @@ impl Readiness {
     pub fn broker(self, probe: crate::kafka::BrokerProbe) -> Self {
         self.required("broker", move || {
             let probe = probe.clone();
-            async move { probe.check().await }
+            async move { Ok(probe.check().await?) }
         })
     }
 
@@ -83,7 +85,7 @@ impl Readiness {
     pub fn optional<F, Fut>(self, name: &'static str, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), CheckError>> + Send + 'static,
     {
         self.add(name, false, check)
     }
@@ -91,7 +93,7 @@ impl Readiness {
     fn add<F, Fut>(mut self, name: &'static str, required: bool, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
+        Fut: Future<Output = Result<(), CheckError>> + Send + 'static,
     {
         self.checks.push((
             name,
@@ -108,7 +110,7 @@ impl Readiness {
                 async move {
                     let outcome = match tokio::time::timeout(CHECK_TIMEOUT, check()).await {
                         Ok(r) => r,
-                        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
+                        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}").into()),
                     };
                     (*name, *required, outcome)
                 }
@@ -187,6 +189,9 @@ pub struct ServiceRouter {
     /// answered 503 with `Retry-After` at once. `None` for a service whose
     /// routes check it themselves (product-service serves cached reads).
     pub database: Option<crate::db::DbHealth>,
+    /// What checks the callers' tokens: [`crate::auth::AuthUser`] finds it
+    /// in the request's extensions.
+    pub verifier: Option<Arc<crate::auth::JwtVerifier>>,
 }
 
 /// Turns requests away at once while the database is unreachable.
@@ -239,6 +244,9 @@ impl ServiceRouter {
                 crate::ratelimit::limit_writes_per_user,
             ));
         }
+        if let Some(verifier) = self.verifier {
+            router = router.layer(axum::Extension(verifier));
+        }
         router
             .fallback(error::no_route)
             .method_not_allowed_fallback(error::method_not_allowed)
@@ -266,34 +274,35 @@ pub async fn serve(
     .await
 }
 
-/// Serves only `/health`, `/ready` and `/metrics`: the whole HTTP face of a
-/// service whose API is not built yet, so the stack can start and be probed.
-pub async fn serve_operational_only(
-    service: &'static str,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), String> {
-    let router = ServiceRouter {
-        service,
-        api: Router::new(),
-        openapi: None,
-        readiness: Readiness::default(),
-        database: None,
-        metrics: Arc::new(Metrics::new(service)),
-        write_limits: None,
-    }
-    .build();
-    tracing::info!(addr = ?listener.local_addr().ok(), "{service} listening (pending: operational routes only)");
-    serve(listener, router, shutdown)
-        .await
-        .map_err(|e| format!("HTTP server failed: {e}"))
-}
-
 /// Binds `addr` with a clear error (a taken port is the usual start-up failure).
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+        .map_err(|source| BindError { addr, source })
+}
+
+/// A port that could not be listened on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The start of `service`'s OpenAPI document, before its routes: its
+/// title, `description`, and what is the same for all (the bearer scheme,
+/// the error body).
+pub fn api_doc(service: &str, description: &str) -> utoipa::openapi::OpenApi {
+    #[derive(utoipa::OpenApi)]
+    #[openapi(modifiers(&BearerSecurity), components(schemas(crate::error::ErrorBody)))]
+    struct Common;
+    let mut openapi = <Common as utoipa::OpenApi>::openapi();
+    openapi.info.title = format!("minishop {service}");
+    openapi.info.description = Some(format!(
+        "{description} Every path is also served under /api/v1."
+    ));
+    openapi
 }
 
 /// `?limit=&offset=` of a list endpoint.

@@ -1,5 +1,6 @@
 //! `shared`: what every minishop service needs, written once.
 //!
+//! - [`app`]: the composition root: start-up, serving and drain of a service.
 //! - [`config`]: typed, validated environment configuration.
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - [`error`]: the API error type and the extractors that produce it.
@@ -14,6 +15,7 @@
 //! - [`proto`]: the generated gRPC code of `proto/`.
 //! - [`probe`]: the `healthcheck` argument every binary takes (container health probe).
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -36,16 +38,3 @@ pub mod testing;
 /// (perf, BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The process exit code for a service's `main`: a start-up or serving
-/// failure is logged (and printed, for whoever ran it by hand) and exits 1.
-pub fn exit_code(service: &str, result: Result<(), String>) -> std::process::ExitCode {
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "{service} failed");
-            eprintln!("{service}: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}

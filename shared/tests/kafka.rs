@@ -608,7 +608,10 @@ async fn a_panicking_handler_stops_the_service() {
         .expect("the consumer stops")
         .unwrap();
     let error = ended.expect_err("a panic is an error");
-    assert!(error.contains("the test says panic"), "{error}");
+    assert!(
+        matches!(&error, shared::kafka::Error::HandlerPanicked(why) if why.contains("the test says panic")),
+        "{error}"
+    );
     assert!(service.is_cancelled(), "the whole service shuts down");
     let effects: i64 = sqlx::query_scalar("SELECT count(*) FROM effects")
         .fetch_one(&pool)
@@ -923,7 +926,10 @@ async fn a_restarted_static_member_takes_its_own_place_and_a_fenced_one_stops() 
         .expect("the fenced consumer stops")
         .unwrap();
     let error = fenced.expect_err("a fenced consumer reports the error");
-    assert!(error.contains("fenced"), "{error}");
+    assert!(
+        matches!(&error, shared::kafka::Error::Fatal(why) if why.contains("fenced")),
+        "{error}"
+    );
     assert!(stop.is_cancelled(), "and shuts its service down");
     assert_eq!(wait_for(&pool, "SELECT count(*) FROM effects", 7).await, 7);
     second_stop.cancel();

@@ -1,6 +1,11 @@
-//! A service with no API yet still starts on a real port, answers its
-//! health, readiness and metrics routes, gives JSON 404s, and stops on shutdown.
+//! The routes every service serves beside its API: on a real port, a
+//! router with no API answers health, readiness and metrics, gives JSON
+//! 404s, and stops on shutdown.
 
+use std::sync::Arc;
+
+use shared::http::{Readiness, ServiceRouter};
+use shared::metrics::Metrics;
 use shared::shutdown::CancellationToken;
 
 #[tokio::test]
@@ -8,11 +13,18 @@ async fn answers_health_ready_and_metrics_until_shut_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(shared::http::serve_operational_only(
-        "pending-service",
-        listener,
-        shutdown.clone(),
-    ));
+    let router = ServiceRouter {
+        service: "pending-service",
+        api: axum::Router::new(),
+        openapi: None,
+        readiness: Readiness::default(),
+        metrics: Arc::new(Metrics::new("pending-service")),
+        write_limits: None,
+        database: None,
+        verifier: None,
+    }
+    .build();
+    let server = tokio::spawn(shared::http::serve(listener, router, shutdown.clone()));
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
 

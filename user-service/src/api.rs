@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, middleware};
 use serde::{Deserialize, Serialize};
-use shared::auth::{AdminUser, AuthUser, JwtSigner, JwtVerifier, Role};
+use shared::auth::{AdminUser, AuthUser, JwtSigner, Role};
 use shared::error::{ApiError, ApiJson, ErrorBody, IdPath};
-use shared::http::BearerSecurity;
 use shared::ratelimit::{RateLimits, limit_per_ip};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -25,43 +24,25 @@ pub struct ApiState {
     pub store: Store,
     pub passwords: Passwords,
     pub signer: Arc<JwtSigner>,
-    pub verifier: Arc<JwtVerifier>,
     /// `{"keys": [...]}`, computed once at start-up.
     pub jwks: Arc<serde_json::Value>,
     pub token_ttl_seconds: i64,
 }
 
-impl FromRef<ApiState> for Arc<JwtVerifier> {
-    fn from_ref(state: &ApiState) -> Self {
-        state.verifier.clone()
-    }
-}
+/// What the OpenAPI document says the API is.
+pub const DESCRIPTION: &str = "Accounts and tokens.";
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "minishop user-service", description = "Accounts and tokens. Every path is also served under /api/v1."),
-    modifiers(&BearerSecurity),
-    components(schemas(ErrorBody))
-)]
-struct ApiDoc;
-
-/// The API router and its OpenAPI document; `/register` and `/login` are
-/// limited per client IP.
-pub fn router(
-    state: ApiState,
-    limits: Arc<RateLimits>,
-) -> (axum::Router, utoipa::openapi::OpenApi) {
+/// The API's routes; `/register` and `/login` are limited per client IP.
+pub fn routes(limits: Arc<RateLimits>) -> OpenApiRouter<ApiState> {
     let credentials = OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
         .route_layer(middleware::from_fn_with_state(limits, limit_per_ip));
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    OpenApiRouter::new()
         .merge(credentials)
         .routes(routes!(get_profile, update_profile))
         .routes(routes!(set_role))
         .routes(routes!(jwks))
-        .split_for_parts();
-    (router.with_state(state), openapi)
 }
 
 pub const MIN_PASSWORD: usize = 8;

@@ -13,5 +13,4 @@ pub mod config;
 pub mod passwords;
 pub mod store;
 
-pub use app::App;
 pub use config::Config;

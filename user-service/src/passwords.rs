@@ -32,14 +32,25 @@ struct Inner {
     dummy_hash: String,
 }
 
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("invalid argon2 parameters")]
+    Params(#[source] argon2::Error),
+    #[error("argon2 failed")]
+    Argon2(#[source] argon2::password_hash::Error),
+    #[error("the hashing task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
 impl Passwords {
-    pub fn new(cost: HashCost) -> Result<Self, String> {
+    pub fn new(cost: HashCost) -> Result<Self, HashError> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-            .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+            .map_err(HashError::Params)?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let dummy_hash = argon2
             .hash_password(b"not a password anyone has: only its cost matters")
-            .map_err(|e| format!("argon2 failed: {e}"))?
+            .map_err(HashError::Argon2)?
             .to_string();
         Ok(Self {
             inner: Arc::new(Inner { argon2, dummy_hash }),
@@ -47,17 +58,17 @@ impl Passwords {
     }
 
     /// The PHC string of `password` with a fresh random salt.
-    pub async fn hash(&self, password: String) -> Result<String, String> {
+    pub async fn hash(&self, password: String) -> Result<String, HashError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             inner
                 .argon2
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
-                .map_err(|e| format!("argon2 failed: {e}"))
+                .map_err(HashError::Argon2)
         })
         .await
-        .map_err(|e| format!("hashing task failed: {e}"))?
+        .map_err(HashError::Task)?
     }
 
     /// Whether `password` matches `hash`; with `None` (no such user) it

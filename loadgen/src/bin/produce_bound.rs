@@ -95,7 +95,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let result = run(Args::parse()).await.map_err(|e| format!("{e:#}"));
-    shared::exit_code("produce_bound", result)
+async fn main() -> anyhow::Result<()> {
+    run(Args::parse()).await
 }

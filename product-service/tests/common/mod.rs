@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use product_service::{App, Config};
+use product_service::{Config, app};
 use shared::auth::Role;
 use shared::config::Env;
 use shared::proto::product::product_service_client::ProductServiceClient;
@@ -49,9 +49,9 @@ pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
         ("RATE_LIMIT_WRITES_BURST", "10000"),
     ]);
     let config = Config::from_env(env).expect("test configuration is valid");
-    let app = App::build(config).await.expect("product-service starts");
+    let app = app::build(config).await.expect("product-service starts");
     let base = format!("http://{}", app.http_addr());
-    let grpc_addr = app.grpc_addr();
+    let grpc_addr = app.grpc_addr().expect("it serves gRPC");
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
     TestApp {

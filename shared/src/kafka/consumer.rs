@@ -252,7 +252,7 @@ pub async fn run_consumer<H: Handler>(
     config: ConsumerConfig,
     metrics: super::KafkaMetrics,
     shutdown: CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), super::Error> {
     let closed = consumer.on_close();
     let consumer = Arc::new(consumer);
     let lag_task = tokio::spawn(report_lag(
@@ -303,7 +303,7 @@ pub async fn run_consumer<H: Handler>(
             Ok(m) => m.detach(),
             Err(e) => {
                 if let Some((_, reason)) = consumer.client().fatal_error() {
-                    let why = format!("the Kafka consumer failed for good: {reason}");
+                    let why = super::Error::Fatal(reason);
                     tracing::error!(error = %why, "stopping the service so that it is restarted");
                     fatal = Some(why);
                     shutdown.cancel();
@@ -391,13 +391,13 @@ fn offer(p: &mut Partition) {
 }
 
 /// Why the consumer stops after a handler's panic, with the panic's message.
-fn why_panicked(panic: Box<dyn std::any::Any + Send>) -> String {
+fn why_panicked(panic: Box<dyn std::any::Any + Send>) -> super::Error {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into());
-    format!("an event handler panicked: {message}")
+    super::Error::HandlerPanicked(message)
 }
 
 /// What every partition worker shares.

@@ -14,10 +14,51 @@ use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::config::Env;
+
+/// Why the Kafka side could not start, or stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot create a Kafka {client} for {brokers}")]
+    Client {
+        client: &'static str,
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("cannot reach the Kafka broker at {brokers}")]
+    Unreachable {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the broker did not answer a metadata request")]
+    Metadata(#[source] KafkaError),
+    #[error("cannot create topic {topic}")]
+    Topic {
+        topic: String,
+        #[source]
+        code: RDKafkaErrorCode,
+    },
+    #[error("cannot subscribe to {topic}")]
+    Subscribe {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// librdkafka's fatal error: the client cannot go on.
+    #[error("the Kafka consumer failed for good: {0}")]
+    Fatal(String),
+    #[error("an event handler panicked: {0}")]
+    HandlerPanicked(String),
+    #[error("a Kafka task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
 
 /// Where the broker is and which topic the saga uses.
 #[derive(Debug, Clone)]
@@ -112,7 +153,7 @@ impl KafkaConfig {
     }
 
     /// An idempotent producer that waits for every in-sync replica.
-    pub fn producer(&self) -> Result<FutureProducer, String> {
+    pub fn producer(&self) -> Result<FutureProducer, Error> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
@@ -120,17 +161,25 @@ impl KafkaConfig {
             .set("message.timeout.ms", "30000")
             .set("linger.ms", "5")
             .create()
-            .map_err(|e| format!("cannot create a Kafka producer for {}: {e}", self.brokers))
+            .map_err(|source| self.client_error("producer", source))
     }
 
     /// A consumer of `group` (after the prefix) that commits, every
     /// `commit_interval`, only the offsets its workers have stored once an
     /// event's effect was committed.
-    pub fn consumer(&self, group: &str) -> Result<consumer::GroupConsumer, String> {
+    pub fn consumer(&self, group: &str) -> Result<consumer::GroupConsumer, Error> {
         self.consumer_settings(group)
             .create()
             .map(consumer::GroupConsumer::new)
-            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.brokers))
+            .map_err(|source| self.client_error("consumer", source))
+    }
+
+    fn client_error(&self, client: &'static str, source: KafkaError) -> Error {
+        Error::Client {
+            client,
+            brokers: self.brokers.clone(),
+            source,
+        }
     }
 
     /// The settings of [`Self::consumer`].
@@ -156,11 +205,11 @@ impl KafkaConfig {
     }
 
     /// Creates the topic and its dead-letter topic unless they exist.
-    pub async fn ensure_topics(&self) -> Result<(), String> {
+    pub async fn ensure_topics(&self) -> Result<(), Error> {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .create()
-            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+            .map_err(|source| self.client_error("admin client", source))?;
         let dlq = self.dlq_topic();
         let topics = [
             NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(1)),
@@ -170,12 +219,15 @@ impl KafkaConfig {
         let results = admin
             .create_topics(&topics, &options)
             .await
-            .map_err(|e| format!("cannot reach the Kafka broker at {}: {e}", self.brokers))?;
+            .map_err(|source| Error::Unreachable {
+                brokers: self.brokers.clone(),
+                source,
+            })?;
         for result in results {
             match result {
                 Ok(_) => {}
                 Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, e)) => return Err(format!("cannot create topic {topic}: {e}")),
+                Err((topic, code)) => return Err(Error::Topic { topic, code }),
             }
         }
         Ok(())
@@ -245,67 +297,48 @@ impl KafkaMetrics {
     }
 }
 
-/// Starts a service's Kafka side: makes sure the topics exist, then runs the
-/// outbox relay and, when `consumer` names a group and a handler, the
-/// consumer. Both stop on `shutdown`; await the handles to drain them.
-pub async fn start<H: consumer::Handler>(
+/// Starts the outbox relay of `pool` (the topics are made sure of first);
+/// it stops on `shutdown`.
+pub async fn start_relay(
     pool: &PgPool,
     config: &KafkaConfig,
-    metrics: &crate::metrics::Metrics,
-    consumer: Option<(&str, H)>,
+    metrics: &KafkaMetrics,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> Result<Tasks, String> {
+) -> Result<tokio::task::JoinHandle<()>, Error> {
     config.ensure_topics().await?;
-    let kafka_metrics = KafkaMetrics::new(metrics);
-    let mut tasks = Tasks::default();
-    tasks.push(tokio::spawn(outbox::run_relay(
+    Ok(tokio::spawn(outbox::run_relay(
         pool.clone(),
         config.producer()?,
         config.relay_config(),
-        kafka_metrics.clone(),
+        metrics.clone(),
         shutdown.clone(),
-    )));
-    if let Some((group, handler)) = consumer {
-        let kafka_consumer = config.consumer(group)?;
-        rdkafka::consumer::Consumer::subscribe(&*kafka_consumer, &[config.topic.as_str()])
-            .map_err(|e| format!("cannot subscribe to {}: {e}", config.topic))?;
-        tasks.consumer = Some(tokio::spawn(consumer::run_consumer(
-            kafka_consumer,
-            config.producer()?,
-            handler,
-            config.consumer_config(),
-            kafka_metrics,
-            shutdown.clone(),
-        )));
-    }
-    Ok(tasks)
+    )))
 }
 
-/// A service's background tasks: the relay, the consumer, and any it adds.
-#[derive(Default)]
-pub struct Tasks {
-    others: Vec<tokio::task::JoinHandle<()>>,
-    consumer: Option<tokio::task::JoinHandle<Result<(), String>>>,
-}
-
-impl Tasks {
-    pub fn push(&mut self, task: tokio::task::JoinHandle<()>) {
-        self.others.push(task);
-    }
-
-    /// Waits for every task; an error if the consumer stopped on a fatal
-    /// error (it then shut the service down, so that it is restarted).
-    pub async fn join(self) -> Result<(), String> {
-        for task in self.others {
-            let _ = task.await;
-        }
-        match self.consumer {
-            Some(consumer) => consumer
-                .await
-                .unwrap_or_else(|e| Err(format!("the Kafka consumer task failed: {e}"))),
-            None => Ok(()),
-        }
-    }
+/// Starts `group`'s consumer of the topic with `handler`; it stops on
+/// `shutdown`, or ends with an error after cancelling it (a fatal error).
+pub fn start_consumer<H: consumer::Handler>(
+    config: &KafkaConfig,
+    group: &str,
+    handler: H,
+    metrics: KafkaMetrics,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<Result<(), Error>>, Error> {
+    let kafka_consumer = config.consumer(group)?;
+    rdkafka::consumer::Consumer::subscribe(&*kafka_consumer, &[config.topic.as_str()]).map_err(
+        |source| Error::Subscribe {
+            topic: config.topic.clone(),
+            source,
+        },
+    )?;
+    Ok(tokio::spawn(consumer::run_consumer(
+        kafka_consumer,
+        config.producer()?,
+        handler,
+        config.consumer_config(),
+        metrics,
+        shutdown.clone(),
+    )))
 }
 
 /// Readiness of the broker: a metadata request answered in time.
@@ -315,39 +348,42 @@ pub struct BrokerProbe {
 }
 
 impl BrokerProbe {
-    pub fn new(config: &KafkaConfig) -> Result<Self, String> {
+    pub fn new(config: &KafkaConfig) -> Result<Self, Error> {
         let client = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .create()
-            .map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+            .map_err(|source| config.client_error("client", source))?;
         Ok(Self {
             client: std::sync::Arc::new(client),
         })
     }
 
     /// Ok when the broker answers within 2 s (librdkafka blocks: off the async workers).
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), Error> {
         let client = self.client.clone();
         tokio::task::spawn_blocking(move || {
             rdkafka::producer::Producer::client(&*client)
                 .fetch_metadata(None, Duration::from_secs(2))
                 .map(|_| ())
-                .map_err(|e| format!("broker unreachable: {e}"))
+                .map_err(Error::Metadata)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(Error::Task)?
     }
 }
 
 /// Applies the outbox and inbox tables (their own migration history table,
 /// so they never clash with the service's migrations).
-pub async fn migrate(pool: &PgPool) -> Result<(), String> {
+pub async fn migrate(pool: &PgPool) -> Result<(), crate::db::DbError> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.dangerous_set_table_name("_sqlx_migrations_kafka");
     migrator
         .run(pool)
         .await
-        .map_err(|e| format!("outbox/inbox migration failed: {e}"))
+        .map_err(|source| crate::db::DbError::Migration {
+            which: "outbox/inbox",
+            source,
+        })
 }
 
 /// The inbox: records `event_id` in the effect's transaction. `false` means

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use shared::config::Env;
 use shared::shutdown::CancellationToken;
 use shared::testing;
-use user_service::{App, Config};
+use user_service::{Config, app};
 
 pub const ADMIN_EMAIL: &str = "root@minishop.test";
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
@@ -54,7 +54,7 @@ pub async fn spawn_app_at(database_url: String, overrides: &[(&str, &str)]) -> T
     ];
     vars.extend_from_slice(overrides);
     let config = Config::from_env(Env::with_overrides(&vars)).expect("test configuration is valid");
-    let app = App::build(config).await.expect("user-service starts");
+    let app = app::build(config).await.expect("user-service starts");
     let base = format!("http://{}", app.http_addr());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run(shutdown.clone()));
