@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use shared::app::{Application, Error, Infra, Spec};
-use shared::config::Env;
 use tokio::sync::Notify;
 
 use crate::api::{self, ApiState};
@@ -19,10 +18,9 @@ pub const GROUP: &str = "notification-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// notification-service from the environment, with the notifier its
-/// configuration asks for (its `main`).
-pub async fn start(env: Env) -> Result<Application, Error> {
-    let config = Config::from_env(env)?;
+/// notification-service with the notifier its configuration asks for
+/// (its `main`).
+pub async fn start(config: Config) -> Result<Application, Error> {
     let notifier = config
         .notifier()
         .map_err(|e| Error::start("setting up the notifier", e))?;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
 
 use crate::store::DeliveryConfig;
@@ -22,8 +22,8 @@ pub struct Config {
     pub smtp_from: String,
 }
 
-impl Config {
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "notificationdb"),
             jwt: JwtConfig::read(&mut env),
@@ -48,7 +48,9 @@ impl Config {
 
 impl Config {
     /// The notifier this configuration asks for: SMTP when `SMTP_URL` is set, else the log.
-    pub fn notifier(&self) -> Result<std::sync::Arc<dyn crate::notifier::Notifier>, String> {
+    pub fn notifier(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::notifier::Notifier>, crate::notifier::SmtpError> {
         Ok(match &self.smtp_url {
             Some(url) => {
                 std::sync::Arc::new(crate::notifier::SmtpNotifier::new(url, &self.smtp_from)?)

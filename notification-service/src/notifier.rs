@@ -15,8 +15,29 @@ pub struct Message {
     pub body: String,
 }
 
+/// Why a delivery failed (kept, with its causes, as the notification's
+/// `last_error`).
+pub type SendError = Box<dyn std::error::Error + Send + Sync>;
+
 /// One delivery in flight; an `Err` says why it failed.
-pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;
+
+/// What went wrong with SMTP: its configuration, or one message.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("SMTP_URL is not a valid SMTP URL")]
+    Url(#[source] lettre::transport::smtp::Error),
+    #[error("SMTP_FROM={0:?} is not a mailbox")]
+    From(String, #[source] lettre::address::AddressError),
+    #[error("no email address known for user {0}")]
+    NoAddress(i64),
+    #[error("bad recipient address")]
+    Recipient(#[source] lettre::address::AddressError),
+    #[error("cannot build the email")]
+    Build(#[source] lettre::error::Error),
+    #[error("SMTP delivery failed")]
+    Delivery(#[source] lettre::transport::smtp::Error),
+}
 
 /// Delivers messages; an `Err` is retried later with backoff.
 pub trait Notifier: Send + Sync + 'static {
@@ -57,14 +78,14 @@ impl std::fmt::Debug for SmtpNotifier {
 
 impl SmtpNotifier {
     /// A notifier for `url`, sending as `from` (`Name <address>` or an address).
-    pub fn new(url: &str, from: &str) -> Result<Self, String> {
+    pub fn new(url: &str, from: &str) -> Result<Self, SmtpError> {
         let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("SMTP_URL is not a valid SMTP URL: {e}"))?
+            .map_err(SmtpError::Url)?
             .timeout(Some(std::time::Duration::from_secs(10)))
             .build();
         let from = from
             .parse()
-            .map_err(|e| format!("SMTP_FROM={from:?} is not a mailbox: {e}"))?;
+            .map_err(|e| SmtpError::From(from.to_owned(), e))?;
         Ok(Self { transport, from })
     }
 }
@@ -76,21 +97,21 @@ impl Notifier for SmtpNotifier {
             let to = message
                 .to
                 .as_deref()
-                .ok_or_else(|| format!("no email address known for user {}", message.user_id))?
+                .ok_or(SmtpError::NoAddress(message.user_id))?
                 .parse()
-                .map_err(|e| format!("bad recipient address: {e}"))?;
+                .map_err(SmtpError::Recipient)?;
             let email = lettre::Message::builder()
                 .from(self.from.clone())
                 .to(to)
                 .subject(&message.subject)
                 .header(lettre::message::header::ContentType::TEXT_PLAIN)
                 .body(message.body.clone())
-                .map_err(|e| format!("cannot build the email: {e}"))?;
+                .map_err(SmtpError::Build)?;
             self.transport
                 .send(email)
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("SMTP delivery failed: {e}"))
+                .map_err(|e| SmtpError::Delivery(e).into())
         })
     }
 }

@@ -210,7 +210,7 @@ async fn deliver_due(
         .collect();
     let results = futures::future::join_all(jobs.iter().map(|(_, _, message)| async move {
         match tokio::time::timeout(config.send_timeout, notifier.send(message)).await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(|e| shared::app::with_causes(&*e)),
             Err(_) => Err(format!(
                 "delivery took longer than {:?}",
                 config.send_timeout

@@ -10,7 +10,7 @@ use notification_service::notifier::{Message, Notifier, Sending};
 use notification_service::{Config, app};
 use serde_json::Value;
 use shared::auth::Role;
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::kafka::KafkaConfig;
 use shared::kafka::events::{Event, EventPayload};
 use shared::money::Money;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notification_service::{Config, app};
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::kafka::events::{Event, EventPayload};
 use shared::money::Money;
 use shared::shutdown::CancellationToken;

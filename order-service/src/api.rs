@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::model::{OrderStatus, OrderView};
+use crate::model::{IdempotencyKey, InvalidKey, OrderStatus, OrderView};
 use crate::saga::{PlaceError, Saga, reasons};
 use crate::store::Transition;
 
@@ -29,19 +29,6 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(create_order, list_orders))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
-}
-
-/// Longest accepted `Idempotency-Key`.
-pub const MAX_KEY_LEN: usize = 255;
-
-/// Checks an idempotency key: 1..=255 visible ASCII characters.
-pub fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!(
-            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
-        ));
-    }
-    Ok(())
 }
 
 impl From<PlaceError> for ApiError {
@@ -159,15 +146,16 @@ async fn create_order(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => {
-            let key = value.to_str().map_err(|_| {
-                ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be visible ASCII")
-            })?;
-            check_key(key).map_err(|m| ApiError::invalid_field("Idempotency-Key", m))?;
+            let key = value
+                .to_str()
+                .map_err(|_| InvalidKey)
+                .and_then(IdempotencyKey::parse)
+                .map_err(|e| ApiError::invalid_field("Idempotency-Key", e.to_string()))?;
             Some(key)
         }
     };
     let lines = body.lines()?;
-    let placed = state.saga.place(&caller, &lines, key).await?;
+    let placed = state.saga.place(&caller, &lines, key.as_ref()).await?;
     let mut out = HeaderMap::new();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", placed.order.id)) {
         out.insert(header::LOCATION, location);

@@ -3,7 +3,6 @@
 //! recovery loop, the REST API with its write limits, and the gRPC service.
 
 use shared::app::{Application, Error, Infra, Spec};
-use shared::config::Env;
 use shared::proto::order::order_service_server::OrderServiceServer;
 use shared::ratelimit::RateLimits;
 
@@ -21,11 +20,6 @@ pub const GROUP: &str = "order-service";
 
 /// The order database's migrations (also applied by tests that drive the saga directly).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-/// order-service from the environment (its `main`).
-pub async fn start(env: Env) -> Result<Application, Error> {
-    build(Config::from_env(env)?).await
-}
 
 /// Connects, migrates and binds both ports with `config`; serving starts
 /// in [`Application::run`].

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
 use shared::ratelimit::RateLimitConfig;
 
@@ -26,9 +26,8 @@ pub struct Config {
     pub saga: SagaConfig,
 }
 
-impl Config {
-    /// Reads the configuration from `env`, failing with every problem at once.
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "orderdb"),
             grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051))),

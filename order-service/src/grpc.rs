@@ -11,7 +11,7 @@ use shared::proto::order::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::api::check_key;
+use crate::model::IdempotencyKey;
 use crate::model::Order;
 use crate::saga::{PlaceError, Saga};
 
@@ -92,15 +92,17 @@ impl OrderService for OrderGrpc {
         let key = if req.idempotency_key.is_empty() {
             None
         } else {
-            check_key(&req.idempotency_key).map_err(Status::invalid_argument)?;
-            Some(req.idempotency_key.as_str())
+            Some(
+                IdempotencyKey::parse(&req.idempotency_key)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            )
         };
         let lines: Vec<(i64, i32)> = req
             .items
             .iter()
             .map(|i| (i.product_id, i.quantity))
             .collect();
-        let placed = self.saga.place(&caller, &lines, key).await?;
+        let placed = self.saga.place(&caller, &lines, key.as_ref()).await?;
         Ok(Response::new(to_proto(&placed.order)))
     }
 

@@ -246,3 +246,29 @@ mod tests {
         assert!(Lines::new(&vec![(1, 1); MAX_ITEMS + 1]).is_err());
     }
 }
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// An `Idempotency-Key`: 1 to [`MAX_KEY_LEN`] visible ASCII characters,
+/// parsed where a request comes in (REST header or gRPC field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+/// A key that is not 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters")]
+pub struct InvalidKey;
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, InvalidKey> {
+        if raw.is_empty() || raw.len() > MAX_KEY_LEN || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidKey);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

@@ -34,7 +34,7 @@ use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
 use tonic::Code;
 
-use crate::model::{LineError, Lines, Order, OrderStatus, StockState};
+use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderStatus, StockState};
 use crate::product_client::{CallError, ProductClient};
 use crate::store::{Change, Inserted, Store, Transition};
 
@@ -198,7 +198,7 @@ impl Saga {
         &self,
         customer: &AuthUser,
         requested: &[(i64, i32)],
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<Placed, PlaceError> {
         let lines = Lines::new(requested).map_err(PlaceError::Invalid)?;
         self.admit()?;

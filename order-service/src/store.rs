@@ -13,7 +13,7 @@ use shared::kafka::{claim, outbox};
 use shared::money::Money;
 use sqlx::{PgPool, Row};
 
-use crate::model::{Lines, Order, OrderItem, OrderStatus, StockState};
+use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderStatus, StockState};
 
 const COLUMNS: &str = "id, user_id, status, stock, (total_price * 100)::bigint AS total_cents, \
      currency, reason, short_product_id, available_stock, request_fingerprint, created_at, updated_at";
@@ -102,8 +102,9 @@ impl Store {
         user_id: i64,
         email: &str,
         lines: &Lines,
-        key: Option<&str>,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Inserted, sqlx::Error> {
+        let key = key.map(IdempotencyKey::as_str);
         // Two rounds at most: the first order of a key may be rejected for an
         // outage between our insert and our lookup, which frees its key.
         for _ in 0..2 {

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use order_service::api::{CreateOrderBody, MAX_KEY_LEN, check_key};
+use order_service::api::CreateOrderBody;
+use order_service::model::{IdempotencyKey, MAX_KEY_LEN};
 use order_service::model::{Lines, MAX_ITEMS, MAX_QUANTITY};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -82,7 +83,7 @@ proptest! {
 
     #[test]
     fn idempotency_keys_are_visible_ascii_of_bounded_length(raw in prop_oneof![text(), "[!-~]{250,260}"]) {
-        let ok = check_key(&raw).is_ok();
+        let ok = IdempotencyKey::parse(&raw).is_ok();
         let rule = !raw.is_empty() && raw.len() <= MAX_KEY_LEN && raw.bytes().all(|b| b.is_ascii_graphic());
         prop_assert_eq!(ok, rule, "{:?}", raw);
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use order_service::model::IdempotencyKey;
 use order_service::product_client::{ProductClient, ProductClientConfig};
 use order_service::saga::{PlaceError, Saga, SagaConfig, SagaMetrics};
 use order_service::store::Store;
@@ -140,7 +141,8 @@ async fn placed_with_answer(status: i32) -> (Saga, StandIn, (String, String)) {
     let stand_in = StandIn::default();
     stand_in.reserve_status.store(status, Ordering::SeqCst);
     let (saga, pool) = saga(stand_in.clone(), Duration::from_secs(60)).await;
-    let placed = saga.place(&customer(), &[(1, 1)], Some("k-1")).await;
+    let key = IdempotencyKey::parse("k-1").unwrap();
+    let placed = saga.place(&customer(), &[(1, 1)], Some(&key)).await;
     assert!(matches!(placed, Err(PlaceError::Refused(_))), "{placed:?}");
     let id: i64 = sqlx::query_scalar("SELECT id FROM orders")
         .fetch_one(&pool)

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use shared::auth::Role;
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::kafka::KafkaConfig;
 use shared::kafka::events::{Event, EventPayload};
 use shared::shutdown::CancellationToken;

@@ -3,7 +3,6 @@
 //! and its REST API.
 
 use shared::app::{Application, Error, Infra, Spec};
-use shared::config::Env;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
@@ -14,11 +13,6 @@ pub const SERVICE: &str = "payment-service";
 pub const GROUP: &str = "payment-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-/// payment-service from the environment (its `main`).
-pub async fn start(env: Env) -> Result<Application, Error> {
-    build(Config::from_env(env)?).await
-}
 
 /// Connects, migrates and binds with `config`; serving starts in
 /// [`Application::run`].

@@ -1,6 +1,6 @@
 //! payment-service configuration (environment variables, see README).
 
-use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
 use shared::money::Money;
 
@@ -18,8 +18,8 @@ pub struct Config {
     pub gateway: SimulatedGateway,
 }
 
-impl Config {
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let success_rate = env.in_range("PAYMENT_SUCCESS_RATE", 0.8, 0.0..=1.0);
         let max_amount = match env.opt::<String>("PAYMENT_MAX_AMOUNT") {
             None => Money(1_000_000),

@@ -11,7 +11,7 @@ use rdkafka::Message;
 use rdkafka::consumer::Consumer;
 use serde_json::Value;
 use shared::auth::Role;
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::kafka::KafkaConfig;
 use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::money::Money;

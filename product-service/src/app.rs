@@ -3,7 +3,6 @@
 //! write limits, and the gRPC stock service order-service calls.
 
 use shared::app::{Application, Error, Infra, Spec};
-use shared::config::Env;
 use shared::proto::product::product_service_server::ProductServiceServer;
 use shared::ratelimit::RateLimits;
 
@@ -17,11 +16,6 @@ use crate::store::Store;
 pub const SERVICE: &str = "product-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-/// product-service from the environment (its `main`).
-pub async fn start(env: Env) -> Result<Application, Error> {
-    build(Config::from_env(env)?).await
-}
 
 /// Connects, migrates and binds both ports with `config`; serving starts
 /// in [`Application::run`].

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use shared::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::ratelimit::RateLimitConfig;
 
 use crate::cache::CacheConfig;
@@ -21,9 +21,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
 }
 
-impl Config {
-    /// Reads the configuration from `env`, failing with every problem at once.
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "productdb"),
             grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50052))),

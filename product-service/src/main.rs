@@ -4,5 +4,5 @@ use product_service::{app, config::DEFAULT_HTTP_PORT};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    shared::app::main(app::SERVICE, DEFAULT_HTTP_PORT, app::start).await
+    shared::app::main(app::SERVICE, DEFAULT_HTTP_PORT, app::build).await
 }

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::shutdown::CancellationToken;
 use shared::testing;
 

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::{JwtVerifier, KeyError};
-use crate::config::{CommonConfig, ConfigError, Env, JwtConfig};
+use crate::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use crate::db::{DbError, DbHealth};
 use crate::http::{BindError, Readiness, ServiceRouter};
 use crate::kafka::{KafkaConfig, KafkaMetrics};
@@ -440,12 +440,14 @@ impl Tasks {
 }
 
 /// Every service's `main`: answers the container health probe if asked
-/// (`healthcheck` argument), else sets up telemetry, starts the service
-/// from the environment with `start`, and serves until SIGTERM/SIGINT.
-/// A start-up or serving failure is logged with its causes and exits 1.
-pub async fn main<F, Fut>(service: &'static str, default_port: u16, start: F) -> ExitCode
+/// (`healthcheck` argument), else sets up telemetry, reads the service's
+/// configuration from the environment, builds the service with `build`,
+/// and serves until SIGTERM/SIGINT. A start-up or serving failure is logged
+/// with its causes and exits 1.
+pub async fn main<C, F, Fut>(service: &'static str, default_port: u16, build: F) -> ExitCode
 where
-    F: FnOnce(Env) -> Fut,
+    C: FromEnv,
+    F: FnOnce(C) -> Fut,
     Fut: Future<Output = Result<Application, Error>>,
 {
     if let Some(code) = crate::probe::run_if_requested(default_port) {
@@ -453,7 +455,7 @@ where
     }
     let telemetry = crate::telemetry::init(service);
     let result = async {
-        let app = start(Env::new()).await?;
+        let app = build(C::from_env(Env::new())?).await?;
         app.run(crate::shutdown::on_signal()).await
     }
     .await;

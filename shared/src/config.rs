@@ -147,6 +147,12 @@ impl Env {
     }
 }
 
+/// A configuration read from the environment, failing with every problem
+/// at once.
+pub trait FromEnv: Sized {
+    fn from_env(env: Env) -> Result<Self, ConfigError>;
+}
+
 /// Settings every service has: where it listens, its database, its pool.
 #[derive(Debug, Clone)]
 pub struct CommonConfig {

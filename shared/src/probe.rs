@@ -31,33 +31,50 @@ pub fn run_if_requested(default_port: u16) -> Option<ExitCode> {
     Some(match probe(target, Duration::from_secs(3)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("unhealthy: {e}");
+            eprintln!("unhealthy: {}", crate::app::with_causes(&e));
             ExitCode::FAILURE
         }
     })
 }
 
+/// Why the service is not healthy.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("cannot reach {addr}")]
+    Unreachable {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("GET /health at {addr} answered {status}")]
+    Status { addr: SocketAddr, status: String },
+    #[error("GET /health at {addr} gave no HTTP status line")]
+    NoStatusLine { addr: SocketAddr },
+}
+
 /// `GET /health` at `addr`: Ok on a 200 within `timeout`, else why not.
-pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), Unhealthy> {
+    let unreachable = |source| Unhealthy::Unreachable { addr, source };
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(unreachable)?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("cannot send the request to {addr}: {e}"))?;
+        .and_then(|()| {
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        })
+        .map_err(unreachable)?;
     // The status line is all we need; it fits in the first read.
     let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
+    let n = stream.read(&mut head).map_err(unreachable)?;
     let status_line = String::from_utf8_lossy(&head[..n]);
     match status_line.split_whitespace().nth(1) {
         Some("200") => Ok(()),
-        Some(code) => Err(format!("GET /health at {addr} answered {code}")),
-        None => Err(format!("GET /health at {addr} gave no HTTP status line")),
+        Some(code) => Err(Unhealthy::Status {
+            addr,
+            status: code.to_owned(),
+        }),
+        None => Err(Unhealthy::NoStatusLine { addr }),
     }
 }
 
@@ -85,8 +102,8 @@ mod tests {
         let (ok, unavailable) = tokio::task::spawn_blocking(move || (probe(up, t), probe(down, t)))
             .await
             .unwrap();
-        assert_eq!(ok, Ok(()));
-        assert!(unavailable.unwrap_err().contains("answered 503"));
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(matches!(unavailable, Err(Unhealthy::Status { status, .. }) if status == "503"));
 
         // Nothing listening: refused, not hung.
         let closed = {
@@ -96,6 +113,6 @@ mod tests {
         let refused = tokio::task::spawn_blocking(move || probe(closed, t))
             .await
             .unwrap();
-        assert!(refused.unwrap_err().contains("cannot connect"));
+        assert!(matches!(refused, Err(Unhealthy::Unreachable { .. })));
     }
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use shared::app::{Application, Error, Infra, Spec};
 use shared::auth::{JwtSigner, JwtVerifier, Role, jwk_from_public_pem};
-use shared::config::Env;
 use shared::ratelimit::RateLimits;
 
 use crate::api::{self, ApiState};
@@ -19,11 +18,6 @@ use crate::store::Store;
 pub const SERVICE: &str = "user-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
-
-/// user-service from the environment (its `main`).
-pub async fn start(env: Env) -> Result<Application, Error> {
-    build(Config::from_env(env)?).await
-}
 
 /// The private key and the published public key are not one key pair.
 #[derive(Debug, thiserror::Error)]

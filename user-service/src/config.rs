@@ -1,7 +1,7 @@
 //! user-service configuration (environment variables, see README).
 
 use shared::config::{
-    CommonConfig, ConfigError, DEFAULT_PRIVATE_KEY_FILE, Env, JwtConfig, read_pem,
+    CommonConfig, ConfigError, DEFAULT_PRIVATE_KEY_FILE, Env, FromEnv, JwtConfig, read_pem,
 };
 use shared::ratelimit::RateLimitConfig;
 
@@ -29,9 +29,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
 }
 
-impl Config {
-    /// Reads the configuration from `env`, failing with every problem at once.
-    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+impl FromEnv for Config {
+    fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let admin_email: String = env.get("ADMIN_EMAIL", "admin@minishop.local".into());
         let admin = env
             .opt::<String>("ADMIN_PASSWORD")

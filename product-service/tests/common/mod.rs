@@ -5,7 +5,7 @@
 
 use product_service::{Config, app};
 use shared::auth::Role;
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::proto::product::product_service_client::ProductServiceClient;
 use shared::shutdown::CancellationToken;
 use shared::testing;

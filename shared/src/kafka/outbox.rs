@@ -71,6 +71,15 @@ pub struct RelayConfig {
     pub retention: Duration,
 }
 
+/// Why the relay stopped publishing for now (it retries after a poll interval).
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("the outbox's database failed")]
+    Database(#[from] sqlx::Error),
+    #[error("the broker did not take an event")]
+    Publish(#[source] rdkafka::error::KafkaError),
+}
+
 /// Publishes the outbox until `shutdown`.
 pub async fn run_relay(
     pool: PgPool,
@@ -83,7 +92,9 @@ pub async fn run_relay(
         report_backlog(&pool, &metrics).await;
         match relay_while_leader(&pool, &producer, &config, &metrics, &shutdown).await {
             Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "outbox relay interrupted; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %crate::app::with_causes(&e), "outbox relay interrupted; retrying")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -100,13 +111,12 @@ async fn relay_while_leader(
     config: &RelayConfig,
     metrics: &super::KafkaMetrics,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
-    let mut lock_conn = pool.acquire().await.map_err(|e| e.to_string())?;
+) -> Result<(), RelayError> {
+    let mut lock_conn = pool.acquire().await?;
     let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(RELAY_LOCK)
         .fetch_one(&mut *lock_conn)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if !leader {
         return Ok(()); // another replica publishes; stand by
     }
@@ -126,11 +136,9 @@ async fn publish_loop(
     config: &RelayConfig,
     metrics: &super::KafkaMetrics,
     shutdown: &CancellationToken,
-) -> Result<(), String> {
-    let mut listener = PgListener::connect_with(pool)
-        .await
-        .map_err(|e| e.to_string())?;
-    listener.listen(CHANNEL).await.map_err(|e| e.to_string())?;
+) -> Result<(), RelayError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
     let long_ago = tokio::time::Instant::now() - Duration::from_secs(3600);
     let (mut last_prune, mut last_report) = (long_ago, long_ago);
     while !shutdown.is_cancelled() {
@@ -147,7 +155,7 @@ async fn publish_loop(
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            n = listener.recv() => { n.map_err(|e| e.to_string())?; }
+            n = listener.recv() => { n?; }
             _ = tokio::time::sleep(config.poll_interval) => {}
         }
         // One look at the table covers every commit notified so far: the
@@ -165,15 +173,14 @@ async fn publish_batch(
     producer: &FutureProducer,
     topic: &str,
     metrics: &super::KafkaMetrics,
-) -> Result<usize, String> {
+) -> Result<usize, RelayError> {
     let rows = sqlx::query(
         "SELECT id, event_id, order_id, event_type, payload, traceparent FROM outbox \
          WHERE sent_at IS NULL ORDER BY id LIMIT $1",
     )
     .bind(BATCH)
     .fetch_all(pool)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -227,7 +234,7 @@ async fn publish_batch(
             }
             Ok(_) => {}
             Err((e, _)) => {
-                failure.get_or_insert(e.to_string());
+                failure.get_or_insert(e);
             }
         }
     }
@@ -235,11 +242,10 @@ async fn publish_batch(
         sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
             .bind(&sent)
             .execute(pool)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     match failure {
-        Some(e) => Err(format!("publishing to {topic} failed: {e}")),
+        Some(e) => Err(RelayError::Publish(e)),
         None => Ok(sent.len()),
     }
 }

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
-use shared::config::Env;
+use shared::config::{Env, FromEnv};
 use shared::shutdown::CancellationToken;
 use shared::testing;
 use user_service::{Config, app};
