@@ -9,8 +9,9 @@ use tokio::sync::Notify;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::delivery::run_delivery;
 use crate::notifier::Notifier;
-use crate::store::{Recorder, run_delivery};
+use crate::recorder::Recorder;
 
 pub const SERVICE: &str = "notification-service";
 /// The consumer group (DESIGN.md §5).

@@ -5,7 +5,7 @@ use std::time::Duration;
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
 
-use crate::store::DeliveryConfig;
+use crate::delivery::DeliveryConfig;
 
 /// The port of `HTTP_ADDR` when it is unset.
 pub const DEFAULT_HTTP_PORT: u16 = 8084;

@@ -202,7 +202,7 @@ async fn list_orders(
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
             ApiError::invalid_field(
                 "status",
-                "status must be one of pending, paid, failed, cancelled, rejected",
+                format!("status must be one of {}", OrderStatus::NAMES.join(", ")),
             )
         })?),
     };

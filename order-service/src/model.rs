@@ -12,81 +12,40 @@ pub const MAX_ITEMS: usize = 100;
 /// Most units of one product in one order.
 pub const MAX_QUANTITY: i32 = 10_000;
 
-/// What the customer sees of an order's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    /// Placed; waiting for payment.
-    Pending,
-    /// Paid; its units are sold.
-    Paid,
-    /// The payment was declined; stock given back.
-    Failed,
-    /// Cancelled by the customer or for lack of a payment in time; stock given back.
-    Cancelled,
-    /// Refused at once (not enough stock, unknown product, stock service down).
-    Rejected,
+shared::text_enum! {
+    /// What the customer sees of an order's progress.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum OrderStatus {
+        /// Placed; waiting for payment.
+        Pending = "pending",
+        /// Paid; its units are sold.
+        Paid = "paid",
+        /// The payment was declined; stock given back.
+        Failed = "failed",
+        /// Cancelled by the customer or for lack of a payment in time; stock given back.
+        Cancelled = "cancelled",
+        /// Refused at once (not enough stock, unknown product, stock service down).
+        Rejected = "rejected",
+    }
 }
 
 impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Paid => "paid",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "paid" => Self::Paid,
-            "failed" => Self::Failed,
-            "cancelled" => Self::Cancelled,
-            "rejected" => Self::Rejected,
-            _ => return None,
-        })
-    }
-
     pub fn is_terminal(self) -> bool {
         self != Self::Pending
     }
 }
 
-/// Where an order's units are at product-service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StockState {
-    /// ReserveStock was asked but not answered: units may be held.
-    Unknown,
-    Held,
-    Committed,
-    Released,
-    /// Nothing was ever held.
-    None,
-}
-
-impl StockState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Held => "held",
-            Self::Committed => "committed",
-            Self::Released => "released",
-            Self::None => "none",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "unknown" => Self::Unknown,
-            "held" => Self::Held,
-            "committed" => Self::Committed,
-            "released" => Self::Released,
-            "none" => Self::None,
-            _ => return None,
-        })
+shared::text_enum! {
+    /// Where an order's units are at product-service.
+    pub enum StockState {
+        /// ReserveStock was asked but not answered: units may be held.
+        Unknown = "unknown",
+        Held = "held",
+        Committed = "committed",
+        Released = "released",
+        /// Nothing was ever held.
+        None = "none",
     }
 }
 

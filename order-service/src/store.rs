@@ -13,6 +13,8 @@ use shared::kafka::{claim, outbox};
 use shared::money::Money;
 use sqlx::{PgPool, Row};
 
+use shared::db::parsed;
+
 use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderStatus, StockState};
 
 const COLUMNS: &str = "id, user_id, status, stock, (total_price * 100)::bigint AS total_cents, \
@@ -22,16 +24,11 @@ fn order_from_row(
     row: &sqlx::postgres::PgRow,
     items: Vec<OrderItem>,
 ) -> Result<Order, sqlx::Error> {
-    let decode = |what: &str, value: String| {
-        sqlx::Error::Decode(format!("unknown order {what} {value:?}").into())
-    };
-    let status: String = row.try_get("status")?;
-    let stock: String = row.try_get("stock")?;
     Ok(Order {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
-        status: OrderStatus::parse(&status).ok_or_else(|| decode("status", status.clone()))?,
-        stock: StockState::parse(&stock).ok_or_else(|| decode("stock state", stock.clone()))?,
+        status: parsed(row, "status", OrderStatus::parse)?,
+        stock: parsed(row, "stock", StockState::parse)?,
         total_price: row.try_get::<Option<i64>, _>("total_cents")?.map(Money),
         currency: row.try_get("currency")?,
         reason: row.try_get("reason")?,

@@ -6,7 +6,8 @@ use shared::app::{Application, Error, Infra, Spec};
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::store::{PaymentHandler, Store};
+use crate::saga::PaymentHandler;
+use crate::store::Store;
 
 pub const SERVICE: &str = "payment-service";
 /// The consumer group (DESIGN.md §5).

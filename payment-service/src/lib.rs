@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod gateway;
+pub mod saga;
 pub mod store;
 
 pub use config::Config;

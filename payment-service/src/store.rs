@@ -1,21 +1,26 @@
-//! The payments table and the event handling that writes it.
-//!
-//! Every effect happens in one transaction with the inbox claim and the
-//! outbox event it causes, so an event's effect happens once however often
-//! it is delivered, and no resulting event is lost.
+//! The payments table: the payment as the API shows it, its status, and
+//! the reads of the API. The saga step that writes it is [`crate::saga`].
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::http::Page;
-use shared::kafka::consumer::{Handler, HandlerError};
-use shared::kafka::events::{Event, EventPayload};
-use shared::kafka::{claim, outbox};
-use shared::metrics::prometheus::IntCounterVec;
 use shared::money::Money;
 use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
-use crate::gateway::{Charge, PaymentGateway};
+shared::text_enum! {
+    /// Where a payment stands.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PaymentStatus {
+        /// Charged: the order is paid.
+        Succeeded = "succeeded",
+        /// Declined by the gateway, or the order was cancelled first.
+        Failed = "failed",
+        /// Charged, then given back: the order was cancelled meanwhile.
+        Refunded = "refunded",
+    }
+}
 
 /// A payment as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -24,8 +29,7 @@ pub struct Payment {
     pub order_id: i64,
     pub user_id: i64,
     pub amount: Money,
-    /// `succeeded`, `failed` or `refunded`.
-    pub status: String,
+    pub status: PaymentStatus,
     pub transaction_id: Option<String>,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -41,7 +45,7 @@ fn payment_from_row(row: &sqlx::postgres::PgRow) -> Result<Payment, sqlx::Error>
         order_id: row.try_get("order_id")?,
         user_id: row.try_get("user_id")?,
         amount: Money(row.try_get("amount_cents")?),
-        status: row.try_get("status")?,
+        status: shared::db::parsed(row, "status", PaymentStatus::parse)?,
         transaction_id: row.try_get("transaction_id")?,
         reason: row.try_get("reason")?,
         created_at: row.try_get("created_at")?,
@@ -105,139 +109,5 @@ impl Store {
                 .collect::<Result<_, _>>()?,
             total,
         ))
-    }
-}
-
-/// The saga step of the payment service.
-pub struct PaymentHandler<G> {
-    pub pool: PgPool,
-    pub gateway: G,
-    /// `payments_total{outcome}`: succeeded, failed, refunded.
-    pub outcomes: IntCounterVec,
-}
-
-impl<G: PaymentGateway> Handler for PaymentHandler<G> {
-    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        match &event.payload {
-            EventPayload::OrderCreated { total_price, .. } => {
-                self.charge(event, *total_price).await
-            }
-            EventPayload::OrderCancelled { .. } => self.cancelled(event).await,
-            _ => Ok(()), // not ours
-        }
-    }
-}
-
-impl<G: PaymentGateway> PaymentHandler<G> {
-    /// order_created: charge once, record the payment, announce the outcome.
-    async fn charge(&self, event: &Event, amount: Money) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        if !claim(&mut tx, event).await? {
-            return Ok(());
-        }
-        let already: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1)")
-                .bind(event.order_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if already {
-            // A second order_created for one order (a new event id): one payment only.
-            tx.commit().await?;
-            return Ok(());
-        }
-        let cancelled: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)",
-        )
-        .bind(event.order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let charge = if cancelled {
-            Charge::Declined {
-                reason: "order already cancelled".into(),
-            }
-        } else {
-            self.gateway.charge(event.order_id, amount)
-        };
-        let (status, transaction_id, reason) = match &charge {
-            Charge::Approved { transaction_id } => {
-                ("succeeded", Some(transaction_id.clone()), None)
-            }
-            Charge::Declined { reason } => ("failed", None, Some(reason.clone())),
-        };
-        let payment_id: i64 = sqlx::query_scalar(
-            "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, reason) \
-             VALUES ($1, $2, $3::bigint::numeric / 100, $4, $5, $6) RETURNING id",
-        )
-        .bind(event.order_id)
-        .bind(event.user_id)
-        .bind(amount.cents())
-        .bind(status)
-        .bind(&transaction_id)
-        .bind(&reason)
-        .fetch_one(&mut *tx)
-        .await?;
-        let payload = match charge {
-            Charge::Approved { transaction_id } => EventPayload::PaymentSuccess {
-                payment_id,
-                amount,
-                transaction_id,
-            },
-            Charge::Declined { reason } => EventPayload::PaymentFailed {
-                payment_id,
-                amount,
-                reason,
-            },
-        };
-        let outcome = Event::new(event.order_id, event.user_id, payload);
-        outbox::enqueue(&mut tx, &outcome).await?;
-        tx.commit().await?;
-        self.outcomes.with_label_values(&[status]).inc();
-        tracing::info!(
-            order_id = event.order_id,
-            payment_id,
-            status,
-            "payment decided"
-        );
-        Ok(())
-    }
-
-    /// order_cancelled: remember it; a payment that succeeded is refunded.
-    async fn cancelled(&self, event: &Event) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        if !claim(&mut tx, event).await? {
-            return Ok(());
-        }
-        sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
-            .bind(event.order_id)
-            .execute(&mut *tx)
-            .await?;
-        let refunded = sqlx::query(
-            "UPDATE payments SET status = 'refunded', reason = 'order already cancelled', updated_at = now() \
-             WHERE order_id = $1 AND status = 'succeeded' RETURNING id, (amount * 100)::bigint AS amount_cents",
-        )
-        .bind(event.order_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = &refunded {
-            let refund = Event::new(
-                event.order_id,
-                event.user_id,
-                EventPayload::PaymentRefunded {
-                    payment_id: row.get("id"),
-                    amount: Money(row.get("amount_cents")),
-                    reason: "order already cancelled".into(),
-                },
-            );
-            outbox::enqueue(&mut tx, &refund).await?;
-        }
-        tx.commit().await?;
-        if refunded.is_some() {
-            self.outcomes.with_label_values(&["refunded"]).inc();
-            tracing::info!(
-                order_id = event.order_id,
-                "payment refunded: the order was cancelled"
-            );
-        }
-        Ok(())
     }
 }

@@ -14,8 +14,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::cache::ProductCache;
+use crate::catalogue::UpdateError;
 use crate::model::{self, NewProduct, Product, ProductPatch};
-use crate::store::{Store, UpdateError};
+use crate::store::Store;
 
 /// What the handlers share.
 #[derive(Clone)]

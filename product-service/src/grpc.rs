@@ -11,7 +11,8 @@ use shared::proto::product::{
 use tonic::{Request, Response, Status};
 
 use crate::cache::ProductCache;
-use crate::store::{ReservationStatus, StockChange, StockError, Store};
+use crate::stock::{ReservationStatus, StockChange, StockError};
+use crate::store::Store;
 
 /// The gRPC face of the product store.
 #[derive(Clone)]

@@ -177,6 +177,32 @@ pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> Resul
         })
 }
 
+/// Column `column` of `row`, text that `parse` turns into a value (a
+/// status, a state: see [`crate::text_enum`]); an unknown text is a decode
+/// error naming the column and the text.
+pub fn parsed<T>(
+    row: &sqlx::postgres::PgRow,
+    column: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, sqlx::Error> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    parse_text(column, &text, parse)
+}
+
+/// `text` read from `column`, turned into a value by `parse` (for values
+/// read on their own, not from a row); see [`parsed`].
+pub fn parse_text<T>(
+    column: &str,
+    text: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, sqlx::Error> {
+    parse(text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("unexpected value {text:?}").into(),
+    })
+}
+
 /// Readiness: the database answers a trivial query in time.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())

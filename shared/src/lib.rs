@@ -38,3 +38,82 @@ pub mod testing;
 /// (perf, BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// An enum stored and shown as text (a status, a state): declares it
+/// (`Debug, Clone, Copy, PartialEq, Eq, Hash`, and whatever attributes are
+/// given), and gives it `as_str`, `parse`, `NAMES` (every text, in order,
+/// for error messages) and `Display`. The texts are written once, beside
+/// their variants.
+///
+/// ```
+/// shared::text_enum! {
+///     pub enum Light { Red = "red", Green = "green" }
+/// }
+/// assert_eq!(Light::parse("green"), Some(Light::Green));
+/// assert_eq!(Light::Red.as_str(), "red");
+/// assert_eq!(Light::NAMES, ["red", "green"]);
+/// assert_eq!(Light::parse("blue"), None);
+/// ```
+#[macro_export]
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident = $text:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value's text, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The text the value is stored and shown as.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+
+            /// The value `text` names, if any.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    text_enum! {
+        enum Light {
+            Red = "red",
+            Green = "green",
+        }
+    }
+
+    #[test]
+    fn a_text_enum_round_trips_through_its_texts_and_refuses_others() {
+        for name in Light::NAMES {
+            let light = Light::parse(name).expect("every listed text parses");
+            assert_eq!(light.as_str(), *name);
+            assert_eq!(light.to_string(), *name);
+        }
+        assert_eq!(Light::NAMES, ["red", "green"]);
+        assert_eq!(Light::parse("Red"), None);
+        assert_eq!(Light::parse(""), None);
+    }
+}

@@ -1,0 +1,141 @@
+//! The catalogue: products listed, read, created, updated (with their
+//! version, for `If-Match`) and deleted (soft: reservations keep pointing
+//! at them).
+
+use chrono::{DateTime, Utc};
+use shared::http::Page;
+use shared::money::Money;
+use sqlx::Row;
+
+use crate::model::{NewProduct, Product, ProductPatch};
+use crate::store::Store;
+
+const PRODUCT_COLUMNS: &str =
+    "id, name, (price * 100)::bigint AS price_cents, stock, version, created_at, updated_at";
+
+fn product_from_row(row: &sqlx::postgres::PgRow) -> Result<Product, sqlx::Error> {
+    Ok(Product {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        price: Money(row.try_get("price_cents")?),
+        stock: row.try_get("stock")?,
+        version: row.try_get("version")?,
+        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?,
+        updated_at: row.try_get::<DateTime<Utc>, _>("updated_at")?,
+    })
+}
+
+/// Why an update did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("product not found")]
+    NotFound,
+    #[error("stale version: the product is at version {current}")]
+    Stale { current: i64 },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl Store {
+    /// One page of live products by id, and how many there are in all.
+    #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn list(&self, page: Page) -> Result<(Vec<Product>, i64), sqlx::Error> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL \
+             ORDER BY id LIMIT $1 OFFSET $2"
+        )))
+        .bind(page.limit)
+        .bind(page.offset)
+        .fetch_all(self.live()?)
+        .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM products WHERE deleted_at IS NULL")
+                .fetch_one(self.live()?)
+                .await?;
+        let products = rows
+            .iter()
+            .map(product_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((products, total))
+    }
+
+    #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn get(&self, id: i64) -> Result<Option<Product>, sqlx::Error> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1 AND deleted_at IS NULL"
+        )))
+        .bind(id)
+        .fetch_optional(self.live()?)
+        .await?
+        .as_ref()
+        .map(product_from_row)
+        .transpose()
+    }
+
+    #[tracing::instrument(name = "INSERT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn create(&self, new: &NewProduct) -> Result<Product, sqlx::Error> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO products (name, price, stock) VALUES ($1, $2::bigint::numeric / 100, $3) \
+             RETURNING {PRODUCT_COLUMNS}"
+        )))
+        .bind(&new.name)
+        .bind(new.price.cents())
+        .bind(new.stock)
+        .fetch_one(self.live()?)
+        .await?;
+        product_from_row(&row)
+    }
+
+    /// Applies the fields that are set; with `expected_version`, only if the
+    /// product is still at that version.
+    #[tracing::instrument(name = "UPDATE products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn update(
+        &self,
+        id: i64,
+        patch: &ProductPatch,
+        expected_version: Option<i64>,
+    ) -> Result<Product, UpdateError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE products SET \
+                name = COALESCE($2, name), \
+                price = COALESCE($3::bigint::numeric / 100, price), \
+                stock = COALESCE($4, stock), \
+                version = version + 1, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL AND ($5::bigint IS NULL OR version = $5) \
+             RETURNING {PRODUCT_COLUMNS}"
+        )))
+        .bind(id)
+        .bind(patch.name.as_deref())
+        .bind(patch.price.map(Money::cents))
+        .bind(patch.stock)
+        .bind(expected_version)
+        .fetch_optional(self.live()?)
+        .await?;
+        match row {
+            Some(row) => Ok(product_from_row(&row)?),
+            None => match self.current_version(id).await? {
+                None => Err(UpdateError::NotFound),
+                Some(current) => Err(UpdateError::Stale { current }),
+            },
+        }
+    }
+
+    async fn current_version(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(self.live()?)
+            .await
+    }
+
+    /// Soft-deletes a product; `None` when there was no live product.
+    #[tracing::instrument(name = "DELETE products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn delete(&self, id: i64) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "UPDATE products SET deleted_at = now(), version = version + 1, updated_at = now() \
+             WHERE id = $1 AND deleted_at IS NULL RETURNING version",
+        )
+        .bind(id)
+        .fetch_optional(self.live()?)
+        .await
+    }
+}

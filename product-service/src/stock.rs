@@ -1,0 +1,426 @@
+//! The stock ledger behind the gRPC stock calls: reservations per order id
+//! (reserve, release, commit).
+//!
+//! Stock moves only through conditional UPDATEs (`... WHERE stock >= $n`),
+//! never read-then-write, so concurrent reservations can't oversell; the
+//! `CHECK (stock >= 0)` backs that up. Every transaction locks its
+//! reservation row first and then products in ascending id order, so two
+//! transactions never wait on each other in a cycle. A reservation row per
+//! order id records the first outcome, which every repeat returns.
+
+use std::collections::BTreeMap;
+
+use shared::db::{parse_text, parsed};
+use shared::money::Money;
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::store::Store;
+
+/// Most line items one reservation may carry.
+pub const MAX_ITEMS: usize = 100;
+
+shared::text_enum! {
+    /// What a reservation is now.
+    pub enum ReservationStatus {
+        Reserved = "reserved",
+        Insufficient = "insufficient",
+        Released = "released",
+        Committed = "committed",
+    }
+}
+
+/// One reserved line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReservedItem {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub unit_price: Money,
+}
+
+/// A reservation as the stock calls report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub status: ReservationStatus,
+    pub items: Vec<ReservedItem>,
+    /// For `Insufficient`: the first short product and its stock then.
+    pub short: Option<(i64, i32)>,
+}
+
+impl Reservation {
+    pub fn total(&self) -> Money {
+        Money(
+            self.items
+                .iter()
+                .map(|i| i.unit_price.cents() * i64::from(i.quantity))
+                .sum(),
+        )
+    }
+}
+
+/// The outcome of a stock call, with the products whose stock moved (their
+/// new versions), so the caller can invalidate their cache entries.
+#[derive(Debug, Clone)]
+pub struct StockChange<T> {
+    pub outcome: T,
+    pub touched: Vec<(i64, i64)>,
+}
+
+impl<T> StockChange<T> {
+    fn unchanged(outcome: T) -> Self {
+        Self {
+            outcome,
+            touched: Vec::new(),
+        }
+    }
+}
+
+/// Why a stock call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum StockError {
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("product {0} not found")]
+    ProductNotFound(i64),
+    #[error("no reservation for order {0}")]
+    ReservationNotFound(i64),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl Store {
+    /// Holds stock for every item of `order_id`, all or nothing. A repeat
+    /// returns what the first call decided and changes nothing.
+    #[tracing::instrument(name = "TX reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn reserve(
+        &self,
+        order_id: i64,
+        items: &[(i64, i32)],
+    ) -> Result<StockChange<Reservation>, StockError> {
+        let wanted = merge_items(order_id, items)?;
+        let mut tx = self.live()?.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO stock_reservations (order_id, status) VALUES ($1, 'reserved') \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tx.rollback().await?;
+            return Ok(StockChange::unchanged(self.load(order_id).await?));
+        }
+        let mut touched = Vec::with_capacity(wanted.len());
+        let mut reserved = Vec::with_capacity(wanted.len());
+        for (&product_id, &quantity) in &wanted {
+            let row = sqlx::query(
+                "UPDATE products SET stock = stock - $2, version = version + 1, updated_at = now() \
+                 WHERE id = $1 AND deleted_at IS NULL AND stock >= $2 \
+                 RETURNING (price * 100)::bigint AS price_cents, version",
+            )
+            .bind(product_id)
+            .bind(quantity)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                let stock: Option<i32> = sqlx::query_scalar(
+                    "SELECT stock FROM products WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(product_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.rollback().await?;
+                return match stock {
+                    None => Err(StockError::ProductNotFound(product_id)),
+                    Some(available) => Ok(StockChange::unchanged(
+                        self.record_insufficient(order_id, product_id, available)
+                            .await?,
+                    )),
+                };
+            };
+            let unit_price = Money(row.try_get("price_cents")?);
+            touched.push((product_id, row.try_get("version")?));
+            sqlx::query(
+                "INSERT INTO stock_reservation_items (order_id, product_id, quantity, unit_price) \
+                 VALUES ($1, $2, $3, $4::bigint::numeric / 100)",
+            )
+            .bind(order_id)
+            .bind(product_id)
+            .bind(quantity)
+            .bind(unit_price.cents())
+            .execute(&mut *tx)
+            .await?;
+            reserved.push(ReservedItem {
+                product_id,
+                quantity,
+                unit_price,
+            });
+        }
+        tx.commit().await?;
+        Ok(StockChange {
+            outcome: Reservation {
+                status: ReservationStatus::Reserved,
+                items: reserved,
+                short: None,
+            },
+            touched,
+        })
+    }
+
+    /// Records that `order_id` was refused for lack of stock (unless a
+    /// concurrent call for the same order decided first) and returns the outcome.
+    async fn record_insufficient(
+        &self,
+        order_id: i64,
+        product_id: i64,
+        available: i32,
+    ) -> Result<Reservation, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO stock_reservations (order_id, status, short_product_id, available_stock) \
+             VALUES ($1, 'insufficient', $2, $3) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(product_id)
+        .bind(available)
+        .execute(self.live()?)
+        .await?;
+        self.load(order_id).await
+    }
+
+    /// The stored outcome of `order_id`.
+    async fn load(&self, order_id: i64) -> Result<Reservation, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT status, short_product_id, available_stock FROM stock_reservations \
+             WHERE order_id = $1",
+        )
+        .bind(order_id)
+        .fetch_one(self.live()?)
+        .await?;
+        let status = parsed(&row, "status", ReservationStatus::parse)?;
+        let short = match (
+            row.try_get::<Option<i64>, _>("short_product_id")?,
+            row.try_get::<Option<i32>, _>("available_stock")?,
+        ) {
+            (Some(p), Some(s)) => Some((p, s)),
+            _ => None,
+        };
+        let items = sqlx::query(
+            "SELECT product_id, quantity, (unit_price * 100)::bigint AS price_cents \
+             FROM stock_reservation_items WHERE order_id = $1 ORDER BY product_id",
+        )
+        .bind(order_id)
+        .fetch_all(self.live()?)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ReservedItem {
+                product_id: r.try_get("product_id")?,
+                quantity: r.try_get("quantity")?,
+                unit_price: Money(r.try_get("price_cents")?),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+        Ok(Reservation {
+            status,
+            items,
+            short,
+        })
+    }
+
+    /// Gives the units held for `order_id` back. Releasing an order that
+    /// never reserved records a release, so a late ReserveStock for it holds
+    /// nothing (a cancelled order must not keep stock). Releasing a committed
+    /// order is refused.
+    #[tracing::instrument(name = "TX release stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn release(
+        &self,
+        order_id: i64,
+    ) -> Result<StockChange<ReservationStatus>, StockError> {
+        check_order_id(order_id)?;
+        let mut tx = self.live()?.begin().await?;
+        let tombstone = sqlx::query(
+            "INSERT INTO stock_reservations (order_id, status) VALUES ($1, 'released') \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if tombstone {
+            tx.commit().await?;
+            return Ok(StockChange::unchanged(ReservationStatus::Released));
+        }
+        match lock_status(&mut tx, order_id).await? {
+            ReservationStatus::Reserved => {}
+            ReservationStatus::Committed => {
+                return Err(StockError::FailedPrecondition(format!(
+                    "order {order_id}'s stock is already committed and cannot be released"
+                )));
+            }
+            other => return Ok(StockChange::unchanged(other)),
+        }
+        let items: Vec<(i64, i32)> = sqlx::query_as(
+            "SELECT product_id, quantity FROM stock_reservation_items \
+             WHERE order_id = $1 ORDER BY product_id",
+        )
+        .bind(order_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut touched = Vec::with_capacity(items.len());
+        for (product_id, quantity) in items {
+            let version: i64 = sqlx::query_scalar(
+                "UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now() \
+                 WHERE id = $1 RETURNING version",
+            )
+            .bind(product_id)
+            .bind(quantity)
+            .fetch_one(&mut *tx)
+            .await?;
+            touched.push((product_id, version));
+        }
+        set_status(&mut tx, order_id, ReservationStatus::Released).await?;
+        tx.commit().await?;
+        Ok(StockChange {
+            outcome: ReservationStatus::Released,
+            touched,
+        })
+    }
+
+    /// Makes the units held for `order_id` final. Refused after a release or
+    /// a refusal; a repeat is a no-op.
+    #[tracing::instrument(name = "TX commit stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn commit(&self, order_id: i64) -> Result<ReservationStatus, StockError> {
+        check_order_id(order_id)?;
+        let mut tx = self.live()?.begin().await?;
+        let status = match lock_status_opt(&mut tx, order_id).await? {
+            None => return Err(StockError::ReservationNotFound(order_id)),
+            Some(s) => s,
+        };
+        match status {
+            ReservationStatus::Reserved => {
+                set_status(&mut tx, order_id, ReservationStatus::Committed).await?;
+                tx.commit().await?;
+                Ok(ReservationStatus::Committed)
+            }
+            ReservationStatus::Committed => Ok(ReservationStatus::Committed),
+            ReservationStatus::Released => Err(StockError::FailedPrecondition(format!(
+                "order {order_id}'s stock was released and cannot be committed"
+            ))),
+            ReservationStatus::Insufficient => Err(StockError::FailedPrecondition(format!(
+                "order {order_id} holds no stock (its reservation was refused)"
+            ))),
+        }
+    }
+}
+
+fn check_order_id(order_id: i64) -> Result<(), StockError> {
+    if order_id <= 0 {
+        return Err(StockError::InvalidArgument(
+            "order_id must be a positive integer".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Validates the items and merges repeats of one product, in ascending
+/// product id order (the lock order).
+fn merge_items(order_id: i64, items: &[(i64, i32)]) -> Result<BTreeMap<i64, i32>, StockError> {
+    check_order_id(order_id)?;
+    if items.is_empty() {
+        return Err(StockError::InvalidArgument(
+            "items must not be empty".into(),
+        ));
+    }
+    if items.len() > MAX_ITEMS {
+        return Err(StockError::InvalidArgument(format!(
+            "at most {MAX_ITEMS} items per reservation"
+        )));
+    }
+    let mut merged = BTreeMap::new();
+    for &(product_id, quantity) in items {
+        if product_id <= 0 {
+            return Err(StockError::InvalidArgument(
+                "product_id must be a positive integer".into(),
+            ));
+        }
+        if quantity <= 0 {
+            return Err(StockError::InvalidArgument(format!(
+                "quantity of product {product_id} must be at least 1"
+            )));
+        }
+        let total: &mut i32 = merged.entry(product_id).or_insert(0);
+        *total = total.checked_add(quantity).ok_or_else(|| {
+            StockError::InvalidArgument(format!("quantity of product {product_id} is too large"))
+        })?;
+    }
+    Ok(merged)
+}
+
+async fn lock_status_opt(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: i64,
+) -> Result<Option<ReservationStatus>, sqlx::Error> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM stock_reservations WHERE order_id = $1 FOR UPDATE")
+            .bind(order_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    status
+        .map(|s| parse_text("status", &s, ReservationStatus::parse))
+        .transpose()
+}
+
+async fn lock_status(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: i64,
+) -> Result<ReservationStatus, sqlx::Error> {
+    lock_status_opt(tx, order_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)
+}
+
+async fn set_status(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: i64,
+    status: ReservationStatus,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE stock_reservations SET status = $2, updated_at = now() WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .bind(status.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_of_a_product_merge_and_bad_items_are_refused() {
+        let merged = merge_items(1, &[(5, 1), (2, 3), (5, 2)]).unwrap();
+        assert_eq!(merged.into_iter().collect::<Vec<_>>(), vec![(2, 3), (5, 3)]);
+        assert!(matches!(
+            merge_items(1, &[]),
+            Err(StockError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            merge_items(1, &[(1, 0)]),
+            Err(StockError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            merge_items(0, &[(1, 1)]),
+            Err(StockError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            merge_items(1, &[(1, i32::MAX), (1, 1)]),
+            Err(StockError::InvalidArgument(_))
+        ));
+    }
+}
