@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chaos under load, then the invariants (DESIGN.md §6).
+# Chaos under load, then the invariants (docs/saga.md).
 #
 # Brings up its own stack beside any `make up` one (state in .local/chaos,
 # databases chaos_*, HTTP ports 18180-18184 (second replicas 18192-18194), broker 127.0.0.1:19192 with

@@ -1,5 +1,5 @@
 //! The invariant checker: reads the five services' databases and the
-//! dead-letter topic after a run has settled, and checks DESIGN.md §6:
+//! dead-letter topic after a run has settled, and checks the invariants of docs/saga.md:
 //!
 //! 1. no negative stock; stock conservation (for products seeded with a
 //!    known stock: stock + units held + units sold = the seeded stock);

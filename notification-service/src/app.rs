@@ -14,7 +14,7 @@ use crate::notifier::Notifier;
 use crate::recorder::Recorder;
 
 pub const SERVICE: &str = "notification-service";
-/// The consumer group (DESIGN.md §5).
+/// The consumer group (docs/contracts.md, "Events").
 pub const GROUP: &str = "notification-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -1,4 +1,4 @@
-//! notification-service configuration (environment variables, see README).
+//! notification-service configuration (environment variables, listed in docs/contracts.md).
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! `minishop-ops`: see the crate docs ([`ops`]) and the README's
-//! "Dead letters" section.
+//! `minishop-ops`: see the crate docs ([`ops`]) and docs/saga.md,
+//! "Dead letters".
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! The REST API (DESIGN.md §3): place, read, list and cancel orders.
+//! The REST API (docs/contracts.md, "HTTP conventions"): place, read, list and cancel orders.
 
 use axum::Json;
 use axum::extract::State;

@@ -15,7 +15,7 @@ use crate::store::Store;
 
 /// The service's name in logs and metrics.
 pub const SERVICE: &str = "order-service";
-/// The consumer group (DESIGN.md §5).
+/// The consumer group (docs/contracts.md, "Events").
 pub const GROUP: &str = "order-service";
 
 /// The order database's migrations (also applied by tests that drive the saga directly).

@@ -1,4 +1,4 @@
-//! order-service configuration (environment variables, see README).
+//! order-service configuration (environment variables, listed in docs/contracts.md).
 
 use std::net::SocketAddr;
 use std::time::Duration;

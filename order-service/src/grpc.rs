@@ -1,4 +1,4 @@
-//! The gRPC `order.OrderService` (DESIGN.md §4): the same rules as REST,
+//! The gRPC `order.OrderService` (docs/contracts.md): the same rules as REST,
 //! with the caller's Bearer token in the `authorization` metadata.
 
 use std::sync::Arc;

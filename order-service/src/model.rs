@@ -76,7 +76,7 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
-/// An order as the API shows it (DESIGN.md §3).
+/// An order as the API shows it (docs/contracts.md, "HTTP conventions").
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrderView {
     pub id: i64,

@@ -1,4 +1,4 @@
-//! The orchestration (DESIGN.md §6).
+//! The orchestration (docs/saga.md).
 //!
 //! ```text
 //! place:           insert PENDING -> ReserveStock -> tx{ held, total, outbox(order_created) }

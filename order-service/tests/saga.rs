@@ -3,7 +3,7 @@
 //! orders, insufficient stock, idempotency keys, a hundred concurrent
 //! orders for forty units, redelivered and contradicting events, a crash
 //! between reservation and publish, a payment-service restart, a poison
-//! message. Each test checks the invariants of DESIGN.md §6 it touches.
+//! message. Each test checks the invariants of docs/saga.md it touches.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use crate::saga::PaymentHandler;
 use crate::store::Store;
 
 pub const SERVICE: &str = "payment-service";
-/// The consumer group (DESIGN.md §5).
+/// The consumer group (docs/contracts.md, "Events").
 pub const GROUP: &str = "payment-service";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

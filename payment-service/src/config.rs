@@ -1,4 +1,4 @@
-//! payment-service configuration (environment variables, see README).
+//! payment-service configuration (environment variables, listed in docs/contracts.md).
 
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;

@@ -1,4 +1,4 @@
-//! The REST API of the catalogue (DESIGN.md §3): list, get (with ETag and
+//! The REST API of the catalogue (docs/contracts.md, "HTTP conventions"): list, get (with ETag and
 //! the cache), create, partial update with optimistic concurrency, delete.
 //! Reads are public; writes need the admin role.
 

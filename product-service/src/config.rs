@@ -1,4 +1,4 @@
-//! product-service configuration (environment variables, see README).
+//! product-service configuration (environment variables, listed in docs/contracts.md).
 
 use std::net::SocketAddr;
 

@@ -1,4 +1,4 @@
-//! The gRPC `product.ProductService` (DESIGN.md §4): the order saga's stock
+//! The gRPC `product.ProductService` (docs/contracts.md): the order saga's stock
 //! calls. Every failure maps to a proper status code, never UNKNOWN.
 
 use shared::error::db_status;

@@ -2,7 +2,7 @@
 //! requests into it.
 //!
 //! Every error leaves a service as `{"error": "<human message>", "code":
-//! "<snake_case>", ...fields that help}` with the right status (DESIGN.md §3).
+//! "<snake_case>", ...fields that help}` with the right status (docs/contracts.md, "HTTP conventions").
 //! Handlers return `Result<_, ApiError>`; the extractors here ([`ApiJson`],
 //! [`ApiQuery`], [`IdPath`]) replace axum's plain-text rejections so that bad
 //! input is always a JSON 4xx that names the field, never a 500.

@@ -1,5 +1,5 @@
 //! HTTP plumbing every service shares: the unversioned + `/api/v1` mounting of
-//! the API (DESIGN.md §3), `/health`, `/ready`, `/metrics`, `/openapi.json`
+//! the API (docs/contracts.md, "HTTP conventions"), `/health`, `/ready`, `/metrics`, `/openapi.json`
 //! and `/docs`, JSON 404/405, the body limit, RED metrics, request tracing,
 //! pagination, and a server with graceful shutdown.
 

@@ -1,5 +1,5 @@
 //! Exact money: an amount in integer cents that reads and writes JSON as a
-//! number with two decimals (`1999.99`), per DESIGN.md §3.
+//! number with two decimals (`1999.99`), per docs/contracts.md.
 //!
 //! JSON numbers arrive as f64; the shortest decimal that round-trips an f64
 //! is exactly what the client wrote for any amount of up to 15 significant

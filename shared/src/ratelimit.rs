@@ -1,4 +1,4 @@
-//! Rate limits (DESIGN.md §7): per client IP on the credential routes
+//! Rate limits (docs/contracts.md, "Rate limits"): per client IP on the credential routes
 //! (`/register`, `/login`) and per user on authenticated writes. Limits are
 //! configuration; an exceeded limit is a 429 with `Retry-After` and a JSON
 //! error. Each key has its own GCRA bucket (the `governor` crate), so one

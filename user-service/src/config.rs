@@ -1,4 +1,4 @@
-//! user-service configuration (environment variables, see README).
+//! user-service configuration (environment variables, listed in docs/contracts.md).
 
 use shared::config::{
     CommonConfig, ConfigError, DEFAULT_PRIVATE_KEY_FILE, Env, FromEnv, JwtConfig, read_pem,

@@ -1,4 +1,4 @@
-//! `invariants`: checks DESIGN.md §6 across the five databases and the
+//! `invariants`: checks the invariants (docs/saga.md) across the five databases and the
 //! dead-letter topic; prints a table and exits 1 on any violation.
 
 use clap::Parser;

@@ -1,4 +1,4 @@
-//! The saga's events (DESIGN.md §5): one JSON envelope per Kafka message,
+//! The saga's events (docs/contracts.md, "Events"): one JSON envelope per Kafka message,
 //! readable as it is in Kafdrop, with one definition for producers and
 //! consumers.
 

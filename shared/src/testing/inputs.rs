@@ -125,7 +125,7 @@ pub fn body(object: BoxedStrategy<Value>) -> BoxedStrategy<Vec<u8>> {
     .boxed()
 }
 
-/// Checks that a rejection of client input is what DESIGN.md §3 asks for:
+/// Checks that a rejection of client input is what docs/contracts.md ("HTTP conventions") asks for:
 /// a 400 with a snake_case code and a message, naming the field when it has one.
 pub fn check_bad_request(e: &ApiError) -> Result<(), TestCaseError> {
     prop_assert_eq!(e.status.as_u16(), 400, "{}", e);
