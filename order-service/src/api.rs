@@ -5,14 +5,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use shared::auth::AuthUser;
-use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, IdPath};
+use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
 use shared::http::{PageParams, total_count_header};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::model::{IdempotencyKey, InvalidKey, OrderStatus, OrderView};
-use crate::saga::{PlaceError, Saga, reasons};
+use crate::model::{IdempotencyKey, InvalidKey, OrderReason, OrderStatus, OrderView};
+use crate::saga::{PlaceError, Saga};
 use crate::store::Transition;
 
 #[derive(Clone)]
@@ -38,12 +38,12 @@ impl From<PlaceError> for ApiError {
             PlaceError::Invalid(line) => ApiError::invalid_field(&line.field, line.message),
             PlaceError::KeyReused { order_id } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
+                ErrorCode::IdempotencyKeyReused,
                 message,
             )
             .with("order_id", order_id),
             PlaceError::InProgress { order_id } => {
-                ApiError::conflict("request_in_progress", message)
+                ApiError::conflict(ErrorCode::RequestInProgress, message)
                     .with("order_id", order_id)
                     .retry_after(1)
             }
@@ -51,21 +51,23 @@ impl From<PlaceError> for ApiError {
                 order_id,
                 product_id,
                 stock,
-            } => ApiError::conflict(reasons::INSUFFICIENT_STOCK, message)
+            } => ApiError::conflict(ErrorCode::InsufficientStock, message)
                 .with("stock", stock)
                 .with("product_id", product_id)
                 .with("order_id", order_id),
             PlaceError::ProductNotFound { order_id, .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, reasons::PRODUCT_NOT_FOUND, message)
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ProductNotFound, message)
                     .with("order_id", order_id)
             }
             PlaceError::Unavailable { retry_after_secs } => {
                 ApiError::unavailable(message).retry_after(retry_after_secs)
             }
-            PlaceError::Overloaded { retry_after_secs } => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
-                    .retry_after(retry_after_secs)
-            }
+            PlaceError::Overloaded { retry_after_secs } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Overloaded,
+                message,
+            )
+            .retry_after(retry_after_secs),
             PlaceError::Refused(_) => ApiError::internal(message),
             PlaceError::Db(e) => e.into(),
         }
@@ -262,13 +264,13 @@ async fn cancel_order(
     let not_found = || ApiError::not_found(format!("order {id} not found"));
     let order = state.saga.store.get(id).await?.ok_or_else(not_found)?;
     caller.require_self_or_admin(order.user_id)?;
-    match state.saga.cancel(id, reasons::USER_CANCELLED).await? {
+    match state.saga.cancel(id, OrderReason::UserCancelled).await? {
         Transition::Done(order) => Ok(Json(OrderView::from(&order))),
         Transition::Refused(order) if order.status == OrderStatus::Cancelled => {
             Ok(Json(OrderView::from(&order)))
         }
         Transition::Refused(order) => Err(ApiError::conflict(
-            "not_cancellable",
+            ErrorCode::NotCancellable,
             format!(
                 "order {id} is {} and can no longer be cancelled",
                 order.status.as_str()

@@ -37,6 +37,28 @@ impl OrderStatus {
 }
 
 shared::text_enum! {
+    /// Why an order was rejected, failed or cancelled (its `reason`).
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum OrderReason {
+        /// Rejected: a product had fewer units than ordered.
+        InsufficientStock = "insufficient_stock",
+        /// Rejected: a product does not exist.
+        ProductNotFound = "product_not_found",
+        /// Rejected: product-service could not be reached.
+        StockServiceUnavailable = "stock_service_unavailable",
+        /// Rejected: product-service refused the reservation.
+        StockRefused = "stock_refused",
+        /// Failed: the payment was declined.
+        PaymentFailed = "payment_failed",
+        /// Cancelled by its customer (or an admin).
+        UserCancelled = "user_cancelled",
+        /// Cancelled: no payment result within `PAYMENT_TIMEOUT_SECS`.
+        Timeout = "timeout",
+    }
+}
+
+shared::text_enum! {
     /// Where an order's units are at product-service.
     pub enum StockState {
         /// ReserveStock was asked but not answered: units may be held.
@@ -67,7 +89,7 @@ pub struct Order {
     pub stock: StockState,
     pub total_price: Option<Money>,
     pub currency: String,
-    pub reason: Option<String>,
+    pub reason: Option<OrderReason>,
     /// For a rejection for lack of stock: the short product and its stock then.
     pub short: Option<(i64, i32)>,
     pub request_fingerprint: Option<String>,
@@ -91,7 +113,7 @@ pub struct OrderView {
     /// The first item's quantity, for clients of the single-item API.
     pub quantity: i32,
     /// Why the order was rejected, failed or cancelled.
-    pub reason: Option<String>,
+    pub reason: Option<OrderReason>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -108,7 +130,7 @@ impl From<&Order> for OrderView {
             items: o.items.clone(),
             product_id: first.map_or(0, |i| i.product_id),
             quantity: first.map_or(0, |i| i.quantity),
-            reason: o.reason.clone(),
+            reason: o.reason,
             created_at: o.created_at,
             updated_at: o.updated_at,
         }

@@ -34,20 +34,9 @@ use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
 use tonic::Code;
 
-use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderStatus, StockState};
+use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderReason, OrderStatus, StockState};
 use crate::product_client::{CallError, ProductClient};
 use crate::store::{Change, Inserted, Store, Transition};
-
-/// Rejection reasons, as stored and shown in `reason`.
-pub mod reasons {
-    pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
-    pub const PRODUCT_NOT_FOUND: &str = "product_not_found";
-    pub const STOCK_UNAVAILABLE: &str = "stock_service_unavailable";
-    pub const STOCK_REFUSED: &str = "stock_refused";
-    pub const PAYMENT_FAILED: &str = "payment_failed";
-    pub const USER_CANCELLED: &str = "user_cancelled";
-    pub const TIMEOUT: &str = "timeout";
-}
 
 /// How the saga paces itself.
 #[derive(Debug, Clone)]
@@ -267,8 +256,14 @@ impl Saga {
                         order_id = order.id,
                         "product-service holds a different reservation under this order id"
                     );
-                    self.reject(&order, reasons::STOCK_REFUSED, None, StockState::None, true)
-                        .await?;
+                    self.reject(
+                        &order,
+                        OrderReason::StockRefused,
+                        None,
+                        StockState::None,
+                        true,
+                    )
+                    .await?;
                     return Err(PlaceError::Refused(
                         "order id already used at product-service".into(),
                     ));
@@ -290,7 +285,7 @@ impl Saga {
                 let short = (answer.short_product_id, answer.available_stock);
                 self.reject(
                     &order,
-                    reasons::INSUFFICIENT_STOCK,
+                    OrderReason::InsufficientStock,
                     Some(short),
                     StockState::None,
                     false,
@@ -313,7 +308,7 @@ impl Saga {
                 );
                 self.reject(
                     &order,
-                    reasons::STOCK_REFUSED,
+                    OrderReason::StockRefused,
                     None,
                     StockState::Released,
                     true,
@@ -335,7 +330,7 @@ impl Saga {
                 );
                 self.reject(
                     &order,
-                    reasons::STOCK_REFUSED,
+                    OrderReason::StockRefused,
                     None,
                     StockState::Unknown,
                     true,
@@ -356,7 +351,7 @@ impl Saga {
             CallError::Refused(status) if status.code() == Code::NotFound => self
                 .reject(
                     order,
-                    reasons::PRODUCT_NOT_FOUND,
+                    OrderReason::ProductNotFound,
                     None,
                     StockState::None,
                     false,
@@ -370,7 +365,7 @@ impl Saga {
                 tracing::error!(order_id = order.id, code = ?status.code(), message = status.message(), "ReserveStock refused");
                 self.reject(
                     order,
-                    reasons::STOCK_REFUSED,
+                    OrderReason::StockRefused,
                     None,
                     StockState::Unknown,
                     true,
@@ -392,11 +387,17 @@ impl Saga {
                         StockState::Unknown
                     };
                     tracing::warn!(order_id = order.id, error = %e, "order rejected: product-service unavailable");
-                    self.reject(order, reasons::STOCK_UNAVAILABLE, None, stock, true)
-                        .await
-                        .map(|_| PlaceError::Unavailable {
-                            retry_after_secs: 5,
-                        })
+                    self.reject(
+                        order,
+                        OrderReason::StockServiceUnavailable,
+                        None,
+                        stock,
+                        true,
+                    )
+                    .await
+                    .map(|_| PlaceError::Unavailable {
+                        retry_after_secs: 5,
+                    })
                 } else {
                     Ok(PlaceError::Unavailable {
                         retry_after_secs: 5,
@@ -410,7 +411,7 @@ impl Saga {
     async fn reject(
         &self,
         order: &Order,
-        reason: &str,
+        reason: OrderReason,
         short: Option<(i64, i32)>,
         stock: StockState,
         free_key: bool,
@@ -424,7 +425,11 @@ impl Saga {
                 status: OrderStatus::Rejected,
                 ..order.clone()
             });
-            tracing::info!(order_id = order.id, reason, "order rejected");
+            tracing::info!(
+                order_id = order.id,
+                reason = reason.as_str(),
+                "order rejected"
+            );
         }
         Ok(())
     }
@@ -446,9 +451,9 @@ impl Saga {
             },
             EventPayload::PaymentFailed { .. } => Change {
                 to: OrderStatus::Failed,
-                reason: Some(reasons::PAYMENT_FAILED),
+                reason: Some(OrderReason::PaymentFailed),
                 event: Box::new(|_: &Order| EventPayload::OrderCancelled {
-                    reason: reasons::PAYMENT_FAILED.into(),
+                    reason: OrderReason::PaymentFailed.as_str().into(),
                 }),
             },
             _ => return Ok(()),
@@ -486,7 +491,7 @@ impl Saga {
     }
 
     /// Cancels a pending order (`reason`: user_cancelled or timeout) and gives its stock back.
-    pub async fn cancel(&self, id: i64, reason: &'static str) -> Result<Transition, sqlx::Error> {
+    pub async fn cancel(&self, id: i64, reason: OrderReason) -> Result<Transition, sqlx::Error> {
         let transition = self
             .store
             .transition(
@@ -496,14 +501,14 @@ impl Saga {
                     to: OrderStatus::Cancelled,
                     reason: Some(reason),
                     event: Box::new(move |_: &Order| EventPayload::OrderCancelled {
-                        reason: reason.into(),
+                        reason: reason.as_str().into(),
                     }),
                 },
             )
             .await?;
         if let Transition::Done(order) = &transition {
             self.metrics.finished(order);
-            tracing::info!(order_id = id, reason, "order cancelled");
+            tracing::info!(order_id = id, reason = reason.as_str(), "order cancelled");
             self.settle(order).await;
         }
         Ok(transition)
@@ -570,7 +575,7 @@ impl Saga {
         let mut count = overdue.len();
         for order in overdue {
             tracing::warn!(order_id = order.id, "no payment result in time: cancelling");
-            self.cancel(order.id, reasons::TIMEOUT).await?;
+            self.cancel(order.id, OrderReason::Timeout).await?;
         }
         let orders = self
             .store
@@ -636,11 +641,11 @@ fn replay(order: Order, lines: &Lines) -> Result<Placed, PlaceError> {
     if order.request_fingerprint.as_deref() != Some(lines.fingerprint().as_str()) {
         return Err(PlaceError::KeyReused { order_id: order.id });
     }
-    match (order.status, order.stock, order.reason.as_deref()) {
+    match (order.status, order.stock, order.reason) {
         (OrderStatus::Pending, StockState::Unknown, _) => {
             Err(PlaceError::InProgress { order_id: order.id })
         }
-        (OrderStatus::Rejected, _, Some(reasons::INSUFFICIENT_STOCK)) => {
+        (OrderStatus::Rejected, _, Some(OrderReason::InsufficientStock)) => {
             let (product_id, stock) = order.short.unwrap_or((0, 0));
             Err(PlaceError::Insufficient {
                 order_id: order.id,
@@ -648,7 +653,7 @@ fn replay(order: Order, lines: &Lines) -> Result<Placed, PlaceError> {
                 stock,
             })
         }
-        (OrderStatus::Rejected, _, Some(reasons::PRODUCT_NOT_FOUND)) => {
+        (OrderStatus::Rejected, _, Some(OrderReason::ProductNotFound)) => {
             Err(PlaceError::ProductNotFound {
                 order_id: order.id,
                 message: format!("order {} was rejected", order.id),

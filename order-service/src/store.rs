@@ -13,9 +13,9 @@ use shared::kafka::{claim, outbox};
 use shared::money::Money;
 use sqlx::{PgPool, Row};
 
-use shared::db::parsed;
+use shared::db::{parse_text, parsed};
 
-use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderStatus, StockState};
+use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderReason, OrderStatus, StockState};
 
 const COLUMNS: &str = "id, user_id, status, stock, (total_price * 100)::bigint AS total_cents, \
      currency, reason, short_product_id, available_stock, request_fingerprint, created_at, updated_at";
@@ -31,7 +31,10 @@ fn order_from_row(
         stock: parsed(row, "stock", StockState::parse)?,
         total_price: row.try_get::<Option<i64>, _>("total_cents")?.map(Money),
         currency: row.try_get("currency")?,
-        reason: row.try_get("reason")?,
+        reason: row
+            .try_get::<Option<String>, _>("reason")?
+            .map(|r| parse_text("reason", &r, OrderReason::parse))
+            .transpose()?,
         short: match (
             row.try_get::<Option<i64>, _>("short_product_id")?,
             row.try_get::<Option<i32>, _>("available_stock")?,
@@ -71,7 +74,7 @@ pub enum Transition {
 /// A guarded status change and the event that announces it.
 pub struct Change<'a> {
     pub to: OrderStatus,
-    pub reason: Option<&'a str>,
+    pub reason: Option<OrderReason>,
     /// The event, from the order as it was (still pending).
     pub event: Box<dyn FnOnce(&Order) -> EventPayload + Send + 'a>,
 }
@@ -317,7 +320,7 @@ impl Store {
     pub async fn reject(
         &self,
         id: i64,
-        reason: &str,
+        reason: OrderReason,
         short: Option<(i64, i32)>,
         stock: StockState,
         free_key: bool,
@@ -330,7 +333,7 @@ impl Store {
         )
         .bind(id)
         .bind(stock.as_str())
-        .bind(reason)
+        .bind(reason.as_str())
         .bind(short.map(|s| s.0))
         .bind(short.map(|s| s.1))
         .bind(free_key)
@@ -374,7 +377,7 @@ impl Store {
         sqlx::query("UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1")
             .bind(id)
             .bind(change.to.as_str())
-            .bind(change.reason)
+            .bind(change.reason.map(OrderReason::as_str))
             .execute(&mut *tx)
             .await?;
         let event = Event::new(id, order.user_id, (change.event)(&order));

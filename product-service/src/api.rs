@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::auth::AdminUser;
-use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, IdPath};
+use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
 use shared::http::{PageParams, total_count_header};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -175,7 +175,7 @@ async fn update_product(
     let expected = match (if_match, patch.version) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::bad_request(
-                "precondition_mismatch",
+                ErrorCode::PreconditionMismatch,
                 format!("If-Match names version {a} but the body says version {b}"),
             ));
         }
@@ -186,7 +186,7 @@ async fn update_product(
         Err(UpdateError::NotFound) => return Err(product_not_found(id)),
         Err(UpdateError::Stale { current }) => {
             return Err(ApiError::conflict(
-                "stale_version",
+                ErrorCode::StaleVersion,
                 format!("the product changed since version {}: it is at version {current}; re-read it and retry", expected.unwrap_or_default()),
             )
             .with("current_version", current));

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared::error::ApiError;
+use shared::error::{ApiError, ErrorCode};
 use shared::money::{MAX_CENTS, Money};
 use utoipa::ToSchema;
 
@@ -100,7 +100,7 @@ impl ProductPatch {
     pub fn validate(&self) -> Result<(), ApiError> {
         if self.name.is_none() && self.price.is_none() && self.stock.is_none() {
             return Err(ApiError::bad_request(
-                "empty_update",
+                ErrorCode::EmptyUpdate,
                 "nothing to update: send at least one of name, price, stock",
             ));
         }

@@ -15,7 +15,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -74,11 +74,11 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            AuthError::Missing => "missing_token",
-            AuthError::Expired => "token_expired",
-            _ => "invalid_token",
+            AuthError::Missing => ErrorCode::MissingToken,
+            AuthError::Expired => ErrorCode::TokenExpired,
+            _ => ErrorCode::InvalidToken,
         }
     }
 }

@@ -177,6 +177,16 @@ pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> Resul
         })
 }
 
+/// The name of the unique constraint `e` violated, if it is a unique
+/// violation (SQLSTATE 23505): callers map it to a 409 by the constraint's
+/// name, so another unique index on the table is not taken for it.
+pub fn unique_violation(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => db.constraint(),
+        _ => None,
+    }
+}
+
 /// Column `column` of `row`, text that `parse` turns into a value (a
 /// status, a state: see [`crate::text_enum`]); an unknown text is a decode
 /// error naming the column and the text.

@@ -14,13 +14,52 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+crate::text_enum! {
+    /// Every `code` an error of the API can carry: stable, snake_case, for
+    /// clients to branch on (listed in docs/contracts.md).
+    pub enum ErrorCode {
+        // Any service.
+        InvalidField = "invalid_field",
+        InvalidQuery = "invalid_query",
+        InvalidBody = "invalid_body",
+        MalformedJson = "malformed_json",
+        UnreadableBody = "unreadable_body",
+        PayloadTooLarge = "payload_too_large",
+        UnsupportedMediaType = "unsupported_media_type",
+        MethodNotAllowed = "method_not_allowed",
+        NotFound = "not_found",
+        MissingToken = "missing_token",
+        TokenExpired = "token_expired",
+        InvalidToken = "invalid_token",
+        Forbidden = "forbidden",
+        RateLimited = "rate_limited",
+        Unavailable = "unavailable",
+        Internal = "internal",
+        EmptyUpdate = "empty_update",
+        // user-service.
+        EmailTaken = "email_taken",
+        InvalidCredentials = "invalid_credentials",
+        WrongPassword = "wrong_password",
+        // product-service.
+        StaleVersion = "stale_version",
+        PreconditionMismatch = "precondition_mismatch",
+        // order-service.
+        ProductNotFound = "product_not_found",
+        InsufficientStock = "insufficient_stock",
+        RequestInProgress = "request_in_progress",
+        IdempotencyKeyReused = "idempotency_key_reused",
+        NotCancellable = "not_cancellable",
+        Overloaded = "overloaded",
+    }
+}
+
 /// An error as the client sees it.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// Stable snake_case code that clients can branch on.
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// A sentence for humans.
     pub message: String,
     /// Fields that help the client (`"field": "price"`, `"stock": 3`).
@@ -31,7 +70,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -55,37 +94,42 @@ impl ApiError {
 
     /// 400 for one bad field: names the field.
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_field", message).with("field", field)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, message).with("field", field)
     }
 
     /// 400 for a request that is wrong as a whole.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 401: no credentials or bad credentials.
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
     /// 403: the caller is known but may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// 404 for a missing resource.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// 409: the request conflicts with the current state.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
     /// 503 with `Retry-After`: a dependency is down; the request may be retried.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        )
+        .retry_after(1)
     }
 
     /// 500: logs the cause, tells the client nothing internal.
@@ -93,7 +137,7 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal server error",
         )
     }
@@ -117,7 +161,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::new();
         body.insert("error".into(), Value::String(self.message));
-        body.insert("code".into(), Value::String(self.code.into()));
+        body.insert("code".into(), Value::String(self.code.as_str().into()));
         body.extend(self.extra);
         let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
         if let Some(secs) = self.retry_after {
@@ -187,7 +231,7 @@ where
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "expected a JSON body with Content-Type: application/json",
             ));
         }
@@ -198,11 +242,11 @@ where
                     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         ApiError::new(
                             StatusCode::PAYLOAD_TOO_LARGE,
-                            "payload_too_large",
+                            ErrorCode::PayloadTooLarge,
                             "the request body is too large",
                         )
                     } else {
-                        ApiError::bad_request("unreadable_body", e.body_text())
+                        ApiError::bad_request(ErrorCode::UnreadableBody, e.body_text())
                     }
                 })?;
         parse_json(&bytes).map(ApiJson)
@@ -216,21 +260,25 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request("malformed_json", format!("malformed JSON: {inner}"));
+            return ApiError::bad_request(
+                ErrorCode::MalformedJson,
+                format!("malformed JSON: {inner}"),
+            );
         }
         let message = strip_position(&inner.to_string());
         let field = missing_field_name(&message)
             .map(|name| join_path(&path, name))
             .unwrap_or(path);
         if field.is_empty() || field == "." {
-            ApiError::bad_request("invalid_body", message)
+            ApiError::bad_request(ErrorCode::InvalidBody, message)
         } else {
             ApiError::invalid_field(&field, format!("{field}: {message}"))
         }
     })?;
     // Trailing garbage after the value is bad input too.
-    de.end()
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::bad_request(ErrorCode::MalformedJson, format!("malformed JSON: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -276,8 +324,10 @@ where
                         .unwrap_or(&text)
                         .to_string();
                     let field = detail.split(':').next().unwrap_or("").trim().to_string();
-                    let err =
-                        ApiError::bad_request("invalid_query", format!("invalid query: {detail}"));
+                    let err = ApiError::bad_request(
+                        ErrorCode::InvalidQuery,
+                        format!("invalid query: {detail}"),
+                    );
                     if field.is_empty() || field.contains(' ') {
                         err
                     } else {
@@ -316,7 +366,7 @@ pub async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiEr
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         format!("{method} is not allowed on {}", uri.path()),
     )
 }
@@ -349,13 +399,13 @@ mod tests {
     fn malformed_json_and_trailing_garbage_are_400() {
         assert_eq!(
             parse_json::<Body>(b"{\"name\":").unwrap_err().code,
-            "malformed_json"
+            ErrorCode::MalformedJson
         );
         assert_eq!(
             parse_json::<Body>(br#"{"name":"x","stock":1} x"#)
                 .unwrap_err()
                 .code,
-            "malformed_json"
+            ErrorCode::MalformedJson
         );
     }
 }

@@ -23,7 +23,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::auth::JwtVerifier;
 use crate::config::Env;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Above this many tracked keys, buckets that are full again are dropped.
 const PRUNE_ABOVE_KEYS: usize = 10_000;
@@ -86,7 +86,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!("too many {}; retry in {} s", self.what, seconds.max(1)),
             )
             .retry_after(seconds.max(1))

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, middleware};
 use serde::{Deserialize, Serialize};
 use shared::auth::{AdminUser, AuthUser, JwtSigner, Role};
-use shared::error::{ApiError, ApiJson, ErrorBody, IdPath};
+use shared::error::{ApiError, ApiJson, ErrorBody, ErrorCode, IdPath};
 use shared::ratelimit::{RateLimits, limit_per_ip};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -155,7 +155,7 @@ async fn register(
         .await
         .map_err(|e| match e {
             StoreError::DuplicateEmail => {
-                ApiError::conflict("email_taken", "this email is already registered")
+                ApiError::conflict(ErrorCode::EmailTaken, "this email is already registered")
                     .with("field", "email")
             }
             StoreError::NotFound => ApiError::internal("insert returned no row"),
@@ -197,7 +197,8 @@ async fn login(
     State(state): State<ApiState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let refused = || ApiError::unauthorized("invalid_credentials", "invalid email or password");
+    let refused =
+        || ApiError::unauthorized(ErrorCode::InvalidCredentials, "invalid email or password");
     // A malformed email can't belong to anyone; still spend the hashing time.
     let found = match normalize_email(&req.email) {
         Ok(email) => state.store.by_email(&email).await?,
@@ -259,7 +260,7 @@ impl ProfileUpdate {
     pub fn validate(&self) -> Result<(), ApiError> {
         if self.name.is_none() && self.password.is_none() {
             return Err(ApiError::bad_request(
-                "empty_update",
+                ErrorCode::EmptyUpdate,
                 "nothing to update: send name and/or password",
             ));
         }
@@ -314,7 +315,7 @@ async fn update_profile(
             {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "wrong_password",
+                    ErrorCode::WrongPassword,
                     "current_password is wrong",
                 )
                 .with("field", "current_password"));
@@ -393,7 +394,7 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::not_found("no such user"),
         StoreError::DuplicateEmail => {
-            ApiError::conflict("email_taken", "this email is already registered")
+            ApiError::conflict(ErrorCode::EmailTaken, "this email is already registered")
         }
         StoreError::Db(e) => e.into(),
     }

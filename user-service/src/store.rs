@@ -56,9 +56,8 @@ fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, sqlx::Error
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-}
+/// PostgreSQL's name for the `UNIQUE` of `users.email` (migrations/0001).
+const EMAIL_UNIQUE: &str = "users_email_key";
 
 /// The user database.
 #[derive(Debug, Clone)]
@@ -83,7 +82,7 @@ impl Store {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if shared::db::unique_violation(&e) == Some(EMAIL_UNIQUE) {
                 StoreError::DuplicateEmail
             } else {
                 StoreError::Db(e)

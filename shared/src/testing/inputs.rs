@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// Arbitrary JSON, a few levels deep.
 pub fn json() -> BoxedStrategy<Value> {
@@ -129,13 +129,14 @@ pub fn body(object: BoxedStrategy<Value>) -> BoxedStrategy<Vec<u8>> {
 /// a 400 with a snake_case code and a message, naming the field when it has one.
 pub fn check_bad_request(e: &ApiError) -> Result<(), TestCaseError> {
     prop_assert_eq!(e.status.as_u16(), 400, "{}", e);
+    let code = e.code.as_str();
     prop_assert!(
-        !e.code.is_empty() && e.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
         "code {:?}",
-        e.code
+        code
     );
     prop_assert!(!e.message.is_empty());
-    if e.code == "invalid_field" {
+    if e.code == ErrorCode::InvalidField {
         let field = e.extra.get("field").and_then(Value::as_str);
         prop_assert!(field.is_some_and(|f| !f.is_empty()), "{:?}", e.extra);
     }
