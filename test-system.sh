@@ -12,11 +12,11 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 
-USER_URL=${USER_URL:-http://127.0.0.1:8080}
-PRODUCT_URL=${PRODUCT_URL:-http://127.0.0.1:8081}
-ORDER_URL=${ORDER_URL:-http://127.0.0.1:8082}
-PAYMENT_URL=${PAYMENT_URL:-http://127.0.0.1:8083}
-NOTIFICATION_URL=${NOTIFICATION_URL:-http://127.0.0.1:8084}
+# The services' URLs (USER_URL, PRODUCT_URL, ...), unless given: `make up`'s
+# ports, from the one list of services.
+# shellcheck source=scripts/roster.sh
+source scripts/roster.sh
+roster_urls "${HTTP_PORT_BASE:-8080}"
 SETTLE_SECONDS=${SETTLE_SECONDS:-30}
 if [ -z "${ADMIN_PASSWORD:-}" ] && [ -f .local/admin.env ]; then
   # shellcheck disable=SC1091
@@ -71,12 +71,13 @@ stock_of() { call GET "$PRODUCT_URL/api/v1/products/$1" ""; field '.stock | numb
 stock_is() { [ "$(stock_of "$1")" = "$2" ]; }
 
 section "Health"
-for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
-  name=${entry%%:*}; url=${entry#*:}
+for entry in "${ROSTER[@]}"; do
+  read -r service _ _ var <<<"$entry"
+  url=${!var}
   call GET "$url/health" ""
-  check "$name-service /health answers 200" is "$STATUS" 200
+  check "$service /health answers 200" is "$STATUS" 200
   call GET "$url/ready" ""
-  check "$name-service /ready answers 200 (database, broker)" is "$STATUS" 200
+  check "$service /ready answers 200 (database, broker)" is "$STATUS" 200
 done
 
 section "Accounts"
@@ -170,10 +171,10 @@ check "failed order: order_created, payment_failed, order_cancelled" \
   wait_for "$SETTLE_SECONDS" has_notifications "$FAILED" "order_cancelled,order_created,payment_failed"
 
 section "Metrics"
-for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
-  name=${entry%%:*}; url=${entry#*:}
-  call GET "$url/metrics" ""
-  check "$name-service /metrics answers with RED metrics" grep -q '^http_requests_total' <<<"$BODY"
+for entry in "${ROSTER[@]}"; do
+  read -r service _ _ var <<<"$entry"
+  call GET "${!var}/metrics" ""
+  check "$service /metrics answers with RED metrics" grep -q '^http_requests_total' <<<"$BODY"
 done
 call GET "$ORDER_URL/metrics" ""
 check "order-service counts saga outcomes" grep -q '^saga_outcomes_total{.*outcome="paid"' <<<"$BODY"
@@ -181,16 +182,16 @@ check "product-service counts the gRPC calls it served by method and code" \
   grep -qE '^grpc_server_requests_total\{.*(code="OK".*method="/product.ProductService/ReserveStock"|method="/product.ProductService/ReserveStock".*code="OK")' <<<"$(curl -fsS "$PRODUCT_URL/metrics")"
 check "order-service counts the gRPC calls it made by method and code" \
   grep -qE '^grpc_client_requests_total\{.*method="/product.ProductService/ReserveStock"' <<<"$(curl -fsS "$ORDER_URL/metrics")"
-for entry in user:$USER_URL product:$PRODUCT_URL order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
-  name=${entry%%:*}; url=${entry#*:}
-  check "$name-service exports its database pool (in use, idle)" \
-    grep -q '^db_pool_connections{.*state="in_use"' <<<"$(curl -fsS "$url/metrics")"
+for entry in "${ROSTER[@]}"; do
+  read -r service _ _ var <<<"$entry"
+  check "$service exports its database pool (in use, idle)" \
+    grep -q '^db_pool_connections{.*state="in_use"' <<<"$(curl -fsS "${!var}/metrics")"
 done
 # The lag is measured every KAFKA_LAG_INTERVAL_MS (5 s) once partitions are assigned.
 lag_reported() { curl -fsS "$1/metrics" | grep -q '^kafka_consumer_lag{'; }
-for entry in order:$ORDER_URL payment:$PAYMENT_URL notification:$NOTIFICATION_URL; do
-  name=${entry%%:*}; url=${entry#*:}
-  check "$name-service reports its consumer lag" wait_for 20 lag_reported "$url"
+for service in "${SAGA_SERVICES[@]}"; do
+  var=$(roster_field "$service" 3)
+  check "$service reports its consumer lag" wait_for 20 lag_reported "${!var}"
 done
 all_metrics=""
 for url in $USER_URL $PRODUCT_URL $ORDER_URL $PAYMENT_URL $NOTIFICATION_URL; do

@@ -34,15 +34,14 @@ if ! st --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
 fi
 # shellcheck disable=SC1091
 source "$STATE_DIR/admin.env"
-USER_URL=${USER_URL:-http://127.0.0.1:8080}
+roster_urls "$HTTP_PORT_BASE"
 token=$(admin_token "$USER_URL") || die "the admin cannot log in at $USER_URL"
 
 failed=()
-for entry in "user:$USER_URL" "product:${PRODUCT_URL:-http://127.0.0.1:8081}" \
-  "order:${ORDER_URL:-http://127.0.0.1:8082}" "payment:${PAYMENT_URL:-http://127.0.0.1:8083}" \
-  "notification:${NOTIFICATION_URL:-http://127.0.0.1:8084}"; do
-  name=${entry%%:*}; url=${entry#*:}
-  log "schemathesis: $name-service ($url/openapi.json)"
+for entry in "${ROSTER[@]}"; do
+  read -r service _ _ var <<<"$entry"
+  name=${service%-service}; url=${!var}
+  log "schemathesis: $service ($url/openapi.json)"
   # (Not the "coverage" phase: on every operation with a path parameter it
   # stops with a runtime error, not a finding. Hypothesis re-parses the source
   # of one of schemathesis 4.32.5's lambdas to name it, and CPython 3.11.7's

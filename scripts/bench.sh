@@ -25,9 +25,9 @@ CONNS=${BENCH_CONNECTIONS:-64}
 SAGA_CONC=${BENCH_SAGA_CONCURRENCY:-32}
 GRPC_CONC=${BENCH_GRPC_CONCURRENCY:-32}
 HELLO_PORT=18299
-P=$HTTP_PORT_BASE
 URLS=(--user-url "$USER_URL" --product-url "$PRODUCT_URL" --order-url "$ORDER_URL")
-SERVICES=(user-service product-service order-service payment-service notification-service)
+SERVICES=()
+for entry in "${ROSTER[@]}"; do SERVICES+=("${entry%% *}"); done
 
 cleanup() { stop_bg bench-hello >/dev/null 2>&1 || true; "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -81,7 +81,7 @@ wait_until 10 hello-world port_open "127.0.0.1:$HELLO_PORT" || die "hello_bound 
 read -r hello_rps hello_p99 < <(wrk_run "http://127.0.0.1:$HELLO_PORT/hello")
 stop_bg bench-hello >/dev/null
 
-log "bringing up the bench stack (release) on :$P-$((P + 4))"
+log "bringing up the bench stack (release) on :$HTTP_PORT_BASE and up"
 side_stack_up
 
 log "bound: broker produce rate (50000 x 400 B, acks=all)"
@@ -146,9 +146,9 @@ cpu_line=$(awk '{printf "%s%s %s", sep, $1, $2; sep = ", "; t += $2} END {printf
 # on an idle system.
 idle() {
   orders_settled || return 1
-  local port lag
-  for port in $((P + 2)) $((P + 3)) $((P + 4)); do
-    lag=$(curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^kafka_consumer_lag\{/ {s += $2} END {print s + 0}')
+  local name lag
+  for name in "${SAGA_SERVICES[@]}"; do
+    lag=$(curl -fsS "http://127.0.0.1:$(service_port "$name")/metrics" | awk '/^kafka_consumer_lag\{/ {s += $2} END {print s + 0}')
     [ "$lag" = 0 ] || return 1
   done
 }
@@ -166,7 +166,7 @@ saga_p50=$(jq '.saga.completion.p50_ms' "$STATE_DIR/half.json")
 saga_p99=$(jq '.saga.completion.p99_ms' "$STATE_DIR/half.json")
 
 log "cached GET /products/1 (wrk, $CONNS connections, ${SECS}s)"
-curl -fsS "http://127.0.0.1:$((P + 1))/products/1" >/dev/null # fill the cache
+curl -fsS "$PRODUCT_URL/products/1" >/dev/null # fill the cache
 # Where product-service's CPU goes meanwhile (perf, user and kernel samples
 # of its own process; skipped where perf is missing or not permitted).
 get_profile="perf not available"
@@ -175,7 +175,7 @@ if command -v perf >/dev/null 2>&1; then
     -- sleep "$((SECS > 4 ? SECS - 2 : SECS))" >/dev/null 2>&1 &
   perf_pid=$!
 fi
-read -r get_rps get_p99 < <(wrk_run "http://127.0.0.1:$((P + 1))/products/1")
+read -r get_rps get_p99 < <(wrk_run "$PRODUCT_URL/products/1")
 if [ -n "${perf_pid:-}" ] && wait "$perf_pid" && [ -s "$STATE_DIR/perf.data" ]; then
   get_profile=$(perf report -i "$STATE_DIR/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null \
     | awk '/%/ && !/^#/ {p = $1; sub("%", "", p)
@@ -190,7 +190,7 @@ fi
 for s in product-service; do now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" ] && peak_rss[$s]=$now; done
 
 log "ReserveStock ($GRPC_CONC concurrent callers, ${SECS}s)"
-reserve_line=$("$REL/examples/reserve_load" --http "http://127.0.0.1:$((P + 1))" \
+reserve_line=$("$REL/examples/reserve_load" --http "$PRODUCT_URL" \
   --grpc "http://127.0.0.1:$PRODUCT_GRPC_PORT" --key "$STATE_DIR/keys/jwt_private.pem" \
   --concurrency "$GRPC_CONC" --seconds "$SECS")
 reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")

@@ -59,7 +59,6 @@ else
   KILL=(user-service product-service order-service payment-service notification-service)
 fi
 SEEDED_STOCK=100000
-P=$HTTP_PORT_BASE
 PROFILE=${MINISHOP_PROFILE:-dev}
 case $PROFILE in dev) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug ;; *) BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release ;; esac
 
@@ -104,12 +103,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 ready() { curl -fsS "http://127.0.0.1:$1/ready" >/dev/null 2>&1; }
 # The HTTP port of an instance (NAME-2: the second replica, scripts/up.sh).
-port_of() {
-  case $1 in user-service) echo "$P" ;; product-service) echo $((P + 1)) ;; order-service) echo $((P + 2)) ;;
-    payment-service) echo $((P + 3)) ;; notification-service) echo $((P + 4)) ;;
-    *-2) echo $(($(port_of "${1%-2}") + 10)) ;; esac
-}
-SAGA=(order-service payment-service notification-service)
+port_of() { service_port "$1"; }
 restart() { "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-again.log" 2>&1 || die "the stack did not come back; see $STATE_DIR/logs/up-again.log"; }
 
 start_redis
@@ -191,7 +185,7 @@ fault "product-service down: POST /orders" "HTTP $code in ${secs}s"
   || die "with product-service down, an order got $code in ${secs}s (expected a fast 503)"
 sleep "$((OUTAGE > 3 ? OUTAGE - 3 : 0))"
 restart
-wait_until 60 product-service ready $((P + 1)) || die "product-service did not come back"
+wait_until 60 product-service ready "$(port_of product-service)" || die "product-service did not come back"
 fault "product-service stopped for ${OUTAGE}s" "back after $(since "$t") s"
 
 # A lock that stalls payment-service's database while the broker serves:
@@ -202,7 +196,7 @@ fault "product-service stopped for ${OUTAGE}s" "back after $(since "$t") s"
 sleep 3
 # The longest a partition of payment-service waited, sampled from its metrics.
 waited_max() {
-  curl -fsS "http://127.0.0.1:$((P + 3))/metrics" 2>/dev/null \
+  curl -fsS "http://127.0.0.1:$(port_of payment-service)/metrics" 2>/dev/null \
     | awk '/^kafka_consumer_partition_waiting_seconds\{/ { if ($2 > m) m = $2 } END { printf "%.0f", m }'
 }
 t=$(now)
@@ -239,7 +233,7 @@ terminal_orders() {
 [ $((SECONDS - LOAD_STARTED + 45)) -lt "$LOAD_SECS" ] \
   || die "the load ($LOAD_SECS s) ends before the replicas' kill does; raise CHAOS_LOAD_SECONDS"
 declare -A total
-for name in "${SAGA[@]}"; do
+for name in "${SAGA_SERVICES[@]}"; do
   wait_until 60 "$name-2 to hold partitions" has_partitions "$name-2" some \
     || die "the second $name replica holds no partition: the group did not split"
   wait_until 30 "$name to hold partitions" has_partitions "$name" some \
@@ -247,9 +241,9 @@ for name in "${SAGA[@]}"; do
   total[$name]=$(($(assigned "$name") + $(assigned "$name-2")))
 done
 before=$(terminal_orders)
-for name in "${SAGA[@]}"; do kill -9 "$(cat "$(pid_file "$name-2")")"; done
+for name in "${SAGA_SERVICES[@]}"; do kill -9 "$(cat "$(pid_file "$name-2")")"; done
 t=$(now)
-for name in "${SAGA[@]}"; do
+for name in "${SAGA_SERVICES[@]}"; do
   wait_until 60 "$name to take over all ${total[$name]} partitions" has_partitions "$name" "${total[$name]}" \
     || die "$name did not take over the killed replica's partitions within 60 s"
   fault "SIGKILL $name-2: $name holds all ${total[$name]}" "after $(since "$t") s"
@@ -258,7 +252,7 @@ sleep 5
 alone=$(($(terminal_orders) - before))
 [ "$alone" -gt 0 ] || die "no order ended while the second replicas were down"
 restart
-for name in "${SAGA[@]}"; do
+for name in "${SAGA_SERVICES[@]}"; do
   wait_until 60 "$name-2 to share the partitions again" has_partitions "$name-2" some \
     || die "the restarted $name-2 got no partition back"
 done
@@ -267,7 +261,7 @@ sleep 3
 
 every_service_ready() {
   local name
-  for name in user-service product-service "${SAGA[@]}" "${SAGA[@]/%/-2}"; do
+  for name in "${INSTANCES[@]}"; do
     ready "$(port_of "$name")" || return 1
   done
 }

@@ -2,6 +2,8 @@
 # shellcheck shell=bash
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/roster.sh
+source "$ROOT/scripts/roster.sh"
 # Runtime state of the local stack (pids, logs, keys): inside the repo, git-ignored.
 STATE_DIR=${MINISHOP_STATE_DIR:-$ROOT/.local}
 # Things built once per machine and reused by every checkout (the broker binary).
@@ -19,16 +21,22 @@ NISSHI_BIN=$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi
 # A second stack can run beside `make up`'s (scripts/chaos.sh does) with its
 # own MINISHOP_STATE_DIR, DB_PREFIX, ports, broker address and Redis port.
 DB_PREFIX=${DB_PREFIX:-}
-DATABASES=("${DB_PREFIX}userdb" "${DB_PREFIX}productdb" "${DB_PREFIX}orderdb" "${DB_PREFIX}paymentdb" "${DB_PREFIX}notificationdb")
-# user, product, order, payment, notification listen on HTTP_PORT_BASE + 0..4.
+DATABASES=()
+for entry in "${ROSTER[@]}"; do
+  read -r _ _ db _ <<<"$entry"
+  DATABASES+=("$DB_PREFIX$db")
+done
+# The services listen on HTTP_PORT_BASE + their offset in scripts/roster.sh.
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
 ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
 # 1, or 2 for a second replica of each saga service (NAME-2, scripts/up.sh).
 REPLICAS=${MINISHOP_REPLICAS:-1}
 case $REPLICAS in 1 | 2) ;; *) echo "error: MINISHOP_REPLICAS must be 1 or 2" >&2; exit 1 ;; esac
-# Every instance scripts/up.sh may start, in the order scripts/down.sh stops them.
-INSTANCES=(notification-service-2 payment-service-2 order-service-2
-  notification-service payment-service order-service product-service user-service)
+# Every instance scripts/up.sh may start, in the order scripts/down.sh
+# stops them: the second replicas, then the roster backwards.
+INSTANCES=("${SAGA_SERVICES[@]/%/-2}")
+for ((i = ${#ROSTER[@]} - 1; i >= 0; i--)); do INSTANCES+=("${ROSTER[$i]%% *}"); done
+unset entry db i
 PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
 # The database of the broker's durable storage, and the PostgreSQL port it is
 # on (the services' own by default; scripts/chaos.sh keeps it apart, so that
@@ -129,8 +137,7 @@ side_stack() {
   export MINISHOP_STATE_DIR=$ROOT/.local/$name DB_PREFIX=${name}_ CACHE_KEY_PREFIX=$name
   export HTTP_PORT_BASE=$2 ORDER_GRPC_PORT=$3 PRODUCT_GRPC_PORT=$(($3 + 1))
   export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi
-  export USER_URL=http://127.0.0.1:$2 PRODUCT_URL=http://127.0.0.1:$(($2 + 1)) ORDER_URL=http://127.0.0.1:$(($2 + 2))
-  export PAYMENT_URL=http://127.0.0.1:$(($2 + 3)) NOTIFICATION_URL=http://127.0.0.1:$(($2 + 4))
+  roster_urls "$2" force
   export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
   export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
   export RUST_LOG=${RUST_LOG:-warn}

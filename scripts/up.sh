@@ -32,22 +32,24 @@ log "databases ready: ${DATABASES[*]}"
 log "building the services ($PROFILE profile)"
 cargo build --profile "$PROFILE" --bins
 
-# name  http-port  database  extra environment
-p=$HTTP_PORT_BASE
-SERVICES=(
-  "user-service $p ${DB_PREFIX}userdb ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD"
-  "product-service $((p + 1)) ${DB_PREFIX}productdb GRPC_ADDR=0.0.0.0:$PRODUCT_GRPC_PORT"
-  "order-service $((p + 2)) ${DB_PREFIX}orderdb GRPC_ADDR=0.0.0.0:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT"
-  "payment-service $((p + 3)) ${DB_PREFIX}paymentdb"
-  "notification-service $((p + 4)) ${DB_PREFIX}notificationdb"
-)
-if [ "$REPLICAS" = 2 ]; then
-  SERVICES+=(
-    "order-service-2 $((p + 12)) ${DB_PREFIX}orderdb GRPC_ADDR=0.0.0.0:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT"
-    "payment-service-2 $((p + 13)) ${DB_PREFIX}paymentdb"
-    "notification-service-2 $((p + 14)) ${DB_PREFIX}notificationdb"
-  )
-fi
+# What an instance needs beyond the common environment.
+extra_env() {
+  case $1 in
+    user-service) echo "ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD" ;;
+    product-service) echo "GRPC_ADDR=0.0.0.0:$PRODUCT_GRPC_PORT" ;;
+    order-service) echo "GRPC_ADDR=0.0.0.0:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    order-service-2) echo "GRPC_ADDR=0.0.0.0:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+  esac
+}
+
+# name  http-port  database  extra environment, from scripts/roster.sh
+names=()
+for entry in "${ROSTER[@]}"; do names+=("${entry%% *}"); done
+[ "$REPLICAS" = 2 ] && names+=("${SAGA_SERVICES[@]/%/-2}")
+SERVICES=()
+for name in "${names[@]}"; do
+  SERVICES+=("$name $(service_port "$name") $DB_PREFIX$(roster_field "$name" 2) $(extra_env "$name")")
+done
 
 # STATIC_MEMBERSHIP=1 makes each consumer a static group member named
 # after its service (one instance each here). Off by default: under
@@ -89,19 +91,22 @@ for entry in "${SERVICES[@]}"; do
   fi
 done
 
+grpc_of() {
+  case $1 in
+    product-service) echo "   gRPC 127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    order-service) echo "   gRPC 127.0.0.1:$ORDER_GRPC_PORT" ;;
+    order-service-2) echo "   gRPC 127.0.0.1:$((ORDER_GRPC_PORT + 2))" ;;
+  esac
+}
+echo
+echo "minishop is up."
+for entry in "${SERVICES[@]}"; do
+  read -r name port _ <<<"$entry"
+  printf '  %-22s http://127.0.0.1:%s   docs http://127.0.0.1:%s/docs%s\n' "$name" "$port" "$port" "$(grpc_of "$name")"
+done
 cat <<INFO
-
-minishop is up.
-  user-service          http://127.0.0.1:$p   docs http://127.0.0.1:$p/docs
-  product-service       http://127.0.0.1:$((p + 1))   docs http://127.0.0.1:$((p + 1))/docs   gRPC 127.0.0.1:$PRODUCT_GRPC_PORT
-  order-service         http://127.0.0.1:$((p + 2))   docs http://127.0.0.1:$((p + 2))/docs   gRPC 127.0.0.1:$ORDER_GRPC_PORT
-  payment-service       http://127.0.0.1:$((p + 3))   docs http://127.0.0.1:$((p + 3))/docs
-  notification-service  http://127.0.0.1:$((p + 4))   docs http://127.0.0.1:$((p + 4))/docs
-  Kafka broker          $BROKER_ADDR (nisshi)
-  admin login           $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
-  logs                  $STATE_DIR/logs/
+  Kafka broker           $BROKER_ADDR (nisshi)
+  admin login            $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
+  logs                   $STATE_DIR/logs/
+Stop everything with: make down
 INFO
-if [ "$REPLICAS" = 2 ]; then
-  echo "  second replicas       order http://127.0.0.1:$((p + 12)) (gRPC $((ORDER_GRPC_PORT + 2))), payment http://127.0.0.1:$((p + 13)), notification http://127.0.0.1:$((p + 14))"
-fi
-echo "Stop everything with: make down"
