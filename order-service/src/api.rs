@@ -7,6 +7,7 @@ use serde::Deserialize;
 use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
 use shared::http::{PageParams, total_count_header};
+use shared::stock::OrderLine;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -93,16 +94,23 @@ pub struct CreateOrderBody {
 
 impl CreateOrderBody {
     /// The lines as sent, in either shape; [`Lines::new`](crate::model::Lines::new) checks them.
-    pub fn lines(&self) -> Result<Vec<(i64, i32)>, ApiError> {
+    pub fn lines(&self) -> Result<Vec<OrderLine>, ApiError> {
         match (&self.items, self.product_id, self.quantity) {
-            (Some(items), None, None) => {
-                Ok(items.iter().map(|i| (i.product_id, i.quantity)).collect())
-            }
+            (Some(items), None, None) => Ok(items
+                .iter()
+                .map(|i| OrderLine {
+                    product_id: i.product_id,
+                    quantity: i.quantity,
+                })
+                .collect()),
             (Some(_), _, _) => Err(ApiError::invalid_field(
                 "items",
                 "send either product_id and quantity, or items, not both",
             )),
-            (None, Some(product_id), Some(quantity)) => Ok(vec![(product_id, quantity)]),
+            (None, Some(product_id), Some(quantity)) => Ok(vec![OrderLine {
+                product_id,
+                quantity,
+            }]),
             (None, None, _) => Err(ApiError::invalid_field(
                 "product_id",
                 "product_id (with quantity) or items is required",

@@ -9,6 +9,7 @@ use shared::proto::order::order_service_server::OrderService;
 use shared::proto::order::{
     CreateOrderRequest, GetOrderRequest, Order as ProtoOrder, OrderItem as ProtoItem,
 };
+use shared::stock::OrderLine;
 use tonic::{Request, Response, Status};
 
 use crate::model::IdempotencyKey;
@@ -97,10 +98,13 @@ impl OrderService for OrderGrpc {
                     .map_err(|e| Status::invalid_argument(e.to_string()))?,
             )
         };
-        let lines: Vec<(i64, i32)> = req
+        let lines: Vec<OrderLine> = req
             .items
             .iter()
-            .map(|i| (i.product_id, i.quantity))
+            .map(|i| OrderLine {
+                product_id: i.product_id,
+                quantity: i.quantity,
+            })
             .collect();
         let placed = self.saga.place(&caller, &lines, key.as_ref()).await?;
         Ok(Response::new(to_proto(&placed.order)))

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::money::Money;
+use shared::stock::{OrderLine, Shortfall};
 use utoipa::ToSchema;
 
 /// Most lines one order may have (product-service's reservation limit).
@@ -91,7 +92,7 @@ pub struct Order {
     pub currency: String,
     pub reason: Option<OrderReason>,
     /// For a rejection for lack of stock: the short product and its stock then.
-    pub short: Option<(i64, i32)>,
+    pub short: Option<Shortfall>,
     pub request_fingerprint: Option<String>,
     pub items: Vec<OrderItem>,
     pub created_at: DateTime<Utc>,
@@ -140,7 +141,7 @@ impl From<&Order> for OrderView {
 /// The validated lines of a new order: one per product (repeats merged),
 /// in product id order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lines(Vec<(i64, i32)>);
+pub struct Lines(Vec<OrderLine>);
 
 /// Why requested lines are not acceptable; names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +152,7 @@ pub struct LineError {
 
 impl Lines {
     /// Checks ids and quantities and merges repeats of one product.
-    pub fn new(requested: &[(i64, i32)]) -> Result<Self, LineError> {
+    pub fn new(requested: &[OrderLine]) -> Result<Self, LineError> {
         let err = |field: String, message: String| Err(LineError { field, message });
         if requested.is_empty() {
             return err("items".into(), "an order needs at least one item".into());
@@ -163,7 +164,14 @@ impl Lines {
             );
         }
         let mut merged: BTreeMap<i64, i32> = BTreeMap::new();
-        for (i, &(product_id, quantity)) in requested.iter().enumerate() {
+        for (
+            i,
+            &OrderLine {
+                product_id,
+                quantity,
+            },
+        ) in requested.iter().enumerate()
+        {
             if product_id <= 0 {
                 return err(
                     format!("items[{i}].product_id"),
@@ -185,10 +193,18 @@ impl Lines {
                 );
             }
         }
-        Ok(Self(merged.into_iter().collect()))
+        Ok(Self(
+            merged
+                .into_iter()
+                .map(|(product_id, quantity)| OrderLine {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+        ))
     }
 
-    pub fn as_slice(&self) -> &[(i64, i32)] {
+    pub fn as_slice(&self) -> &[OrderLine] {
         &self.0
     }
 
@@ -196,7 +212,7 @@ impl Lines {
     pub fn fingerprint(&self) -> String {
         self.0
             .iter()
-            .map(|(p, q)| format!("{p}x{q}"))
+            .map(|l| format!("{}x{}", l.product_id, l.quantity))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -206,25 +222,31 @@ impl Lines {
 mod tests {
     use super::*;
 
+    fn l(pairs: &[(i64, i32)]) -> Vec<OrderLine> {
+        pairs.iter().map(|&(p, q)| OrderLine::new(p, q)).collect()
+    }
+
     #[test]
     fn lines_are_validated_merged_and_sorted() {
-        let lines = Lines::new(&[(5, 1), (2, 3), (5, 2)]).unwrap();
-        assert_eq!(lines.as_slice(), &[(2, 3), (5, 3)]);
+        let lines = Lines::new(&l(&[(5, 1), (2, 3), (5, 2)])).unwrap();
+        assert_eq!(lines.as_slice(), l(&[(2, 3), (5, 3)]));
         assert_eq!(lines.fingerprint(), "2x3,5x3");
         assert_eq!(Lines::new(&[]).unwrap_err().field, "items");
         assert_eq!(
-            Lines::new(&[(1, 1), (0, 1)]).unwrap_err().field,
+            Lines::new(&l(&[(1, 1), (0, 1)])).unwrap_err().field,
             "items[1].product_id"
         );
         assert_eq!(
-            Lines::new(&[(1, 0)]).unwrap_err().field,
+            Lines::new(&l(&[(1, 0)])).unwrap_err().field,
             "items[0].quantity"
         );
         assert_eq!(
-            Lines::new(&[(1, MAX_QUANTITY), (1, 1)]).unwrap_err().field,
+            Lines::new(&l(&[(1, MAX_QUANTITY), (1, 1)]))
+                .unwrap_err()
+                .field,
             "items[1].quantity"
         );
-        assert!(Lines::new(&vec![(1, 1); MAX_ITEMS + 1]).is_err());
+        assert!(Lines::new(&l(&vec![(1, 1); MAX_ITEMS + 1])).is_err());
     }
 }
 

@@ -23,6 +23,7 @@ use shared::proto::product::{
     CommitStockRequest, CommitStockResponse, ReleaseStockRequest, ReleaseStockResponse,
     ReserveStockRequest, ReserveStockResponse, StockItem,
 };
+use shared::stock::OrderLine;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::Instrument;
@@ -213,15 +214,9 @@ impl ProductClient {
     pub async fn reserve(
         &self,
         order_id: i64,
-        items: &[(i64, i32)],
+        items: &[OrderLine],
     ) -> Result<ReserveStockResponse, CallError> {
-        let items: Vec<StockItem> = items
-            .iter()
-            .map(|&(product_id, quantity)| StockItem {
-                product_id,
-                quantity,
-            })
-            .collect();
+        let items: Vec<StockItem> = items.iter().map(|&line| line.into()).collect();
         self.call(
             "/product.ProductService/ReserveStock",
             |mut client, deadline| {

@@ -32,6 +32,7 @@ use shared::metrics::prometheus::{
 use shared::money::Money;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
+use shared::stock::{OrderLine, Shortfall};
 use tonic::Code;
 
 use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderReason, OrderStatus, StockState};
@@ -186,7 +187,7 @@ impl Saga {
     pub async fn place(
         &self,
         customer: &AuthUser,
-        requested: &[(i64, i32)],
+        requested: &[OrderLine],
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<Placed, PlaceError> {
         let lines = Lines::new(requested).map_err(PlaceError::Invalid)?;
@@ -223,10 +224,13 @@ impl Saga {
 
     /// Asks product-service to hold the order's units and records the answer.
     async fn reserve(&self, order: Order, caller: Caller) -> Result<Order, PlaceError> {
-        let lines: Vec<(i64, i32)> = order
+        let lines: Vec<OrderLine> = order
             .items
             .iter()
-            .map(|i| (i.product_id, i.quantity))
+            .map(|i| OrderLine {
+                product_id: i.product_id,
+                quantity: i.quantity,
+            })
             .collect();
         let answer = match self.products.reserve(order.id, &lines).await {
             Ok(answer) => answer,
@@ -247,7 +251,7 @@ impl Saga {
                     && reserved
                         .iter()
                         .zip(&lines)
-                        .all(|(r, l)| (r.product_id, r.quantity) == *l);
+                        .all(|(r, l)| r.product_id == l.product_id && r.quantity == l.quantity);
                 if !matches {
                     // Not this order's reservation: its id was used before
                     // (the order database was reset but not the product one).
@@ -282,7 +286,10 @@ impl Saga {
                 }
             }
             ReservationStatus::Insufficient => {
-                let short = (answer.short_product_id, answer.available_stock);
+                let short = Shortfall {
+                    product_id: answer.short_product_id,
+                    available: answer.available_stock,
+                };
                 self.reject(
                     &order,
                     OrderReason::InsufficientStock,
@@ -293,8 +300,8 @@ impl Saga {
                 .await?;
                 Err(PlaceError::Insufficient {
                     order_id: order.id,
-                    product_id: short.0,
-                    stock: short.1,
+                    product_id: short.product_id,
+                    stock: short.available,
                 })
             }
             ReservationStatus::Released => {
@@ -412,7 +419,7 @@ impl Saga {
         &self,
         order: &Order,
         reason: OrderReason,
-        short: Option<(i64, i32)>,
+        short: Option<Shortfall>,
         stock: StockState,
         free_key: bool,
     ) -> Result<(), sqlx::Error> {
@@ -646,7 +653,13 @@ fn replay(order: Order, lines: &Lines) -> Result<Placed, PlaceError> {
             Err(PlaceError::InProgress { order_id: order.id })
         }
         (OrderStatus::Rejected, _, Some(OrderReason::InsufficientStock)) => {
-            let (product_id, stock) = order.short.unwrap_or((0, 0));
+            let Shortfall {
+                product_id,
+                available: stock,
+            } = order.short.unwrap_or(Shortfall {
+                product_id: 0,
+                available: 0,
+            });
             Err(PlaceError::Insufficient {
                 order_id: order.id,
                 product_id,

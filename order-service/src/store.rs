@@ -11,6 +11,7 @@ use shared::http::Page;
 use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::kafka::{claim, outbox};
 use shared::money::Money;
+use shared::stock::Shortfall;
 use sqlx::{PgPool, Row};
 
 use shared::db::{parse_text, parsed};
@@ -39,7 +40,10 @@ fn order_from_row(
             row.try_get::<Option<i64>, _>("short_product_id")?,
             row.try_get::<Option<i32>, _>("available_stock")?,
         ) {
-            (Some(p), Some(s)) => Some((p, s)),
+            (Some(product_id), Some(available)) => Some(Shortfall {
+                product_id,
+                available,
+            }),
             _ => None,
         },
         request_fingerprint: row.try_get("request_fingerprint")?,
@@ -134,8 +138,11 @@ impl Store {
                 }
             };
             let id: i64 = row.try_get("id")?;
-            let (products, quantities): (Vec<i64>, Vec<i32>) =
-                lines.as_slice().iter().copied().unzip();
+            let (products, quantities): (Vec<i64>, Vec<i32>) = lines
+                .as_slice()
+                .iter()
+                .map(|l| (l.product_id, l.quantity))
+                .unzip();
             sqlx::query(
                 "INSERT INTO order_items (order_id, product_id, quantity) \
                  SELECT $1, * FROM UNNEST($2::bigint[], $3::int[])",
@@ -150,9 +157,9 @@ impl Store {
             let items = lines
                 .as_slice()
                 .iter()
-                .map(|&(product_id, quantity)| OrderItem {
-                    product_id,
-                    quantity,
+                .map(|l| OrderItem {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
                     unit_price: None,
                 })
                 .collect();
@@ -321,7 +328,7 @@ impl Store {
         &self,
         id: i64,
         reason: OrderReason,
-        short: Option<(i64, i32)>,
+        short: Option<Shortfall>,
         stock: StockState,
         free_key: bool,
     ) -> Result<bool, sqlx::Error> {
@@ -334,8 +341,8 @@ impl Store {
         .bind(id)
         .bind(stock.as_str())
         .bind(reason.as_str())
-        .bind(short.map(|s| s.0))
-        .bind(short.map(|s| s.1))
+        .bind(short.map(|s| s.product_id))
+        .bind(short.map(|s| s.available))
         .bind(free_key)
         .execute(&self.pool)
         .await?

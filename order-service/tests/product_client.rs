@@ -10,6 +10,7 @@ use shared::auth::Role;
 use shared::metrics::Metrics;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
+use shared::stock::OrderLine;
 use shared::testing;
 use tonic::Code;
 
@@ -52,21 +53,30 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
     let metrics = Metrics::new("order-test");
     let client = ProductClient::new(config(url), &metrics).unwrap();
 
-    let reserved = client.reserve(1, &[(product, 2)]).await.unwrap();
+    let reserved = client
+        .reserve(1, &[OrderLine::new(product, 2)])
+        .await
+        .unwrap();
     assert_eq!(reserved.status(), ReservationStatus::Reserved);
     assert_eq!(reserved.total_cents, 700);
     assert_eq!(
         client.commit(1).await.unwrap().status(),
         ReservationStatus::Committed
     );
-    client.reserve(2, &[(product, 1)]).await.unwrap();
+    client
+        .reserve(2, &[OrderLine::new(product, 1)])
+        .await
+        .unwrap();
     assert_eq!(
         client.release(2).await.unwrap().status(),
         ReservationStatus::Released
     );
 
     for order_id in 10..20 {
-        match client.reserve(order_id, &[(999_999, 1)]).await {
+        match client
+            .reserve(order_id, &[OrderLine::new(999_999, 1)])
+            .await
+        {
             Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::NotFound),
             other => panic!("{other:?}"),
         }
@@ -81,7 +91,11 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
         "business refusals leave the breaker closed"
     );
     assert_eq!(
-        client.reserve(3, &[(product, 1)]).await.unwrap().status(),
+        client
+            .reserve(3, &[OrderLine::new(product, 1)])
+            .await
+            .unwrap()
+            .status(),
         ReservationStatus::Reserved
     );
 
@@ -124,7 +138,7 @@ async fn an_unreachable_product_service_opens_the_breaker() {
     let metrics = Metrics::new("order-test");
     let client = ProductClient::new(config("http://127.0.0.1:1".into()), &metrics).unwrap();
     for order_id in 1..=3 {
-        match client.reserve(order_id, &[(1, 1)]).await {
+        match client.reserve(order_id, &[OrderLine::new(1, 1)]).await {
             Err(CallError::Unavailable(status)) => assert_eq!(status.code(), Code::Unavailable),
             other => panic!("call {order_id}: {other:?}"),
         }
@@ -146,7 +160,7 @@ async fn an_unreachable_product_service_opens_the_breaker() {
         Err(CallError::BreakerOpen)
     ));
     assert!(matches!(
-        client.reserve(5, &[(1, 1)]).await,
+        client.reserve(5, &[OrderLine::new(1, 1)]).await,
         Err(CallError::BreakerOpen)
     ));
 }
@@ -172,7 +186,7 @@ async fn a_connection_dropped_mid_call_is_unavailable_not_a_refusal() {
     });
     let metrics = Metrics::new("order-test");
     let client = ProductClient::new(config(format!("http://{addr}")), &metrics).unwrap();
-    match client.reserve(1, &[(1, 1)]).await {
+    match client.reserve(1, &[OrderLine::new(1, 1)]).await {
         Err(CallError::Unavailable(_)) => {}
         other => panic!("{other:?}"),
     }

@@ -799,7 +799,8 @@ async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_
         &shared::metrics::Metrics::new("crash-test"),
     )
     .unwrap();
-    client.reserve(id, &[(product, 2)]).await.unwrap();
+    let line = shared::stock::OrderLine::new(product, 2);
+    client.reserve(id, &[line]).await.unwrap();
     assert_eq!(stack.stock(product).await, 3);
 
     // The restarted service finds it and completes the saga.

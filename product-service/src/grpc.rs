@@ -8,6 +8,7 @@ use shared::proto::product::{
     GetProductRequest, Product as ProtoProduct, ReleaseStockRequest, ReleaseStockResponse,
     ReservationStatus as ProtoStatus, ReserveStockRequest, ReserveStockResponse, ReservedItem,
 };
+use shared::stock::{OrderLine, Shortfall};
 use tonic::{Request, Response, Status};
 
 use crate::cache::ProductCache;
@@ -109,16 +110,18 @@ impl ProductService for ProductGrpc {
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<ReserveStockResponse>, Status> {
         let req = request.into_inner();
-        let items: Vec<(i64, i32)> = req
-            .items
-            .iter()
-            .map(|i| (i.product_id, i.quantity))
-            .collect();
+        let items: Vec<OrderLine> = req.items.iter().map(OrderLine::from).collect();
         let change = self.store.reserve(req.order_id, &items).await?;
         self.invalidate(&change).await;
         let reservation = change.outcome;
         tracing::info!(order_id = req.order_id, status = ?reservation.status, "reserve stock");
-        let (short_product_id, available_stock) = reservation.short.unwrap_or((0, 0));
+        let Shortfall {
+            product_id: short_product_id,
+            available: available_stock,
+        } = reservation.short.unwrap_or(Shortfall {
+            product_id: 0,
+            available: 0,
+        });
         Ok(Response::new(ReserveStockResponse {
             status: proto_status(reservation.status),
             total_cents: reservation.total().cents(),

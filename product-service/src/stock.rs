@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use shared::db::{parse_text, parsed};
 use shared::money::Money;
+use shared::stock::{OrderLine, Shortfall};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::store::Store;
@@ -43,7 +44,7 @@ pub struct Reservation {
     pub status: ReservationStatus,
     pub items: Vec<ReservedItem>,
     /// For `Insufficient`: the first short product and its stock then.
-    pub short: Option<(i64, i32)>,
+    pub short: Option<Shortfall>,
 }
 
 impl Reservation {
@@ -96,7 +97,7 @@ impl Store {
     pub async fn reserve(
         &self,
         order_id: i64,
-        items: &[(i64, i32)],
+        items: &[OrderLine],
     ) -> Result<StockChange<Reservation>, StockError> {
         let wanted = merge_items(order_id, items)?;
         let mut tx = self.live()?.begin().await?;
@@ -204,7 +205,10 @@ impl Store {
             row.try_get::<Option<i64>, _>("short_product_id")?,
             row.try_get::<Option<i32>, _>("available_stock")?,
         ) {
-            (Some(p), Some(s)) => Some((p, s)),
+            (Some(product_id), Some(available)) => Some(Shortfall {
+                product_id,
+                available,
+            }),
             _ => None,
         };
         let items = sqlx::query(
@@ -328,7 +332,7 @@ fn check_order_id(order_id: i64) -> Result<(), StockError> {
 
 /// Validates the items and merges repeats of one product, in ascending
 /// product id order (the lock order).
-fn merge_items(order_id: i64, items: &[(i64, i32)]) -> Result<BTreeMap<i64, i32>, StockError> {
+fn merge_items(order_id: i64, items: &[OrderLine]) -> Result<BTreeMap<i64, i32>, StockError> {
     check_order_id(order_id)?;
     if items.is_empty() {
         return Err(StockError::InvalidArgument(
@@ -341,7 +345,11 @@ fn merge_items(order_id: i64, items: &[(i64, i32)]) -> Result<BTreeMap<i64, i32>
         )));
     }
     let mut merged = BTreeMap::new();
-    for &(product_id, quantity) in items {
+    for &OrderLine {
+        product_id,
+        quantity,
+    } in items
+    {
         if product_id <= 0 {
             return Err(StockError::InvalidArgument(
                 "product_id must be a positive integer".into(),
@@ -402,24 +410,28 @@ async fn set_status(
 mod tests {
     use super::*;
 
+    fn l(pairs: &[(i64, i32)]) -> Vec<OrderLine> {
+        pairs.iter().map(|&(p, q)| OrderLine::new(p, q)).collect()
+    }
+
     #[test]
     fn repeats_of_a_product_merge_and_bad_items_are_refused() {
-        let merged = merge_items(1, &[(5, 1), (2, 3), (5, 2)]).unwrap();
+        let merged = merge_items(1, &l(&[(5, 1), (2, 3), (5, 2)])).unwrap();
         assert_eq!(merged.into_iter().collect::<Vec<_>>(), vec![(2, 3), (5, 3)]);
         assert!(matches!(
             merge_items(1, &[]),
             Err(StockError::InvalidArgument(_))
         ));
         assert!(matches!(
-            merge_items(1, &[(1, 0)]),
+            merge_items(1, &l(&[(1, 0)])),
             Err(StockError::InvalidArgument(_))
         ));
         assert!(matches!(
-            merge_items(0, &[(1, 1)]),
+            merge_items(0, &l(&[(1, 1)])),
             Err(StockError::InvalidArgument(_))
         ));
         assert!(matches!(
-            merge_items(1, &[(1, i32::MAX), (1, 1)]),
+            merge_items(1, &l(&[(1, i32::MAX), (1, 1)])),
             Err(StockError::InvalidArgument(_))
         ));
     }

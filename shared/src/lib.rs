@@ -12,6 +12,7 @@
 //! - [`ratelimit`]: per-IP and per-user rate limits (429 + `Retry-After`).
 //! - [`money`]: exact amounts in cents, two decimals in JSON.
 //! - [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
+//! - [`stock`]: the order lines and shortfalls the stock calls carry.
 //! - [`proto`]: the generated gRPC code of `proto/`.
 //! - [`probe`]: the `healthcheck` argument every binary takes (container health probe).
 
@@ -28,6 +29,7 @@ pub mod probe;
 pub mod proto;
 pub mod ratelimit;
 pub mod shutdown;
+pub mod stock;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
