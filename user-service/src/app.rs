@@ -11,6 +11,7 @@ use shared::ratelimit::RateLimits;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
+use crate::email::Email;
 use crate::passwords::Passwords;
 use crate::store::Store;
 
@@ -50,8 +51,7 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     let store = Store::new(infra.pool.clone());
     match &config.admin {
         Some((email, password)) => {
-            let email = api::normalize_email(email)
-                .map_err(|e| Error::start("reading ADMIN_EMAIL", e.message))?;
+            let email = Email::parse(email).map_err(|e| Error::start("reading ADMIN_EMAIL", e))?;
             let hash = passwords
                 .hash(password.clone())
                 .await

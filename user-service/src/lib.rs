@@ -1,6 +1,6 @@
 //! user-service: accounts and the tokens every other service trusts.
 //!
-//! Registration and login (`api`) with argon2id password hashes
+//! Registration and login (`api`, with emails parsed by `email`) with argon2id password hashes
 //! (`passwords`) in `userdb` (`store`); Ed25519-signed JWTs whose public key
 //! is published at `/.well-known/jwks.json`, so other services verify tokens
 //! without any shared secret. The first admin comes from configuration;
@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod email;
 pub mod passwords;
 pub mod store;
 

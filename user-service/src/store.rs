@@ -6,6 +6,8 @@ use shared::auth::Role;
 use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
+use crate::email::Email;
+
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct User {
@@ -72,12 +74,12 @@ impl Store {
 
     /// Adds a customer; a taken email (also when two registrations race) is `DuplicateEmail`.
     #[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn create(&self, name: &str, email: &str, hash: &str) -> Result<User, StoreError> {
+    pub async fn create(&self, name: &str, email: &Email, hash: &str) -> Result<User, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (name, email, password_hash) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
         )))
         .bind(name)
-        .bind(email)
+        .bind(email.as_str())
         .bind(hash)
         .fetch_one(&self.pool)
         .await
@@ -92,11 +94,11 @@ impl Store {
     }
 
     #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn by_email(&self, email: &str) -> Result<Option<Credentials>, sqlx::Error> {
+    pub async fn by_email(&self, email: &Email) -> Result<Option<Credentials>, sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM users WHERE email = $1"
         )))
-        .bind(email)
+        .bind(email.as_str())
         .fetch_optional(&self.pool)
         .await?
         .as_ref()
@@ -154,13 +156,13 @@ impl Store {
     /// Creates the configured admin, or makes an existing account with that
     /// email an admin with the configured password.
     #[tracing::instrument(name = "UPSERT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn upsert_admin(&self, email: &str, hash: &str) -> Result<User, StoreError> {
+    pub async fn upsert_admin(&self, email: &Email, hash: &str) -> Result<User, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (name, email, password_hash, role) VALUES ('Administrator', $1, $2, 'admin') \
              ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'admin', \
              updated_at = now() RETURNING {COLUMNS}"
         )))
-        .bind(email)
+        .bind(email.as_str())
         .bind(hash)
         .fetch_one(&self.pool)
         .await?;
