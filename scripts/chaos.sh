@@ -102,8 +102,6 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 ready() { curl -fsS "http://127.0.0.1:$1/ready" >/dev/null 2>&1; }
-# The HTTP port of an instance (NAME-2: the second replica, scripts/up.sh).
-port_of() { service_port "$1"; }
 restart() { "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-again.log" 2>&1 || die "the stack did not come back; see $STATE_DIR/logs/up-again.log"; }
 
 start_redis
@@ -123,7 +121,7 @@ log "steady load for ${LOAD_SECS}s (loadgen, open loop at $RATE ops/s)"
 : >"$STATE_DIR/logs/loadgen.log"
 rm -f "$STATE_DIR/load.json"
 start_bg loadgen "$BIN/loadgen" --user-url "$USER_URL" --product-url "$PRODUCT_URL" \
-  --order-url "$ORDER_URL,http://127.0.0.1:$(port_of order-service-2)" \
+  --order-url "$ORDER_URL,http://127.0.0.1:$(service_port order-service-2)" \
   --duration "$LOAD_SECS" --rate "$RATE" --concurrency 64 --users 8 --products 8 --stock "$SEEDED_STOCK" \
   --mix browse=15,view=15,login=5,order=40,order_multi=15,poll=10 --settle 180 --quiet \
   --json "$STATE_DIR/load.json"
@@ -142,10 +140,10 @@ consuming() {
 for name in "${KILL[@]}"; do
   kill -9 "$(cat "$(pid_file "$name")")"
   t=$(now); sleep 1; restart
-  wait_until 60 "$name" ready "$(port_of "$name")" || die "$name did not come back"
+  wait_until 60 "$name" ready "$(service_port "$name")" || die "$name did not come back"
   back="ready again after $(since "$t") s"
   case $name in order-service | payment-service | notification-service)
-    wait_until 60 "$name to consume again" consuming "$(port_of "$name")" \
+    wait_until 60 "$name to consume again" consuming "$(service_port "$name")" \
       || die "$name did not consume again within 60 s"
     back+=", consuming after $(since "$t") s" ;;
   esac
@@ -185,7 +183,7 @@ fault "product-service down: POST /orders" "HTTP $code in ${secs}s"
   || die "with product-service down, an order got $code in ${secs}s (expected a fast 503)"
 sleep "$((OUTAGE > 3 ? OUTAGE - 3 : 0))"
 restart
-wait_until 60 product-service ready "$(port_of product-service)" || die "product-service did not come back"
+wait_until 60 product-service ready "$(service_port product-service)" || die "product-service did not come back"
 fault "product-service stopped for ${OUTAGE}s" "back after $(since "$t") s"
 
 # A lock that stalls payment-service's database while the broker serves:
@@ -196,7 +194,7 @@ fault "product-service stopped for ${OUTAGE}s" "back after $(since "$t") s"
 sleep 3
 # The longest a partition of payment-service waited, sampled from its metrics.
 waited_max() {
-  curl -fsS "http://127.0.0.1:$(port_of payment-service)/metrics" 2>/dev/null \
+  curl -fsS "http://127.0.0.1:$(service_port payment-service)/metrics" 2>/dev/null \
     | awk '/^kafka_consumer_partition_waiting_seconds\{/ { if ($2 > m) m = $2 } END { printf "%.0f", m }'
 }
 t=$(now)
@@ -215,7 +213,7 @@ fault "payment-service tables locked (ACCESS EXCLUSIVE) ${LOCK}s" "released afte
 # Partitions assigned to an instance's consumer: the series of its lag
 # gauge, measured every KAFKA_LAG_INTERVAL_MS (5 s) for its assignment.
 assigned() {
-  curl -fsS "http://127.0.0.1:$(port_of "$1")/metrics" 2>/dev/null \
+  curl -fsS "http://127.0.0.1:$(service_port "$1")/metrics" 2>/dev/null \
     | awk '/^kafka_consumer_lag\{/ {n++} END {print n + 0}'
 }
 # has_partitions NAME N: NAME's consumer holds N partitions (N = "some": any).
@@ -262,7 +260,7 @@ sleep 3
 every_service_ready() {
   local name
   for name in "${INSTANCES[@]}"; do
-    ready "$(port_of "$name")" || return 1
+    ready "$(service_port "$name")" || return 1
   done
 }
 if [ -n "${PG_OUTAGE:-}" ]; then

@@ -29,6 +29,7 @@ done
 # The services listen on HTTP_PORT_BASE + their offset in scripts/roster.sh.
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
 ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
+PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
 # 1, or 2 for a second replica of each saga service (NAME-2, scripts/up.sh).
 REPLICAS=${MINISHOP_REPLICAS:-1}
 case $REPLICAS in 1 | 2) ;; *) echo "error: MINISHOP_REPLICAS must be 1 or 2" >&2; exit 1 ;; esac
@@ -37,7 +38,6 @@ case $REPLICAS in 1 | 2) ;; *) echo "error: MINISHOP_REPLICAS must be 1 or 2" >&
 INSTANCES=("${SAGA_SERVICES[@]/%/-2}")
 for ((i = ${#ROSTER[@]} - 1; i >= 0; i--)); do INSTANCES+=("${ROSTER[$i]%% *}"); done
 unset entry db i
-PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
 # The database of the broker's durable storage, and the PostgreSQL port it is
 # on (the services' own by default; scripts/chaos.sh keeps it apart, so that
 # stopping the services' PostgreSQL leaves the broker serving).

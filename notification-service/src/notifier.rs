@@ -17,7 +17,7 @@ pub struct Message {
 
 /// Why a delivery failed (kept, with its causes, as the notification's
 /// `last_error`).
-pub type SendError = Box<dyn std::error::Error + Send + Sync>;
+pub type SendError = shared::app::BoxError;
 
 /// One delivery in flight; an `Err` says why it failed.
 pub type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send + 'a>>;

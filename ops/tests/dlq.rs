@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
-use shared::kafka::consumer::{Handler, HandlerError, run_consumer};
+use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventPayload};
 use shared::kafka::{KafkaConfig, KafkaMetrics, claim};
 use shared::shutdown::CancellationToken;
@@ -110,19 +109,18 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
 
     let broken = Arc::new(AtomicBool::new(true));
     let stop = CancellationToken::new();
-    let consumer = kafka.consumer("ops-test").unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
-    tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    shared::kafka::start_consumer(
+        &kafka,
+        "ops-test",
         Applier {
             pool: pool.clone(),
             broken: broken.clone(),
         },
         kafka.consumer_config(),
         KafkaMetrics::new(&shared::metrics::Metrics::new("ops-test")),
-        stop.clone(),
-    ));
+        &stop,
+    )
+    .unwrap();
     let producer = kafka.producer().unwrap();
     let events: Vec<Event> = (1..=2)
         .map(|order| {

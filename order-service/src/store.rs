@@ -36,16 +36,7 @@ fn order_from_row(
             .try_get::<Option<String>, _>("reason")?
             .map(|r| parse_text("reason", &r, OrderReason::parse))
             .transpose()?,
-        short: match (
-            row.try_get::<Option<i64>, _>("short_product_id")?,
-            row.try_get::<Option<i32>, _>("available_stock")?,
-        ) {
-            (Some(product_id), Some(available)) => Some(Shortfall {
-                product_id,
-                available,
-            }),
-            _ => None,
-        },
+        short: Shortfall::from_row(row)?,
         request_fingerprint: row.try_get("request_fingerprint")?,
         items,
         created_at: row.try_get("created_at")?,

@@ -201,16 +201,7 @@ impl Store {
         .fetch_one(self.live()?)
         .await?;
         let status = parsed(&row, "status", ReservationStatus::parse)?;
-        let short = match (
-            row.try_get::<Option<i64>, _>("short_product_id")?,
-            row.try_get::<Option<i32>, _>("available_stock")?,
-        ) {
-            (Some(product_id), Some(available)) => Some(Shortfall {
-                product_id,
-                available,
-            }),
-            _ => None,
-        };
+        let short = Shortfall::from_row(&row)?;
         let items = sqlx::query(
             "SELECT product_id, quantity, (unit_price * 100)::bigint AS price_cents \
              FROM stock_reservation_items WHERE order_id = $1 ORDER BY product_id",

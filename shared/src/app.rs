@@ -271,7 +271,8 @@ impl Builder {
         handler: H,
     ) -> Self {
         self.consumer = Some(Box::new(move |config, metrics, shutdown| {
-            crate::kafka::start_consumer(config, group, handler, metrics, shutdown)
+            let settings = config.consumer_config();
+            crate::kafka::start_consumer(config, group, handler, settings, metrics, shutdown)
         }));
         self
     }

@@ -27,7 +27,7 @@ use crate::metrics::{self, Metrics};
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Why a readiness check failed (reported in `/ready` as its message).
-pub type CheckError = Box<dyn std::error::Error + Send + Sync>;
+pub type CheckError = crate::app::BoxError;
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), CheckError>> + Send>>;
 type CheckFn = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
 

@@ -25,6 +25,26 @@ pub struct Shortfall {
     pub available: i32,
 }
 
+impl Shortfall {
+    /// The shortfall a row records in its `short_product_id` and
+    /// `available_stock` columns (both databases name them so), if any.
+    pub fn from_row(row: &sqlx::postgres::PgRow) -> Result<Option<Self>, sqlx::Error> {
+        use sqlx::Row;
+        Ok(
+            match (
+                row.try_get::<Option<i64>, _>("short_product_id")?,
+                row.try_get::<Option<i32>, _>("available_stock")?,
+            ) {
+                (Some(product_id), Some(available)) => Some(Self {
+                    product_id,
+                    available,
+                }),
+                _ => None,
+            },
+        )
+    }
+}
+
 impl From<&crate::proto::product::StockItem> for OrderLine {
     fn from(item: &crate::proto::product::StockItem) -> Self {
         Self {

@@ -17,7 +17,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::FutureRecord;
 use shared::kafka::KafkaMetrics;
-use shared::kafka::consumer::{ConsumerConfig, Handler, HandlerError, run_consumer};
+use shared::kafka::consumer::{ConsumerConfig, Handler, HandlerError};
 use shared::kafka::events::{Event, EventPayload};
 use shared::kafka::outbox::{enqueue, run_relay};
 use shared::kafka::{KafkaConfig, claim, migrate};
@@ -216,20 +216,19 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     tx.rollback().await.unwrap();
 
     spawn_relay(&kafka, &pool, &metrics, &stop);
-    let consumer = kafka.consumer("test-group").unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
     let handler = Recorder::new(&pool);
-    tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    shared::kafka::start_consumer(
+        &kafka,
+        "test-group",
         handler,
         ConsumerConfig {
             initial_backoff: Duration::from_millis(10),
             ..kafka.consumer_config()
         },
         metrics.clone(),
-        stop.clone(),
-    ));
+        &stop,
+    )
+    .unwrap();
 
     assert_eq!(
         wait_for(&pool, "SELECT count(*) FROM effects", 40).await,
@@ -371,20 +370,19 @@ async fn only_what_can_never_succeed_is_dead_lettered() {
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
     let stop = CancellationToken::new();
-    let consumer = kafka.consumer("test-group").unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
     let handler = Recorder::new(&pool);
-    tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    shared::kafka::start_consumer(
+        &kafka,
+        "test-group",
         handler.clone(),
         ConsumerConfig {
             initial_backoff: Duration::from_millis(10),
             ..kafka.consumer_config()
         },
         metrics.clone(),
-        stop.clone(),
-    ));
+        &stop,
+    )
+    .unwrap();
 
     send_to(&kafka, 0, "1", "{not json").await;
     send_to(
@@ -434,15 +432,13 @@ async fn a_transient_failure_waits_on_its_partition_and_is_never_dead_lettered()
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
     let stop = CancellationToken::new();
-    let consumer = kafka.consumer("test-group").unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
     let handler = Recorder {
         fail_order: Some(13),
         ..Recorder::new(&pool)
     };
-    tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    shared::kafka::start_consumer(
+        &kafka,
+        "test-group",
         handler.clone(),
         ConsumerConfig {
             initial_backoff: Duration::from_millis(10),
@@ -450,8 +446,9 @@ async fn a_transient_failure_waits_on_its_partition_and_is_never_dead_lettered()
             ..kafka.consumer_config()
         },
         metrics.clone(),
-        stop.clone(),
-    ));
+        &stop,
+    )
+    .unwrap();
 
     // On partition 0: order 13's event, then 150 of order 14 behind it
     // (more than a worker's queue holds, so the rest are kept aside). On
@@ -530,19 +527,18 @@ async fn a_shutdown_while_retrying_leaves_the_event_for_the_next_consumer() {
         ..Recorder::new(&pool)
     };
     let run = |handler: Recorder, stop: CancellationToken| {
-        let consumer = kafka.consumer("test-group").unwrap();
-        consumer.subscribe(&[&kafka.topic]).unwrap();
-        tokio::spawn(run_consumer(
-            consumer,
-            kafka.producer().unwrap(),
+        shared::kafka::start_consumer(
+            &kafka,
+            "test-group",
             handler,
             ConsumerConfig {
                 initial_backoff: Duration::from_millis(10),
                 ..kafka.consumer_config()
             },
             KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test")),
-            stop,
-        ))
+            &stop,
+        )
+        .unwrap()
     };
     // Order 12's event goes through first (its offset is committed on the
     // way down), then order 13's keeps failing.
@@ -587,21 +583,20 @@ async fn a_panicking_handler_stops_the_service() {
     let kafka = kafka();
     kafka.ensure_topics().await.unwrap();
     let pool = database().await;
-    let consumer = kafka.consumer("test-group").unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
     let handler = Recorder {
         panic_order: Some(66),
         ..Recorder::new(&pool)
     };
     let service = CancellationToken::new();
-    let consuming = tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    let consuming = shared::kafka::start_consumer(
+        &kafka,
+        "test-group",
         handler,
         kafka.consumer_config(),
         KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test")),
-        service.clone(),
-    ));
+        &service,
+    )
+    .unwrap();
     send_event(&kafka, 0, &event(66, 0)).await;
     let ended = tokio::time::timeout(Duration::from_secs(30), consuming)
         .await
@@ -732,16 +727,15 @@ async fn consumer_lag_counts_the_events_waiting_and_drains_to_zero() {
         handled: Default::default(),
     };
     let handled = handler.handled.clone();
-    let consumer = kafka.consumer("lag-group").unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
-    tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    shared::kafka::start_consumer(
+        &kafka,
+        "lag-group",
         handler,
         kafka.consumer_config(),
         metrics.clone(),
-        stop.clone(),
-    ));
+        &stop,
+    )
+    .unwrap();
     let handled_is = |n: usize| handled.load(std::sync::atomic::Ordering::SeqCst) == n;
 
     // Caught up: six handled and committed, lag 0.
@@ -800,17 +794,16 @@ async fn offsets_are_committed_in_batches_and_on_the_way_down() {
     let stop = CancellationToken::new();
     spawn_relay(&kafka, &pool, &metrics, &stop);
     let group = format!("batch-{}", uuid::Uuid::new_v4());
-    let consumer = kafka.consumer(&group).unwrap();
-    consumer.subscribe(&[&kafka.topic]).unwrap();
     let consuming = CancellationToken::new();
-    let task = tokio::spawn(run_consumer(
-        consumer,
-        kafka.producer().unwrap(),
+    let task = shared::kafka::start_consumer(
+        &kafka,
+        &group,
         Recorder::new(&pool),
         kafka.consumer_config(),
         metrics.clone(),
-        consuming.clone(),
-    ));
+        &consuming,
+    )
+    .unwrap();
     for order in 1..=9 {
         let mut tx = pool.begin().await.unwrap();
         enqueue(&mut tx, &event(order, 1)).await.unwrap();
@@ -860,18 +853,17 @@ async fn a_restarted_static_member_takes_its_own_place_and_a_fenced_one_stops() 
     spawn_relay(&kafka, &pool, &metrics, &relay_stop);
     let observer = kafka.consumer("observer").unwrap();
     let start = || {
-        let consumer = kafka.consumer("static-group").unwrap();
-        consumer.subscribe(&[&kafka.topic]).unwrap();
         let stop = CancellationToken::new();
         let handler = Recorder::new(&pool);
-        let task = tokio::spawn(run_consumer(
-            consumer,
-            kafka.producer().unwrap(),
+        let task = shared::kafka::start_consumer(
+            &kafka,
+            "static-group",
             handler,
             kafka.consumer_config(),
             metrics.clone(),
-            stop.clone(),
-        ));
+            &stop,
+        )
+        .unwrap();
         (stop, task)
     };
     let publish = |order_id: i64| {

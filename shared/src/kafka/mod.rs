@@ -315,12 +315,14 @@ pub async fn start_relay(
     )))
 }
 
-/// Starts `group`'s consumer of the topic with `handler`; it stops on
+/// Starts `group`'s consumer of the topic with `handler` and `settings`
+/// (a service's are [`KafkaConfig::consumer_config`]); it stops on
 /// `shutdown`, or ends with an error after cancelling it (a fatal error).
 pub fn start_consumer<H: consumer::Handler>(
     config: &KafkaConfig,
     group: &str,
     handler: H,
+    settings: consumer::ConsumerConfig,
     metrics: KafkaMetrics,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<tokio::task::JoinHandle<Result<(), Error>>, Error> {
@@ -335,7 +337,7 @@ pub fn start_consumer<H: consumer::Handler>(
         kafka_consumer,
         config.producer()?,
         handler,
-        config.consumer_config(),
+        settings,
         metrics,
         shutdown.clone(),
     )))
