@@ -1,12 +1,10 @@
 //! The REST API: a user's notifications (that user or an admin).
 
-use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Deserialize;
 use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiQuery, ErrorBody};
-use shared::http::{PageParams, total_count_header};
+use shared::http::{Listed, PageParams};
 use sqlx::PgPool;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,17 +29,14 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
     /// Whose notifications (default: the caller's; another user's needs admin).
-    pub user_id: Option<i64>,
+    pub user_id: Option<shared::id::UserId>,
 }
 
 /// A user's notifications by id.
 #[utoipa::path(
     get, path = "/notifications", tag = "notifications", params(NotificationQuery, PageParams), security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of notifications", body = [Notification],
-         headers(("X-Total-Count" = i64, description = "How many there are in all"))),
-        (status = 400, description = "Bad query", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 200, description = "A page of notifications", body = [Notification]),
         (status = 403, description = "Another user's, and not an admin", body = ErrorBody),
     )
 )]
@@ -50,10 +45,10 @@ async fn list_notifications(
     caller: AuthUser,
     ApiQuery(query): ApiQuery<NotificationQuery>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<(HeaderMap, Json<Vec<Notification>>), ApiError> {
+) -> Result<Listed<Notification>, ApiError> {
     let page = page.page()?;
-    let user_id = query.user_id.unwrap_or(caller.id);
-    caller.require_self_or_admin(user_id)?;
-    let (items, total) = store::list(&state.pool, Some(user_id), page).await?;
-    Ok((total_count_header(total), Json(items)))
+    let user_id = caller.whose(query.user_id)?;
+    Ok(Listed::new(
+        store::list(&state.pool, Some(user_id), page).await?,
+    ))
 }

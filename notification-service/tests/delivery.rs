@@ -133,7 +133,13 @@ fn every_type(order_id: i64, user_id: i64) -> Vec<Event> {
         },
     ]
     .into_iter()
-    .map(|p| Event::new(order_id, user_id, p))
+    .map(|p| {
+        Event::new(
+            shared::testing::order(order_id),
+            shared::testing::user(user_id),
+            p,
+        )
+    })
     .collect()
 }
 
@@ -180,29 +186,29 @@ async fn every_event_gives_one_delivered_notification() {
 async fn failures_are_retried_then_marked_failed_and_a_hang_blocks_nobody() {
     let app = spawn_app().await;
     let hang = Event::new(
-        3,
-        15,
+        shared::testing::order(3),
+        shared::testing::user(15),
         EventPayload::OrderConfirmed {
             total_price: Money(1),
         },
     );
     let flaky = Event::new(
-        2,
-        14,
+        shared::testing::order(2),
+        shared::testing::user(14),
         EventPayload::OrderConfirmed {
             total_price: Money(1),
         },
     );
     let doomed = Event::new(
-        1,
-        13,
+        shared::testing::order(1),
+        shared::testing::user(13),
         EventPayload::OrderConfirmed {
             total_price: Money(1),
         },
     );
     let fine = Event::new(
-        4,
-        16,
+        shared::testing::order(4),
+        shared::testing::user(16),
         EventPayload::OrderConfirmed {
             total_price: Money(1),
         },

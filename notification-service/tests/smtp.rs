@@ -107,8 +107,8 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();
 
     let created = Event::new(
-        41,
-        7,
+        shared::testing::order(41),
+        shared::testing::user(7),
         EventPayload::OrderCreated {
             items: vec![],
             total_price: Money(1250),
@@ -117,8 +117,8 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
         },
     );
     let paid = Event::new(
-        41,
-        7,
+        shared::testing::order(41),
+        shared::testing::user(7),
         EventPayload::PaymentSuccess {
             payment_id: 1,
             amount: Money(1250),
@@ -127,8 +127,8 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
     );
     // An order whose order_created never carried an address.
     let orphan = Event::new(
-        42,
-        8,
+        shared::testing::order(42),
+        shared::testing::user(8),
         EventPayload::OrderConfirmed {
             total_price: Money(100),
         },

@@ -125,8 +125,8 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     let events: Vec<Event> = (1..=2)
         .map(|order| {
             Event::new(
-                order,
-                9,
+                shared::testing::order(order),
+                shared::testing::user(9),
                 EventPayload::OrderConfirmed {
                     total_price: shared::money::Money(100),
                 },

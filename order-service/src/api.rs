@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
-use shared::http::{PageParams, total_count_header};
+use shared::http::{Listed, PageParams};
+use shared::id::{OrderId, ProductId, UserId};
 use shared::stock::OrderLine;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -78,7 +79,7 @@ impl From<PlaceError> for ApiError {
 /// One line of a new order.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ItemBody {
-    pub product_id: i64,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
@@ -86,8 +87,8 @@ pub struct ItemBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderBody {
     /// Optional; must be the caller (the token's subject).
-    pub user_id: Option<i64>,
-    pub product_id: Option<i64>,
+    pub user_id: Option<UserId>,
+    pub product_id: Option<ProductId>,
     pub quantity: Option<i32>,
     pub items: Option<Vec<ItemBody>>,
 }
@@ -131,8 +132,6 @@ impl CreateOrderBody {
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses(
         (status = 201, description = "Placed (or the order of a repeated Idempotency-Key)", body = OrderView),
-        (status = 400, description = "Bad input, naming the field", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "user_id is not the caller", body = ErrorBody),
         (status = 404, description = "A product does not exist", body = ErrorBody),
         (status = 409, description = "Product not available (with `stock`), or the same key still in progress", body = ErrorBody),
@@ -186,17 +185,14 @@ pub struct OrderQuery {
     /// Only orders in this status (pending, paid, failed, cancelled, rejected).
     pub status: Option<String>,
     /// Another user's orders (admins only); default the caller's.
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
 }
 
 /// The caller's orders, newest first.
 #[utoipa::path(
     get, path = "/orders", tag = "orders", params(OrderQuery, PageParams), security(("bearer" = [])),
     responses(
-        (status = 200, description = "A page of orders", body = [OrderView],
-         headers(("X-Total-Count" = i64, description = "How many match in all"))),
-        (status = 400, description = "Bad query", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 200, description = "A page of orders", body = [OrderView]),
         (status = 403, description = "Another user's orders", body = ErrorBody),
     )
 )]
@@ -205,7 +201,7 @@ async fn list_orders(
     caller: AuthUser,
     ApiQuery(query): ApiQuery<OrderQuery>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<(HeaderMap, Json<Vec<OrderView>>), ApiError> {
+) -> Result<Listed<OrderView>, ApiError> {
     let page = page.page()?;
     let status = match query.status.as_deref() {
         None => None,
@@ -216,62 +212,44 @@ async fn list_orders(
             )
         })?),
     };
-    let user_id = query.user_id.unwrap_or(caller.id);
-    caller.require_self_or_admin(user_id)?;
-    let (orders, total) = state.saga.store.list(Some(user_id), status, page).await?;
-    Ok((
-        total_count_header(total),
-        Json(orders.iter().map(OrderView::from).collect()),
-    ))
+    let user_id = caller.whose(query.user_id)?;
+    let orders = state.saga.store.list(Some(user_id), status, page).await?;
+    Ok(Listed::new(orders).map(|order| OrderView::from(&order)))
 }
 
 /// One order (its owner or an admin).
 #[utoipa::path(
-    get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Order id")),
+    get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Someone else's order", body = ErrorBody),
-        (status = 404, description = "No such order", body = ErrorBody),
     )
 )]
 async fn get_order(
     State(state): State<ApiState>,
     caller: AuthUser,
-    IdPath(id): IdPath,
+    IdPath(id): IdPath<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = state
-        .saga
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))?;
-    caller.require_self_or_admin(order.user_id)?;
+    let order = caller.owned(state.saga.store.get(id).await?, "order", id)?;
     Ok(Json(OrderView::from(&order)))
 }
 
 /// Cancels a pending order and gives its stock back (its owner or an admin).
 /// Cancelling a cancelled order again is harmless.
 #[utoipa::path(
-    post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])),
-    params(("id" = i64, Path, description = "Order id")),
+    post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The cancelled order", body = OrderView),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Someone else's order", body = ErrorBody),
-        (status = 404, description = "No such order", body = ErrorBody),
         (status = 409, description = "The order is no longer pending (with its `status`)", body = ErrorBody),
     )
 )]
 async fn cancel_order(
     State(state): State<ApiState>,
     caller: AuthUser,
-    IdPath(id): IdPath,
+    IdPath(id): IdPath<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let not_found = || ApiError::not_found(format!("order {id} not found"));
-    let order = state.saga.store.get(id).await?.ok_or_else(not_found)?;
-    caller.require_self_or_admin(order.user_id)?;
+    caller.owned(state.saga.store.get(id).await?, "order", id)?;
     match state.saga.cancel(id, OrderReason::UserCancelled).await? {
         Transition::Done(order) => Ok(Json(OrderView::from(&order))),
         Transition::Refused(order) if order.status == OrderStatus::Cancelled => {
@@ -285,6 +263,8 @@ async fn cancel_order(
             ),
         )
         .with("status", order.status.as_str())),
-        Transition::NotFound | Transition::AlreadyProcessed => Err(not_found()),
+        Transition::NotFound | Transition::AlreadyProcessed => {
+            Err(ApiError::not_found(format!("order {id} not found")))
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use shared::auth::{AuthUser, JwtVerifier};
 use shared::error::db_status;
+use shared::id::OrderId;
 use shared::proto::order::order_service_server::OrderService;
 use shared::proto::order::{
     CreateOrderRequest, GetOrderRequest, Order as ProtoOrder, OrderItem as ProtoItem,
@@ -49,15 +50,15 @@ impl From<PlaceError> for Status {
 
 fn to_proto(order: &Order) -> ProtoOrder {
     ProtoOrder {
-        id: order.id,
-        user_id: order.user_id,
+        id: order.id.get(),
+        user_id: order.user_id.get(),
         status: order.status.as_str().to_string(),
         total_price_cents: order.total_price.map_or(0, |m| m.cents()),
         items: order
             .items
             .iter()
             .map(|i| ProtoItem {
-                product_id: i.product_id,
+                product_id: i.product_id.get(),
                 quantity: i.quantity,
                 unit_price_cents: i.unit_price.map_or(0, |m| m.cents()),
             })
@@ -98,14 +99,7 @@ impl OrderService for OrderGrpc {
                     .map_err(|e| Status::invalid_argument(e.to_string()))?,
             )
         };
-        let lines: Vec<OrderLine> = req
-            .items
-            .iter()
-            .map(|i| OrderLine {
-                product_id: i.product_id,
-                quantity: i.quantity,
-            })
-            .collect();
+        let lines = OrderLine::all(&req.items)?;
         let placed = self.saga.place(&caller, &lines, key.as_ref()).await?;
         Ok(Response::new(to_proto(&placed.order)))
     }
@@ -115,10 +109,8 @@ impl OrderService for OrderGrpc {
         request: Request<GetOrderRequest>,
     ) -> Result<Response<ProtoOrder>, Status> {
         let caller = self.caller(&request)?;
-        let id = request.into_inner().id;
-        if id <= 0 {
-            return Err(Status::invalid_argument("id must be a positive integer"));
-        }
+        let id = OrderId::new(request.into_inner().id)
+            .map_err(|_| Status::invalid_argument("id must be a positive integer"))?;
         let order = self
             .saga
             .store

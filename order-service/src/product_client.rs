@@ -16,6 +16,7 @@ use std::time::Duration;
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, backoff, failure_policy};
 use rand::Rng;
+use shared::id::OrderId;
 use shared::metrics::Metrics;
 use shared::metrics::prometheus::IntGauge;
 use shared::proto::product::product_service_client::ProductServiceClient;
@@ -213,7 +214,7 @@ impl ProductClient {
     /// Holds stock for an order's items (idempotent by order id).
     pub async fn reserve(
         &self,
-        order_id: i64,
+        order_id: OrderId,
         items: &[OrderLine],
     ) -> Result<ReserveStockResponse, CallError> {
         let items: Vec<StockItem> = items.iter().map(|&line| line.into()).collect();
@@ -222,7 +223,7 @@ impl ProductClient {
             |mut client, deadline| {
                 let request = with_deadline(
                     ReserveStockRequest {
-                        order_id,
+                        order_id: order_id.get(),
                         items: items.clone(),
                     },
                     deadline,
@@ -234,11 +235,16 @@ impl ProductClient {
     }
 
     /// Gives an order's units back (idempotent; also before any reservation).
-    pub async fn release(&self, order_id: i64) -> Result<ReleaseStockResponse, CallError> {
+    pub async fn release(&self, order_id: OrderId) -> Result<ReleaseStockResponse, CallError> {
         self.call(
             "/product.ProductService/ReleaseStock",
             |mut client, deadline| {
-                let request = with_deadline(ReleaseStockRequest { order_id }, deadline);
+                let request = with_deadline(
+                    ReleaseStockRequest {
+                        order_id: order_id.get(),
+                    },
+                    deadline,
+                );
                 async move { client.release_stock(request).await }
             },
         )
@@ -246,11 +252,16 @@ impl ProductClient {
     }
 
     /// Makes an order's reservation final (idempotent).
-    pub async fn commit(&self, order_id: i64) -> Result<CommitStockResponse, CallError> {
+    pub async fn commit(&self, order_id: OrderId) -> Result<CommitStockResponse, CallError> {
         self.call(
             "/product.ProductService/CommitStock",
             |mut client, deadline| {
-                let request = with_deadline(CommitStockRequest { order_id }, deadline);
+                let request = with_deadline(
+                    CommitStockRequest {
+                        order_id: order_id.get(),
+                    },
+                    deadline,
+                );
                 async move { client.commit_stock(request).await }
             },
         )

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use shared::auth::AuthUser;
+use shared::id::{OrderId, ProductId};
 use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::metrics::prometheus::{
@@ -118,17 +119,17 @@ pub enum PlaceError {
     #[error("{}", .0.message)]
     Invalid(LineError),
     #[error("this Idempotency-Key was used for a different order ({order_id})")]
-    KeyReused { order_id: i64 },
+    KeyReused { order_id: OrderId },
     #[error("an order with this Idempotency-Key is still being placed ({order_id})")]
-    InProgress { order_id: i64 },
+    InProgress { order_id: OrderId },
     #[error("Product not available")]
     Insufficient {
-        order_id: i64,
-        product_id: i64,
+        order_id: OrderId,
+        product_id: ProductId,
         stock: i32,
     },
     #[error("a product of the order does not exist: {message}")]
-    ProductNotFound { order_id: i64, message: String },
+    ProductNotFound { order_id: OrderId, message: String },
     #[error("the stock service is unavailable; try again shortly")]
     Unavailable { retry_after_secs: u64 },
     #[error("too many orders are being processed; try again shortly")]
@@ -224,27 +225,24 @@ impl Saga {
 
     /// Asks product-service to hold the order's units and records the answer.
     async fn reserve(&self, order: Order, caller: Caller) -> Result<Order, PlaceError> {
-        let lines: Vec<OrderLine> = order
-            .items
-            .iter()
-            .map(|i| OrderLine {
-                product_id: i.product_id,
-                quantity: i.quantity,
-            })
-            .collect();
+        let lines = order.lines();
         let answer = match self.products.reserve(order.id, &lines).await {
             Ok(answer) => answer,
             Err(e) => return Err(self.reservation_failed(&order, e, caller).await),
         };
         match answer.status() {
             ReservationStatus::Reserved | ReservationStatus::Committed => {
+                // An item without a valid product id is no line of this
+                // order: it leaves the lengths unequal, so nothing matches.
                 let reserved: Vec<EventItem> = answer
                     .items
                     .iter()
-                    .map(|i| EventItem {
-                        product_id: i.product_id,
-                        quantity: i.quantity,
-                        unit_price: Money(i.unit_price_cents),
+                    .filter_map(|i| {
+                        Some(EventItem {
+                            product_id: ProductId::new(i.product_id).ok()?,
+                            quantity: i.quantity,
+                            unit_price: Money(i.unit_price_cents),
+                        })
                     })
                     .collect();
                 let matches = reserved.len() == lines.len()
@@ -257,7 +255,7 @@ impl Saga {
                     // (the order database was reset but not the product one).
                     // Touch nothing of it.
                     tracing::error!(
-                        order_id = order.id,
+                        order_id = %order.id,
                         "product-service holds a different reservation under this order id"
                     );
                     self.reject(
@@ -278,7 +276,7 @@ impl Saga {
                     .await?
                 {
                     Some(held) => {
-                        tracing::info!(order_id = order.id, total = %Money(answer.total_cents), "stock held; order_created queued");
+                        tracing::info!(order_id = %order.id, total = %Money(answer.total_cents), "stock held; order_created queued");
                         Ok(held)
                     }
                     // Someone else moved it on meanwhile (a cancel, the recovery loop).
@@ -286,8 +284,12 @@ impl Saga {
                 }
             }
             ReservationStatus::Insufficient => {
+                // The proto says 0 for an unknown short product; this order's
+                // first line stands in for it then.
+                let product_id = ProductId::new(answer.short_product_id)
+                    .unwrap_or_else(|_| lines.first().map_or(ProductId::MIN, |l| l.product_id));
                 let short = Shortfall {
-                    product_id: answer.short_product_id,
+                    product_id,
                     available: answer.available_stock,
                 };
                 self.reject(
@@ -310,7 +312,7 @@ impl Saga {
                 // nothing will be. The order can't go on, so it ends here
                 // rather than staying pending for good.
                 tracing::warn!(
-                    order_id = order.id,
+                    order_id = %order.id,
                     "product-service had already released this order: rejecting it"
                 );
                 self.reject(
@@ -331,7 +333,7 @@ impl Saga {
             // releases it.
             ReservationStatus::Unspecified => {
                 tracing::error!(
-                    order_id = order.id,
+                    order_id = %order.id,
                     status = answer.status,
                     "product-service gave no reservation status this version knows: rejecting"
                 );
@@ -369,7 +371,7 @@ impl Saga {
                     message: status.message().to_string(),
                 }),
             CallError::Refused(status) => {
-                tracing::error!(order_id = order.id, code = ?status.code(), message = status.message(), "ReserveStock refused");
+                tracing::error!(order_id = %order.id, code = ?status.code(), message = status.message(), "ReserveStock refused");
                 self.reject(
                     order,
                     OrderReason::StockRefused,
@@ -393,7 +395,7 @@ impl Saga {
                     } else {
                         StockState::Unknown
                     };
-                    tracing::warn!(order_id = order.id, error = %e, "order rejected: product-service unavailable");
+                    tracing::warn!(order_id = %order.id, error = %e, "order rejected: product-service unavailable");
                     self.reject(
                         order,
                         OrderReason::StockServiceUnavailable,
@@ -433,7 +435,7 @@ impl Saga {
                 ..order.clone()
             });
             tracing::info!(
-                order_id = order.id,
+                order_id = %order.id,
                 reason = reason.as_str(),
                 "order rejected"
             );
@@ -441,7 +443,7 @@ impl Saga {
         Ok(())
     }
 
-    async fn current(&self, id: i64) -> Result<Order, sqlx::Error> {
+    async fn current(&self, id: OrderId) -> Result<Order, sqlx::Error> {
         self.store.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
@@ -473,14 +475,14 @@ impl Saga {
             Transition::Done(order) => {
                 self.metrics.finished(&order);
                 tracing::info!(
-                    order_id = order.id,
+                    order_id = %order.id,
                     status = order.status.as_str(),
                     "payment result applied"
                 );
                 self.settle(&order).await;
             }
             Transition::Refused(order) => tracing::info!(
-                order_id = order.id,
+                order_id = %order.id,
                 status = order.status.as_str(),
                 event_type = event.payload.event_type(),
                 "payment result for a finished order: ignored"
@@ -498,7 +500,11 @@ impl Saga {
     }
 
     /// Cancels a pending order (`reason`: user_cancelled or timeout) and gives its stock back.
-    pub async fn cancel(&self, id: i64, reason: OrderReason) -> Result<Transition, sqlx::Error> {
+    pub async fn cancel(
+        &self,
+        id: OrderId,
+        reason: OrderReason,
+    ) -> Result<Transition, sqlx::Error> {
         let transition = self
             .store
             .transition(
@@ -515,7 +521,7 @@ impl Saga {
             .await?;
         if let Transition::Done(order) = &transition {
             self.metrics.finished(order);
-            tracing::info!(order_id = id, reason = reason.as_str(), "order cancelled");
+            tracing::info!(order_id = %id, reason = reason.as_str(), "order cancelled");
             self.settle(order).await;
         }
         Ok(transition)
@@ -553,11 +559,11 @@ impl Saga {
         };
         match result {
             Ok(_) => {
-                tracing::debug!(order_id = order.id, "stock settled");
+                tracing::debug!(order_id = %order.id, "stock settled");
                 true
             }
             Err(e) => {
-                tracing::warn!(order_id = order.id, error = %e, "stock not settled yet; the recovery loop retries");
+                tracing::warn!(order_id = %order.id, error = %e, "stock not settled yet; the recovery loop retries");
                 false
             }
         }
@@ -581,7 +587,7 @@ impl Saga {
             .await?;
         let mut count = overdue.len();
         for order in overdue {
-            tracing::warn!(order_id = order.id, "no payment result in time: cancelling");
+            tracing::warn!(order_id = %order.id, "no payment result in time: cancelling");
             self.cancel(order.id, OrderReason::Timeout).await?;
         }
         let orders = self
@@ -596,7 +602,7 @@ impl Saga {
                     match self.reserve(order, Caller::Recovery).await {
                         Ok(order) => {
                             tracing::info!(
-                                order_id = id,
+                                order_id = %id,
                                 status = order.status.as_str(),
                                 "recovered an interrupted order"
                             );
@@ -604,11 +610,11 @@ impl Saga {
                         }
                         Err(PlaceError::Db(e)) => return Err(e),
                         Err(e @ PlaceError::Unavailable { .. }) => {
-                            tracing::info!(order_id = id, outcome = %e, "recovery: reservation not made yet");
+                            tracing::info!(order_id = %id, outcome = %e, "recovery: reservation not made yet");
                             false
                         }
                         Err(e) => {
-                            tracing::info!(order_id = id, outcome = %e, "recovery: order rejected");
+                            tracing::info!(order_id = %id, outcome = %e, "recovery: order rejected");
                             true
                         }
                     }
@@ -657,7 +663,10 @@ fn replay(order: Order, lines: &Lines) -> Result<Placed, PlaceError> {
                 product_id,
                 available: stock,
             } = order.short.unwrap_or(Shortfall {
-                product_id: 0,
+                product_id: lines
+                    .as_slice()
+                    .first()
+                    .map_or(ProductId::MIN, |l| l.product_id),
                 available: 0,
             });
             Err(PlaceError::Insufficient {

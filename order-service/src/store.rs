@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use shared::db::{Params, fetch_page};
 use shared::http::Page;
+use shared::id::{OrderId, ProductId, UserId};
 use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::kafka::{claim, outbox};
 use shared::money::Money;
 use shared::stock::Shortfall;
 use sqlx::{PgPool, Row};
-
-use shared::db::{parse_text, parsed};
 
 use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderReason, OrderStatus, StockState};
 
@@ -28,14 +28,11 @@ fn order_from_row(
     Ok(Order {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
-        status: parsed(row, "status", OrderStatus::parse)?,
-        stock: parsed(row, "stock", StockState::parse)?,
-        total_price: row.try_get::<Option<i64>, _>("total_cents")?.map(Money),
+        status: row.try_get("status")?,
+        stock: row.try_get("stock")?,
+        total_price: row.try_get("total_cents")?,
         currency: row.try_get("currency")?,
-        reason: row
-            .try_get::<Option<String>, _>("reason")?
-            .map(|r| parse_text("reason", &r, OrderReason::parse))
-            .transpose()?,
+        reason: row.try_get("reason")?,
         short: Shortfall::from_row(row)?,
         request_fingerprint: row.try_get("request_fingerprint")?,
         items,
@@ -94,7 +91,7 @@ impl Store {
     #[tracing::instrument(name = "TX insert order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn insert(
         &self,
-        user_id: i64,
+        user_id: UserId,
         email: &str,
         lines: &Lines,
         key: Option<&IdempotencyKey>,
@@ -116,7 +113,7 @@ impl Store {
             .await?;
             let Some(row) = row else {
                 tx.rollback().await?;
-                let existing: Option<i64> = sqlx::query_scalar(
+                let existing: Option<OrderId> = sqlx::query_scalar(
                     "SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2",
                 )
                 .bind(user_id)
@@ -128,8 +125,8 @@ impl Store {
                     None => continue,
                 }
             };
-            let id: i64 = row.try_get("id")?;
-            let (products, quantities): (Vec<i64>, Vec<i32>) = lines
+            let id: OrderId = row.try_get("id")?;
+            let (products, quantities): (Vec<ProductId>, Vec<i32>) = lines
                 .as_slice()
                 .iter()
                 .map(|l| (l.product_id, l.quantity))
@@ -161,13 +158,13 @@ impl Store {
         ))
     }
 
-    async fn must_get(&self, id: i64) -> Result<Order, sqlx::Error> {
+    async fn must_get(&self, id: OrderId) -> Result<Order, sqlx::Error> {
         self.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
     /// One order with its lines.
     #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn get(&self, id: i64) -> Result<Option<Order>, sqlx::Error> {
+    pub async fn get(&self, id: OrderId) -> Result<Option<Order>, sqlx::Error> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM orders WHERE id = $1"
         )))
@@ -180,7 +177,10 @@ impl Store {
     }
 
     /// The lines of `ids`, by order.
-    async fn items(&self, ids: &[i64]) -> Result<HashMap<i64, Vec<OrderItem>>, sqlx::Error> {
+    async fn items(
+        &self,
+        ids: &[OrderId],
+    ) -> Result<HashMap<OrderId, Vec<OrderItem>>, sqlx::Error> {
         let rows = sqlx::query(
             "SELECT order_id, product_id, quantity, (unit_price * 100)::bigint AS price_cents \
              FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, product_id",
@@ -188,7 +188,7 @@ impl Store {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        let mut by_order: HashMap<i64, Vec<OrderItem>> = HashMap::new();
+        let mut by_order: HashMap<OrderId, Vec<OrderItem>> = HashMap::new();
         for row in rows {
             by_order
                 .entry(row.try_get("order_id")?)
@@ -196,7 +196,7 @@ impl Store {
                 .push(OrderItem {
                     product_id: row.try_get("product_id")?,
                     quantity: row.try_get("quantity")?,
-                    unit_price: row.try_get::<Option<i64>, _>("price_cents")?.map(Money),
+                    unit_price: row.try_get("price_cents")?,
                 });
         }
         Ok(by_order)
@@ -206,7 +206,7 @@ impl Store {
         &self,
         rows: Vec<sqlx::postgres::PgRow>,
     ) -> Result<Vec<Order>, sqlx::Error> {
-        let ids: Vec<i64> = rows
+        let ids: Vec<OrderId> = rows
             .iter()
             .map(|r| r.try_get("id"))
             .collect::<Result<_, _>>()?;
@@ -222,28 +222,14 @@ impl Store {
     #[tracing::instrument(name = "SELECT orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(
         &self,
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         status: Option<OrderStatus>,
         page: Page,
     ) -> Result<(Vec<Order>, i64), sqlx::Error> {
-        let filter = "($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR status = $2)";
-        let status = status.map(OrderStatus::as_str);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM orders WHERE {filter} ORDER BY id DESC LIMIT $3 OFFSET $4"
-        )))
-        .bind(user_id)
-        .bind(status)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM orders WHERE {filter}"
-        )))
-        .bind(user_id)
-        .bind(status)
-        .fetch_one(&self.pool)
-        .await?;
+        let from = "orders WHERE ($1::bigint IS NULL OR user_id = $1) \
+                    AND ($2::text IS NULL OR status = $2)";
+        let params = Params::default().bind(user_id).bind(status);
+        let (rows, total) = fetch_page(&self.pool, COLUMNS, from, "id DESC", params, page).await?;
         Ok((self.with_items(rows).await?, total))
     }
 
@@ -255,7 +241,7 @@ impl Store {
     #[tracing::instrument(name = "TX hold order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn hold(
         &self,
-        id: i64,
+        id: OrderId,
         reserved: &[EventItem],
         total: Money,
     ) -> Result<Option<Order>, sqlx::Error> {
@@ -272,7 +258,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        let products: Vec<i64> = reserved.iter().map(|i| i.product_id).collect();
+        let products: Vec<ProductId> = reserved.iter().map(|i| i.product_id).collect();
         let prices: Vec<i64> = reserved.iter().map(|i| i.unit_price.cents()).collect();
         sqlx::query(
             "UPDATE order_items SET unit_price = u.price::numeric / 100 \
@@ -317,7 +303,7 @@ impl Store {
     #[tracing::instrument(name = "TX reject order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn reject(
         &self,
-        id: i64,
+        id: OrderId,
         reason: OrderReason,
         short: Option<Shortfall>,
         stock: StockState,
@@ -347,7 +333,7 @@ impl Store {
     #[tracing::instrument(name = "TX transition order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn transition(
         &self,
-        id: i64,
+        id: OrderId,
         cause: Option<&Event>,
         change: Change<'_>,
     ) -> Result<Transition, sqlx::Error> {
@@ -389,7 +375,7 @@ impl Store {
     #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn set_stock(
         &self,
-        id: i64,
+        id: OrderId,
         from: &[StockState],
         to: StockState,
     ) -> Result<bool, sqlx::Error> {
@@ -458,7 +444,12 @@ impl Store {
 
     /// The recovery loop could not finish order `id` this time: it is tried
     /// again after `base` doubled per failure so far, at most `max` later.
-    pub async fn defer(&self, id: i64, base: Duration, max: Duration) -> Result<(), sqlx::Error> {
+    pub async fn defer(
+        &self,
+        id: OrderId,
+        base: Duration,
+        max: Duration,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE orders SET recovery_attempts = recovery_attempts + 1, \
              recovery_after = now() + LEAST($2 * power(2, LEAST(recovery_attempts, 20)), $3) \

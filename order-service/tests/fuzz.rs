@@ -12,6 +12,7 @@ use order_service::model::{Lines, MAX_ITEMS, MAX_QUANTITY};
 use proptest::prelude::*;
 use serde_json::Value;
 use shared::error::parse_json;
+use shared::id::ProductId;
 use shared::stock::OrderLine;
 use shared::testing::inputs::{body, check_bad_request, number, object, text, value};
 
@@ -31,12 +32,11 @@ fn line() -> impl Strategy<Value = OrderLine> {
     prop_oneof![
         // Mostly plausible lines, so merges and limits are exercised...
         (1i64..20, 1i32..=MAX_QUANTITY),
-        // ...and anything at all.
-        (any::<i64>(), any::<i32>()),
+        // ...and any id (a product id is positive by its type) and any quantity.
+        (1..=i64::MAX, any::<i32>()),
     ]
-    .prop_map(|(product_id, quantity)| OrderLine {
-        product_id,
-        quantity,
+    .prop_map(|(product_id, quantity)| {
+        OrderLine::new(shared::testing::product(product_id), quantity)
     })
 }
 
@@ -50,12 +50,12 @@ proptest! {
                 let lines = lines.as_slice();
                 prop_assert!(!requested.is_empty() && requested.len() <= MAX_ITEMS);
                 prop_assert!(lines.windows(2).all(|w| w[0].product_id < w[1].product_id), "sorted, one line per product");
-                let mut wanted: BTreeMap<i64, i64> = BTreeMap::new();
+                let mut wanted: BTreeMap<ProductId, i64> = BTreeMap::new();
                 for l in &requested {
                     *wanted.entry(l.product_id).or_default() += i64::from(l.quantity);
                 }
                 for &OrderLine { product_id: p, quantity: q } in lines {
-                    prop_assert!(p > 0 && (1..=MAX_QUANTITY).contains(&q));
+                    prop_assert!(p.get() > 0 && (1..=MAX_QUANTITY).contains(&q));
                     prop_assert_eq!(wanted.get(&p).copied(), Some(i64::from(q)), "merged quantities add up");
                 }
                 prop_assert_eq!(lines.len(), wanted.len());
@@ -78,7 +78,7 @@ proptest! {
             Ok(requested) => match Lines::new(&requested) {
                 Ok(lines) => {
                     prop_assert!(!lines.as_slice().is_empty() && requested.len() <= MAX_ITEMS);
-                    prop_assert!(lines.as_slice().iter().all(|l| l.product_id > 0 && (1..=MAX_QUANTITY).contains(&l.quantity)));
+                    prop_assert!(lines.as_slice().iter().all(|l| l.product_id.get() > 0 && (1..=MAX_QUANTITY).contains(&l.quantity)));
                 }
                 Err(e) => prop_assert!(e.field == "items" || e.field.starts_with("items["), "{e:?}"),
             },

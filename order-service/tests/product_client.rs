@@ -54,34 +54,43 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
     let client = ProductClient::new(config(url), &metrics).unwrap();
 
     let reserved = client
-        .reserve(1, &[OrderLine::new(product, 2)])
+        .reserve(
+            testing::order(1),
+            &[OrderLine::new(testing::product(product), 2)],
+        )
         .await
         .unwrap();
     assert_eq!(reserved.status(), ReservationStatus::Reserved);
     assert_eq!(reserved.total_cents, 700);
     assert_eq!(
-        client.commit(1).await.unwrap().status(),
+        client.commit(testing::order(1)).await.unwrap().status(),
         ReservationStatus::Committed
     );
     client
-        .reserve(2, &[OrderLine::new(product, 1)])
+        .reserve(
+            testing::order(2),
+            &[OrderLine::new(testing::product(product), 1)],
+        )
         .await
         .unwrap();
     assert_eq!(
-        client.release(2).await.unwrap().status(),
+        client.release(testing::order(2)).await.unwrap().status(),
         ReservationStatus::Released
     );
 
     for order_id in 10..20 {
         match client
-            .reserve(order_id, &[OrderLine::new(999_999, 1)])
+            .reserve(
+                testing::order(order_id),
+                &[OrderLine::new(testing::product(999_999), 1)],
+            )
             .await
         {
             Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::NotFound),
             other => panic!("{other:?}"),
         }
     }
-    match client.commit(2).await {
+    match client.commit(testing::order(2)).await {
         Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::FailedPrecondition),
         other => panic!("{other:?}"),
     }
@@ -92,7 +101,10 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
     );
     assert_eq!(
         client
-            .reserve(3, &[OrderLine::new(product, 1)])
+            .reserve(
+                testing::order(3),
+                &[OrderLine::new(testing::product(product), 1)]
+            )
             .await
             .unwrap()
             .status(),
@@ -138,7 +150,13 @@ async fn an_unreachable_product_service_opens_the_breaker() {
     let metrics = Metrics::new("order-test");
     let client = ProductClient::new(config("http://127.0.0.1:1".into()), &metrics).unwrap();
     for order_id in 1..=3 {
-        match client.reserve(order_id, &[OrderLine::new(1, 1)]).await {
+        match client
+            .reserve(
+                testing::order(order_id),
+                &[OrderLine::new(testing::product(1), 1)],
+            )
+            .await
+        {
             Err(CallError::Unavailable(status)) => assert_eq!(status.code(), Code::Unavailable),
             other => panic!("call {order_id}: {other:?}"),
         }
@@ -156,11 +174,13 @@ async fn an_unreachable_product_service_opens_the_breaker() {
     );
     assert_eq!(attempts, Some(6.0));
     assert!(matches!(
-        client.release(4).await,
+        client.release(testing::order(4)).await,
         Err(CallError::BreakerOpen)
     ));
     assert!(matches!(
-        client.reserve(5, &[OrderLine::new(1, 1)]).await,
+        client
+            .reserve(testing::order(5), &[OrderLine::new(testing::product(1), 1)])
+            .await,
         Err(CallError::BreakerOpen)
     ));
 }
@@ -186,7 +206,10 @@ async fn a_connection_dropped_mid_call_is_unavailable_not_a_refusal() {
     });
     let metrics = Metrics::new("order-test");
     let client = ProductClient::new(config(format!("http://{addr}")), &metrics).unwrap();
-    match client.reserve(1, &[OrderLine::new(1, 1)]).await {
+    match client
+        .reserve(testing::order(1), &[OrderLine::new(testing::product(1), 1)])
+        .await
+    {
         Err(CallError::Unavailable(_)) => {}
         other => panic!("{other:?}"),
     }

@@ -21,7 +21,6 @@ use shared::proto::product::{
     GetProductRequest, Product, ReleaseStockRequest, ReleaseStockResponse, ReserveStockRequest,
     ReserveStockResponse,
 };
-use shared::stock::OrderLine;
 use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 
@@ -123,7 +122,7 @@ async fn saga(stand_in: StandIn, payment_timeout: Duration) -> (Saga, PgPool) {
 
 fn customer() -> AuthUser {
     AuthUser {
-        id: 7,
+        id: shared::testing::user(7),
         email: "c@example.com".into(),
         role: Role::Customer,
     }
@@ -146,7 +145,7 @@ async fn placed_with_answer(status: i32) -> (Saga, StandIn, (String, String)) {
     let (saga, pool) = saga(stand_in.clone(), Duration::from_secs(60)).await;
     let key = IdempotencyKey::parse("k-1").unwrap();
     let placed = saga
-        .place(&customer(), &[OrderLine::new(1, 1)], Some(&key))
+        .place(&customer(), &shared::testing::lines(&[(1, 1)]), Some(&key))
         .await;
     assert!(matches!(placed, Err(PlaceError::Refused(_))), "{placed:?}");
     let id: i64 = sqlx::query_scalar("SELECT id FROM orders")

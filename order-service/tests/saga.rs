@@ -513,9 +513,15 @@ async fn bad_orders_get_a_clear_4xx_and_write_nothing() {
             json!({"product_id": product, "quantity": 0}),
             "items[0].quantity",
         ),
+        // An id that is not positive is refused where the body is read.
+        (json!({"product_id": -1, "quantity": 1}), "product_id"),
         (
-            json!({"product_id": -1, "quantity": 1}),
-            "items[0].product_id",
+            json!({"items": [{"product_id": product, "quantity": 1}, {"product_id": 0, "quantity": 1}]}),
+            "items[1].product_id",
+        ),
+        (
+            json!({"user_id": 0, "product_id": product, "quantity": 1}),
+            "user_id",
         ),
         (json!({"items": []}), "items"),
         (
@@ -732,8 +738,8 @@ async fn redelivered_and_contradicting_payment_events_change_nothing() {
     testing::publish(&stack.kafka, &success).await;
     testing::publish(&stack.kafka, &success).await;
     let late_failure = Event::new(
-        id,
-        11,
+        testing::order(id),
+        testing::user(11),
         EventPayload::PaymentFailed {
             payment_id: 1,
             amount: shared::money::Money(1000),
@@ -799,8 +805,8 @@ async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_
         &shared::metrics::Metrics::new("crash-test"),
     )
     .unwrap();
-    let line = shared::stock::OrderLine::new(product, 2);
-    client.reserve(id, &[line]).await.unwrap();
+    let line = shared::stock::OrderLine::new(testing::product(product), 2);
+    client.reserve(testing::order(id), &[line]).await.unwrap();
     assert_eq!(stack.stock(product).await, 3);
 
     // The restarted service finds it and completes the saga.

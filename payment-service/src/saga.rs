@@ -64,7 +64,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
                 reason: "order already cancelled".into(),
             }
         } else {
-            self.gateway.charge(event.order_id, amount)
+            self.gateway.charge(event.order_id.get(), amount)
         };
         let (status, transaction_id, reason) = match &charge {
             Charge::Approved { transaction_id } => {
@@ -101,7 +101,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         tx.commit().await?;
         self.outcomes.with_label_values(&[status.as_str()]).inc();
         tracing::info!(
-            order_id = event.order_id,
+            order_id = %event.order_id,
             payment_id,
             status = status.as_str(),
             "payment decided"
@@ -144,7 +144,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
                 .with_label_values(&[PaymentStatus::Refunded.as_str()])
                 .inc();
             tracing::info!(
-                order_id = event.order_id,
+                order_id = %event.order_id,
                 "payment refunded: the order was cancelled"
             );
         }

@@ -3,9 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::db::{Params, fetch_page};
 use shared::http::Page;
+use shared::id::{OrderId, UserId};
 use shared::money::Money;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool};
 use utoipa::ToSchema;
 
 shared::text_enum! {
@@ -23,11 +25,12 @@ shared::text_enum! {
 }
 
 /// A payment as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Payment {
     pub id: i64,
-    pub order_id: i64,
-    pub user_id: i64,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    #[sqlx(rename = "amount_cents")]
     pub amount: Money,
     pub status: PaymentStatus,
     pub transaction_id: Option<String>,
@@ -36,22 +39,14 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
+impl shared::auth::Owned for Payment {
+    fn owner_id(&self) -> UserId {
+        self.user_id
+    }
+}
+
 const COLUMNS: &str = "id, order_id, user_id, (amount * 100)::bigint AS amount_cents, status, \
                        transaction_id, reason, created_at, updated_at";
-
-fn payment_from_row(row: &sqlx::postgres::PgRow) -> Result<Payment, sqlx::Error> {
-    Ok(Payment {
-        id: row.try_get("id")?,
-        order_id: row.try_get("order_id")?,
-        user_id: row.try_get("user_id")?,
-        amount: Money(row.try_get("amount_cents")?),
-        status: shared::db::parsed(row, "status", PaymentStatus::parse)?,
-        transaction_id: row.try_get("transaction_id")?,
-        reason: row.try_get("reason")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 /// Reads of the payments table.
 #[derive(Debug, Clone)]
@@ -66,48 +61,29 @@ impl Store {
 
     #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn get(&self, id: i64) -> Result<Option<Payment>, sqlx::Error> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM payments WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(payment_from_row)
-        .transpose()
+        let select = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(select))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// Payments by id, filtered by order and/or owner, and how many match.
     #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(
         &self,
-        order_id: Option<i64>,
-        user_id: Option<i64>,
+        order_id: Option<OrderId>,
+        user_id: Option<UserId>,
         page: Page,
     ) -> Result<(Vec<Payment>, i64), sqlx::Error> {
-        let filter =
-            "($1::bigint IS NULL OR order_id = $1) AND ($2::bigint IS NULL OR user_id = $2)";
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM payments WHERE {filter} ORDER BY id LIMIT $3 OFFSET $4"
-        )))
-        .bind(order_id)
-        .bind(user_id)
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT count(*) FROM payments WHERE {filter}"
-        )))
-        .bind(order_id)
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((
-            rows.iter()
-                .map(payment_from_row)
-                .collect::<Result<_, _>>()?,
-            total,
-        ))
+        let from = "payments WHERE ($1::bigint IS NULL OR order_id = $1) \
+                    AND ($2::bigint IS NULL OR user_id = $2)";
+        let params = Params::default().bind(order_id).bind(user_id);
+        let (rows, total) = fetch_page(&self.pool, COLUMNS, from, "id", params, page).await?;
+        let payments = rows
+            .iter()
+            .map(Payment::from_row)
+            .collect::<Result<_, _>>()?;
+        Ok((payments, total))
     }
 }

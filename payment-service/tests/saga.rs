@@ -103,11 +103,11 @@ impl TestApp {
 
 fn order_created(order_id: i64, user_id: i64, cents: i64) -> Event {
     Event::new(
-        order_id,
-        user_id,
+        testing::order(order_id),
+        testing::user(user_id),
         EventPayload::OrderCreated {
             items: vec![EventItem {
-                product_id: 1,
+                product_id: testing::product(1),
                 quantity: 1,
                 unit_price: Money(cents),
             }],
@@ -184,8 +184,8 @@ async fn a_success_for_a_cancelled_order_is_refunded() {
     app.publish(&order_created(id, 3, 2500)).await;
     assert_eq!(app.events("payment_success", 1).await.len(), 1);
     let cancel = Event::new(
-        id,
-        3,
+        testing::order(id),
+        testing::user(3),
         EventPayload::OrderCancelled {
             reason: "timeout".into(),
         },

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::auth::AdminUser;
 use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
-use shared::http::{PageParams, total_count_header};
+use shared::http::{Listed, PageParams};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -38,31 +38,22 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 /// Lists products by id, a page at a time.
 #[utoipa::path(
     get, path = "/products", tag = "products", params(PageParams),
-    responses(
-        (status = 200, description = "A page of products", body = [Product],
-         headers(("X-Total-Count" = i64, description = "How many products there are in all"))),
-        (status = 400, description = "Bad limit or offset", body = ErrorBody),
-    )
+    responses((status = 200, description = "A page of products", body = [Product]))
 )]
 async fn list_products(
     State(state): State<ApiState>,
     ApiQuery(params): ApiQuery<PageParams>,
-) -> Result<(HeaderMap, Json<Vec<Product>>), ApiError> {
-    let page = params.page()?;
-    let (products, total) = state.store.list(page).await?;
-    Ok((total_count_header(total), Json(products)))
+) -> Result<Listed<Product>, ApiError> {
+    Ok(Listed::new(state.store.list(params.page()?).await?))
 }
 
 /// One product, from the cache when it can be; `If-None-Match` with the current ETag gives 304.
 #[utoipa::path(
-    get, path = "/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
+    get, path = "/products/{id}", tag = "products", params(IdPath),
     responses(
         (status = 200, description = "The product", body = Product,
          headers(("ETag" = String, description = "The product's version, for If-Match"))),
         (status = 304, description = "Not modified since the ETag sent"),
-        (status = 400, description = "The id is not a positive integer", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
     )
 )]
 async fn get_product(
@@ -112,14 +103,9 @@ async fn get_product(
 /// Adds a product (admin).
 #[utoipa::path(
     post, path = "/products", tag = "products", request_body = NewProduct,
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses(
         (status = 201, description = "Created", body = Product),
-        (status = 400, description = "A field is invalid (named in `field`)", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 415, description = "Not JSON", body = ErrorBody),
     )
 )]
 async fn create_product(
@@ -131,7 +117,7 @@ async fn create_product(
     let product = state.store.create(&new).await?;
     tracing::info!(
         product_id = product.id,
-        admin_id = admin.id,
+        admin_id = %admin.id,
         "product created"
     );
     Ok(with_etag(StatusCode::CREATED, product, true))
@@ -142,16 +128,12 @@ async fn create_product(
 #[utoipa::path(
     put, path = "/products/{id}", tag = "products", request_body = ProductPatch,
     params(
-        ("id" = i64, Path, description = "Product id"),
+        IdPath,
         ("If-Match" = Option<String>, Header, description = "The ETag last seen, e.g. \"v3\""),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Updated", body = Product),
-        (status = 400, description = "A field is invalid", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
         (status = 409, description = "Stale version; `current_version` says the current one", body = ErrorBody),
     )
 )]
@@ -196,7 +178,7 @@ async fn update_product(
     state.cache.invalidate(id, product.version).await;
     tracing::info!(
         product_id = id,
-        admin_id = admin.id,
+        admin_id = %admin.id,
         version = product.version,
         "product updated"
     );
@@ -205,14 +187,10 @@ async fn update_product(
 
 /// Removes a product from the catalogue (admin).
 #[utoipa::path(
-    delete, path = "/products/{id}", tag = "products",
-    params(("id" = i64, Path, description = "Product id")),
-    security(("bearer" = [])),
+    delete, path = "/products/{id}", tag = "products", params(IdPath),
+    security(("bearer" = ["admin"])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 404, description = "No such product", body = ErrorBody),
     )
 )]
 async fn delete_product(
@@ -226,7 +204,7 @@ async fn delete_product(
         .await?
         .ok_or_else(|| product_not_found(id))?;
     state.cache.invalidate_deleted(id).await;
-    tracing::info!(product_id = id, admin_id = admin.id, "product deleted");
+    tracing::info!(product_id = id, admin_id = %admin.id, "product deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -210,38 +210,13 @@ impl ProductCache {
     /// Puts a body read from the database, unless a newer write is known.
     #[tracing::instrument(name = "EVALSHA fill product cache", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn fill(&self, id: i64, version: i64, body: &str) {
-        let key = self.key(id);
-        let ttl = self.inner.config.ttl.as_millis() as u64;
-        let script = &self.inner.fill;
-        let _: Option<i64> = self
-            .call(|mut conn| async move {
-                script
-                    .key(&key)
-                    .arg(version)
-                    .arg(body)
-                    .arg(ttl)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await;
+        let _ = self.run(&self.inner.fill, id, version, Some(body)).await;
     }
 
     /// Marks a product as changed at `version`: older bodies can't come back.
     #[tracing::instrument(name = "EVALSHA invalidate product cache", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn invalidate(&self, id: i64, version: i64) {
-        let key = self.key(id);
-        let ttl = self.inner.config.ttl.as_millis() as u64;
-        let script = &self.inner.invalidate;
-        let done: Option<i64> = self
-            .call(|mut conn| async move {
-                script
-                    .key(&key)
-                    .arg(version)
-                    .arg(ttl)
-                    .invoke_async(&mut conn)
-                    .await
-            })
-            .await;
+        let done = self.run(&self.inner.invalidate, id, version, None).await;
         if done.is_none() {
             tracing::warn!(
                 product_id = id,
@@ -249,6 +224,28 @@ impl ProductCache {
                 "cache invalidation skipped (Redis unavailable); the entry expires with its TTL"
             );
         }
+    }
+
+    /// Runs one of the scripts on product `id`'s entry: its arguments are
+    /// the version, the body (for a fill) and the TTL in milliseconds.
+    async fn run(
+        &self,
+        script: &redis::Script,
+        id: i64,
+        version: i64,
+        body: Option<&str>,
+    ) -> Option<i64> {
+        let key = self.key(id);
+        let ttl = self.inner.config.ttl.as_millis() as u64;
+        self.call(|mut conn| async move {
+            let mut invocation = script.key(&key);
+            invocation.arg(version);
+            if let Some(body) = body {
+                invocation.arg(body);
+            }
+            invocation.arg(ttl).invoke_async(&mut conn).await
+        })
+        .await
     }
 
     /// Marks a product as deleted.

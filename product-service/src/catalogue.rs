@@ -2,28 +2,16 @@
 //! version, for `If-Match`) and deleted (soft: reservations keep pointing
 //! at them).
 
-use chrono::{DateTime, Utc};
+use shared::db::{Params, fetch_page};
 use shared::http::Page;
 use shared::money::Money;
-use sqlx::Row;
+use sqlx::FromRow;
 
 use crate::model::{NewProduct, Product, ProductPatch};
 use crate::store::Store;
 
 const PRODUCT_COLUMNS: &str =
     "id, name, (price * 100)::bigint AS price_cents, stock, version, created_at, updated_at";
-
-fn product_from_row(row: &sqlx::postgres::PgRow) -> Result<Product, sqlx::Error> {
-    Ok(Product {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        price: Money(row.try_get("price_cents")?),
-        stock: row.try_get("stock")?,
-        version: row.try_get("version")?,
-        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?,
-        updated_at: row.try_get::<DateTime<Utc>, _>("updated_at")?,
-    })
-}
 
 /// Why an update did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -40,21 +28,13 @@ impl Store {
     /// One page of live products by id, and how many there are in all.
     #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(&self, page: Page) -> Result<(Vec<Product>, i64), sqlx::Error> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {PRODUCT_COLUMNS} FROM products WHERE deleted_at IS NULL \
-             ORDER BY id LIMIT $1 OFFSET $2"
-        )))
-        .bind(page.limit)
-        .bind(page.offset)
-        .fetch_all(self.live()?)
-        .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM products WHERE deleted_at IS NULL")
-                .fetch_one(self.live()?)
-                .await?;
+        let from = "products WHERE deleted_at IS NULL";
+        let params = Params::default();
+        let (rows, total) =
+            fetch_page(self.live()?, PRODUCT_COLUMNS, from, "id", params, page).await?;
         let products = rows
             .iter()
-            .map(product_from_row)
+            .map(Product::from_row)
             .collect::<Result<_, _>>()?;
         Ok((products, total))
     }
@@ -68,7 +48,7 @@ impl Store {
         .fetch_optional(self.live()?)
         .await?
         .as_ref()
-        .map(product_from_row)
+        .map(Product::from_row)
         .transpose()
     }
 
@@ -83,7 +63,7 @@ impl Store {
         .bind(new.stock)
         .fetch_one(self.live()?)
         .await?;
-        product_from_row(&row)
+        Product::from_row(&row)
     }
 
     /// Applies the fields that are set; with `expected_version`, only if the
@@ -112,7 +92,7 @@ impl Store {
         .fetch_optional(self.live()?)
         .await?;
         match row {
-            Some(row) => Ok(product_from_row(&row)?),
+            Some(row) => Ok(Product::from_row(&row)?),
             None => match self.current_version(id).await? {
                 None => Err(UpdateError::NotFound),
                 Some(current) => Err(UpdateError::Stale { current }),

@@ -2,13 +2,14 @@
 //! calls. Every failure maps to a proper status code, never UNKNOWN.
 
 use shared::error::db_status;
+use shared::id::{OrderId, ProductId};
 use shared::proto::product::product_service_server::ProductService;
 use shared::proto::product::{
     CheckAvailabilityRequest, CheckAvailabilityResponse, CommitStockRequest, CommitStockResponse,
     GetProductRequest, Product as ProtoProduct, ReleaseStockRequest, ReleaseStockResponse,
     ReservationStatus as ProtoStatus, ReserveStockRequest, ReserveStockResponse, ReservedItem,
 };
-use shared::stock::{OrderLine, Shortfall};
+use shared::stock::OrderLine;
 use tonic::{Request, Response, Status};
 
 use crate::cache::ProductCache;
@@ -44,14 +45,9 @@ fn proto_status(s: ReservationStatus) -> i32 {
     }) as i32
 }
 
-fn positive(id: i64, what: &str) -> Result<i64, Status> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(Status::invalid_argument(format!(
-            "{what} must be a positive integer"
-        )))
-    }
+/// A call's order id, parsed at the edge: not positive is `INVALID_ARGUMENT`.
+fn order_id(raw: i64) -> Result<OrderId, Status> {
+    Ok(OrderId::new(raw)?)
 }
 
 impl ProductGrpc {
@@ -65,7 +61,7 @@ impl ProductGrpc {
 
     async fn invalidate<T>(&self, change: &StockChange<T>) {
         for &(product_id, version) in &change.touched {
-            self.cache.invalidate(product_id, version).await;
+            self.cache.invalidate(product_id.get(), version).await;
         }
     }
 }
@@ -77,7 +73,7 @@ impl ProductService for ProductGrpc {
         request: Request<GetProductRequest>,
     ) -> Result<Response<ProtoProduct>, Status> {
         let product = self
-            .product(positive(request.into_inner().id, "id")?)
+            .product(ProductId::new(request.into_inner().id)?.get())
             .await?;
         Ok(Response::new(ProtoProduct {
             id: product.id,
@@ -93,7 +89,7 @@ impl ProductService for ProductGrpc {
         request: Request<CheckAvailabilityRequest>,
     ) -> Result<Response<CheckAvailabilityResponse>, Status> {
         let req = request.into_inner();
-        let id = positive(req.product_id, "product_id")?;
+        let id = ProductId::new(req.product_id)?.get();
         if req.quantity <= 0 {
             return Err(Status::invalid_argument("quantity must be at least 1"));
         }
@@ -110,18 +106,16 @@ impl ProductService for ProductGrpc {
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<ReserveStockResponse>, Status> {
         let req = request.into_inner();
-        let items: Vec<OrderLine> = req.items.iter().map(OrderLine::from).collect();
-        let change = self.store.reserve(req.order_id, &items).await?;
+        let order_id = order_id(req.order_id)?;
+        let items = OrderLine::all(&req.items)?;
+        let change = self.store.reserve(order_id, &items).await?;
         self.invalidate(&change).await;
         let reservation = change.outcome;
-        tracing::info!(order_id = req.order_id, status = ?reservation.status, "reserve stock");
-        let Shortfall {
-            product_id: short_product_id,
-            available: available_stock,
-        } = reservation.short.unwrap_or(Shortfall {
-            product_id: 0,
-            available: 0,
-        });
+        tracing::info!(%order_id, status = ?reservation.status, "reserve stock");
+        // The proto says 0 for "no short product".
+        let (short_product_id, available_stock) = reservation
+            .short
+            .map_or((0, 0), |s| (s.product_id.get(), s.available));
         Ok(Response::new(ReserveStockResponse {
             status: proto_status(reservation.status),
             total_cents: reservation.total().cents(),
@@ -129,7 +123,7 @@ impl ProductService for ProductGrpc {
                 .items
                 .iter()
                 .map(|i| ReservedItem {
-                    product_id: i.product_id,
+                    product_id: i.product_id.get(),
                     quantity: i.quantity,
                     unit_price_cents: i.unit_price.cents(),
                 })
@@ -143,10 +137,10 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
-        let order_id = request.into_inner().order_id;
+        let order_id = order_id(request.into_inner().order_id)?;
         let change = self.store.release(order_id).await?;
         self.invalidate(&change).await;
-        tracing::info!(order_id, status = ?change.outcome, "release stock");
+        tracing::info!(%order_id, status = ?change.outcome, "release stock");
         Ok(Response::new(ReleaseStockResponse {
             status: proto_status(change.outcome),
         }))
@@ -156,9 +150,9 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
-        let order_id = request.into_inner().order_id;
+        let order_id = order_id(request.into_inner().order_id)?;
         let status = self.store.commit(order_id).await?;
-        tracing::info!(order_id, "commit stock");
+        tracing::info!(%order_id, "commit stock");
         Ok(Response::new(CommitStockResponse {
             status: proto_status(status),
         }))

@@ -10,10 +10,11 @@ use utoipa::ToSchema;
 pub const MAX_NAME_CHARS: usize = 200;
 
 /// A product of the catalogue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Product {
     pub id: i64,
     pub name: String,
+    #[sqlx(rename = "price_cents")]
     pub price: Money,
     pub stock: i32,
     /// Increases with every change; send it back (or the ETag in `If-Match`) to update safely.

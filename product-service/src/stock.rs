@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::db::{parse_text, parsed};
+use shared::id::{OrderId, ProductId};
 use shared::money::Money;
 use shared::stock::{OrderLine, Shortfall};
 use sqlx::{Postgres, Row, Transaction};
@@ -33,7 +33,7 @@ shared::text_enum! {
 /// One reserved line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReservedItem {
-    pub product_id: i64,
+    pub product_id: ProductId,
     pub quantity: i32,
     pub unit_price: Money,
 }
@@ -63,7 +63,7 @@ impl Reservation {
 #[derive(Debug, Clone)]
 pub struct StockChange<T> {
     pub outcome: T,
-    pub touched: Vec<(i64, i64)>,
+    pub touched: Vec<(ProductId, i64)>,
 }
 
 impl<T> StockChange<T> {
@@ -81,9 +81,9 @@ pub enum StockError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("product {0} not found")]
-    ProductNotFound(i64),
+    ProductNotFound(ProductId),
     #[error("no reservation for order {0}")]
-    ReservationNotFound(i64),
+    ReservationNotFound(OrderId),
     #[error("{0}")]
     FailedPrecondition(String),
     #[error(transparent)]
@@ -96,21 +96,12 @@ impl Store {
     #[tracing::instrument(name = "TX reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn reserve(
         &self,
-        order_id: i64,
+        order_id: OrderId,
         items: &[OrderLine],
     ) -> Result<StockChange<Reservation>, StockError> {
-        let wanted = merge_items(order_id, items)?;
+        let wanted = merge_items(items)?;
         let mut tx = self.live()?.begin().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO stock_reservations (order_id, status) VALUES ($1, 'reserved') \
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
+        if !claim(&mut tx, order_id, ReservationStatus::Reserved).await? {
             tx.rollback().await?;
             return Ok(StockChange::unchanged(self.load(order_id).await?));
         }
@@ -142,7 +133,7 @@ impl Store {
                     )),
                 };
             };
-            let unit_price = Money(row.try_get("price_cents")?);
+            let unit_price: Money = row.try_get("price_cents")?;
             touched.push((product_id, row.try_get("version")?));
             sqlx::query(
                 "INSERT INTO stock_reservation_items (order_id, product_id, quantity, unit_price) \
@@ -175,8 +166,8 @@ impl Store {
     /// concurrent call for the same order decided first) and returns the outcome.
     async fn record_insufficient(
         &self,
-        order_id: i64,
-        product_id: i64,
+        order_id: OrderId,
+        product_id: ProductId,
         available: i32,
     ) -> Result<Reservation, sqlx::Error> {
         sqlx::query(
@@ -192,7 +183,7 @@ impl Store {
     }
 
     /// The stored outcome of `order_id`.
-    async fn load(&self, order_id: i64) -> Result<Reservation, sqlx::Error> {
+    async fn load(&self, order_id: OrderId) -> Result<Reservation, sqlx::Error> {
         let row = sqlx::query(
             "SELECT status, short_product_id, available_stock FROM stock_reservations \
              WHERE order_id = $1",
@@ -200,7 +191,7 @@ impl Store {
         .bind(order_id)
         .fetch_one(self.live()?)
         .await?;
-        let status = parsed(&row, "status", ReservationStatus::parse)?;
+        let status: ReservationStatus = row.try_get("status")?;
         let short = Shortfall::from_row(&row)?;
         let items = sqlx::query(
             "SELECT product_id, quantity, (unit_price * 100)::bigint AS price_cents \
@@ -232,20 +223,11 @@ impl Store {
     #[tracing::instrument(name = "TX release stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn release(
         &self,
-        order_id: i64,
+        order_id: OrderId,
     ) -> Result<StockChange<ReservationStatus>, StockError> {
-        check_order_id(order_id)?;
         let mut tx = self.live()?.begin().await?;
-        let tombstone = sqlx::query(
-            "INSERT INTO stock_reservations (order_id, status) VALUES ($1, 'released') \
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if tombstone {
+        // A release before any reservation leaves a tombstone.
+        if claim(&mut tx, order_id, ReservationStatus::Released).await? {
             tx.commit().await?;
             return Ok(StockChange::unchanged(ReservationStatus::Released));
         }
@@ -258,7 +240,7 @@ impl Store {
             }
             other => return Ok(StockChange::unchanged(other)),
         }
-        let items: Vec<(i64, i32)> = sqlx::query_as(
+        let items: Vec<(ProductId, i32)> = sqlx::query_as(
             "SELECT product_id, quantity FROM stock_reservation_items \
              WHERE order_id = $1 ORDER BY product_id",
         )
@@ -288,8 +270,7 @@ impl Store {
     /// Makes the units held for `order_id` final. Refused after a release or
     /// a refusal; a repeat is a no-op.
     #[tracing::instrument(name = "TX commit stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn commit(&self, order_id: i64) -> Result<ReservationStatus, StockError> {
-        check_order_id(order_id)?;
+    pub async fn commit(&self, order_id: OrderId) -> Result<ReservationStatus, StockError> {
         let mut tx = self.live()?.begin().await?;
         let status = match lock_status_opt(&mut tx, order_id).await? {
             None => return Err(StockError::ReservationNotFound(order_id)),
@@ -312,19 +293,9 @@ impl Store {
     }
 }
 
-fn check_order_id(order_id: i64) -> Result<(), StockError> {
-    if order_id <= 0 {
-        return Err(StockError::InvalidArgument(
-            "order_id must be a positive integer".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Validates the items and merges repeats of one product, in ascending
 /// product id order (the lock order).
-fn merge_items(order_id: i64, items: &[OrderLine]) -> Result<BTreeMap<i64, i32>, StockError> {
-    check_order_id(order_id)?;
+fn merge_items(items: &[OrderLine]) -> Result<BTreeMap<ProductId, i32>, StockError> {
     if items.is_empty() {
         return Err(StockError::InvalidArgument(
             "items must not be empty".into(),
@@ -341,11 +312,6 @@ fn merge_items(order_id: i64, items: &[OrderLine]) -> Result<BTreeMap<i64, i32>,
         quantity,
     } in items
     {
-        if product_id <= 0 {
-            return Err(StockError::InvalidArgument(
-                "product_id must be a positive integer".into(),
-            ));
-        }
         if quantity <= 0 {
             return Err(StockError::InvalidArgument(format!(
                 "quantity of product {product_id} must be at least 1"
@@ -359,23 +325,37 @@ fn merge_items(order_id: i64, items: &[OrderLine]) -> Result<BTreeMap<i64, i32>,
     Ok(merged)
 }
 
+/// Records `order_id`'s reservation as `status` if the order has none yet;
+/// whether it was the first.
+async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: OrderId,
+    status: ReservationStatus,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO stock_reservations (order_id, status) VALUES ($1, $2) \
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(status)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
 async fn lock_status_opt(
     tx: &mut Transaction<'_, Postgres>,
-    order_id: i64,
+    order_id: OrderId,
 ) -> Result<Option<ReservationStatus>, sqlx::Error> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM stock_reservations WHERE order_id = $1 FOR UPDATE")
-            .bind(order_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    status
-        .map(|s| parse_text("status", &s, ReservationStatus::parse))
-        .transpose()
+    sqlx::query_scalar("SELECT status FROM stock_reservations WHERE order_id = $1 FOR UPDATE")
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
 async fn lock_status(
     tx: &mut Transaction<'_, Postgres>,
-    order_id: i64,
+    order_id: OrderId,
 ) -> Result<ReservationStatus, sqlx::Error> {
     lock_status_opt(tx, order_id)
         .await?
@@ -384,7 +364,7 @@ async fn lock_status(
 
 async fn set_status(
     tx: &mut Transaction<'_, Postgres>,
-    order_id: i64,
+    order_id: OrderId,
     status: ReservationStatus,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -401,29 +381,21 @@ async fn set_status(
 mod tests {
     use super::*;
 
-    fn l(pairs: &[(i64, i32)]) -> Vec<OrderLine> {
-        pairs.iter().map(|&(p, q)| OrderLine::new(p, q)).collect()
-    }
+    use shared::testing::lines as l;
 
     #[test]
     fn repeats_of_a_product_merge_and_bad_items_are_refused() {
-        let merged = merge_items(1, &l(&[(5, 1), (2, 3), (5, 2)])).unwrap();
-        assert_eq!(merged.into_iter().collect::<Vec<_>>(), vec![(2, 3), (5, 3)]);
-        assert!(matches!(
-            merge_items(1, &[]),
-            Err(StockError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            merge_items(1, &l(&[(1, 0)])),
-            Err(StockError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            merge_items(0, &l(&[(1, 1)])),
-            Err(StockError::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            merge_items(1, &l(&[(1, i32::MAX), (1, 1)])),
-            Err(StockError::InvalidArgument(_))
-        ));
+        use shared::testing::product;
+        let merged = merge_items(&l(&[(5, 1), (2, 3), (5, 2)])).unwrap();
+        assert_eq!(
+            merged.into_iter().collect::<Vec<_>>(),
+            vec![(product(2), 3), (product(5), 3)]
+        );
+        for bad in [l(&[]), l(&[(1, 0)]), l(&[(1, i32::MAX), (1, 1)])] {
+            assert!(
+                matches!(merge_items(&bad), Err(StockError::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

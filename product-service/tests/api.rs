@@ -407,7 +407,29 @@ async fn docs_health_ready_metrics_and_json_errors_for_unknown_routes() {
     let (status, openapi) = app.get_json("/openapi.json").await;
     assert_eq!(status, 200);
     assert!(openapi["paths"]["/products"]["get"].is_object());
-    assert!(openapi["paths"]["/products/{id}"]["put"].is_object());
+    // The answers every route may give are documented once, in shared::http.
+    let list = &openapi["paths"]["/products"]["get"]["responses"];
+    assert!(
+        list["200"]["headers"]["X-Total-Count"].is_object(),
+        "{list}"
+    );
+    assert!(list["400"].is_object(), "a list takes limit and offset");
+    assert!(list.get("401").is_none(), "the catalogue is public");
+    let update = &openapi["paths"]["/products/{id}"]["put"]["responses"];
+    for code in ["400", "401", "403", "404", "413", "415", "409"] {
+        assert!(
+            update[code].is_object(),
+            "PUT /products/{{id}} documents {code}: {update}"
+        );
+    }
+    assert_eq!(update["403"]["description"], "Not an admin");
+    assert_eq!(update["404"]["description"], "No such product");
+    assert!(update["200"]["headers"].get("X-Total-Count").is_none());
+    let id = &openapi["paths"]["/products/{id}"]["get"]["parameters"][0];
+    assert_eq!(
+        (&id["name"], &id["in"], &id["schema"]["minimum"]),
+        (&json!("id"), &json!("path"), &json!(1))
+    );
 
     let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);

@@ -16,6 +16,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ErrorCode};
+use crate::id::UserId;
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -170,7 +171,7 @@ impl JwtVerifier {
             .sub
             .parse::<i64>()
             .ok()
-            .filter(|id| *id > 0)
+            .and_then(|id| UserId::new(id).ok())
             .ok_or(AuthError::Malformed)?;
         Ok(AuthUser {
             id,
@@ -287,7 +288,7 @@ pub fn jwk_from_public_pem(pem: &str, kid: &str) -> Result<serde_json::Value, Ke
 /// The caller, from a valid Bearer token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub role: Role,
 }
@@ -299,13 +300,45 @@ impl AuthUser {
     }
 
     /// 403 unless the caller is an admin or the user `owner_id`.
-    pub fn require_self_or_admin(&self, owner_id: i64) -> Result<(), ApiError> {
+    pub fn require_self_or_admin(&self, owner_id: UserId) -> Result<(), ApiError> {
         if self.is_admin() || self.id == owner_id {
             Ok(())
         } else {
             Err(ApiError::forbidden("this belongs to another user"))
         }
     }
+
+    /// Whose items a list shows: the user asked for (`?user_id=`), by
+    /// default the caller; another user's needs an admin (else 403).
+    pub fn whose(&self, requested: Option<UserId>) -> Result<UserId, ApiError> {
+        let user_id = requested.unwrap_or(self.id);
+        self.require_self_or_admin(user_id)?;
+        Ok(user_id)
+    }
+
+    /// The owner a query is limited to: none for an admin, who sees all.
+    pub fn owner_filter(&self) -> Option<UserId> {
+        (!self.is_admin()).then_some(self.id)
+    }
+
+    /// One item as the caller may see it: 404 naming `what` and `id` when
+    /// there is none, 403 when it is another user's and the caller is no admin.
+    pub fn owned<T: Owned>(
+        &self,
+        found: Option<T>,
+        what: &str,
+        id: impl std::fmt::Display,
+    ) -> Result<T, ApiError> {
+        let item = found.ok_or_else(|| ApiError::not_found(format!("{what} {id} not found")))?;
+        self.require_self_or_admin(item.owner_id())?;
+        Ok(item)
+    }
+}
+
+/// Something that belongs to one user (an order, a payment, a notification).
+pub trait Owned {
+    /// The user it belongs to.
+    fn owner_id(&self) -> UserId;
 }
 
 /// The verifier comes from the request's extensions, where the service's
@@ -370,7 +403,7 @@ mod tests {
         assert_eq!(
             user,
             AuthUser {
-                id: 7,
+                id: UserId::new(7).unwrap(),
                 email: "a@b.c".into(),
                 role: Role::Admin
             }

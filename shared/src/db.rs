@@ -187,30 +187,62 @@ pub fn unique_violation(e: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// Column `column` of `row`, text that `parse` turns into a value (a
-/// status, a state: see [`crate::text_enum`]); an unknown text is a decode
-/// error naming the column and the text.
-pub fn parsed<T>(
-    row: &sqlx::postgres::PgRow,
-    column: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-) -> Result<T, sqlx::Error> {
-    use sqlx::Row;
-    let text: String = row.try_get(column)?;
-    parse_text(column, &text, parse)
+/// The parameters of a listing's filter, bound in order as `$1`, `$2`, ...
+#[derive(Debug, Default)]
+pub struct Params {
+    args: sqlx::postgres::PgArguments,
+    error: Option<sqlx::error::BoxDynError>,
 }
 
-/// `text` read from `column`, turned into a value by `parse` (for values
-/// read on their own, not from a row); see [`parsed`].
-pub fn parse_text<T>(
-    column: &str,
-    text: &str,
-    parse: impl FnOnce(&str) -> Option<T>,
-) -> Result<T, sqlx::Error> {
-    parse(text).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: column.to_owned(),
-        source: format!("unexpected value {text:?}").into(),
-    })
+impl Params {
+    /// Binds the next parameter.
+    pub fn bind<'t, T>(mut self, value: T) -> Self
+    where
+        T: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        use sqlx::Arguments;
+        if self.error.is_none()
+            && let Err(e) = self.args.add(value)
+        {
+            self.error = Some(e);
+        }
+        self
+    }
+}
+
+/// A page of the rows `from` selects (`"orders WHERE ..."`, with `params`
+/// bound to its `$1`, `$2`, ...), as `columns` in `order_by` order, and how
+/// many rows match in all.
+pub async fn fetch_page(
+    pool: &PgPool,
+    columns: &str,
+    from: &str,
+    order_by: &str,
+    params: Params,
+    page: crate::http::Page,
+) -> Result<(Vec<sqlx::postgres::PgRow>, i64), sqlx::Error> {
+    use sqlx::{Arguments, AssertSqlSafe};
+    let Params { args, error } = params;
+    if let Some(e) = error {
+        return Err(sqlx::Error::Encode(e));
+    }
+    let n = args.len();
+    let mut page_args = args.clone();
+    page_args.add(page.limit).map_err(sqlx::Error::Encode)?;
+    page_args.add(page.offset).map_err(sqlx::Error::Encode)?;
+    let select = format!(
+        "SELECT {columns} FROM {from} ORDER BY {order_by} LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    let rows = sqlx::query_with(AssertSqlSafe(select), page_args)
+        .fetch_all(pool)
+        .await?;
+    let count = format!("SELECT count(*) FROM {from}");
+    let total = sqlx::query_scalar_with(AssertSqlSafe(count), args)
+        .fetch_one(pool)
+        .await?;
+    Ok((rows, total))
 }
 
 /// Readiness: the database answers a trivial query in time.

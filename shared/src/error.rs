@@ -338,11 +338,13 @@ where
     }
 }
 
-/// A positive integer id from the path's `{id}`; anything else is a 400, never a 404 or 500.
+/// A positive integer id from the path's `{id}`, as `T` (`i64`, or an id
+/// type such as [`crate::id::OrderId`]); anything else is a 400, never a
+/// 404 or 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdPath(pub i64);
+pub struct IdPath<T = i64>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+impl<S: Send + Sync, T: TryFrom<i64>> FromRequestParts<S> for IdPath<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -351,9 +353,32 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             .await
             .map_err(|_| invalid())?;
         match raw.parse::<i64>() {
-            Ok(id) if id > 0 => Ok(IdPath(id)),
+            Ok(id) if id > 0 => T::try_from(id).map(IdPath).map_err(|_| invalid()),
             _ => Err(invalid()),
         }
+    }
+}
+
+/// Documents `{id}` as a path parameter: `params(IdPath)`.
+impl<T> utoipa::IntoParams for IdPath<T> {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        let id = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1));
+        vec![
+            ParameterBuilder::new()
+                .name("id")
+                .parameter_in(ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .description(Some("The id, a positive integer"))
+                .schema(Some(id))
+                .build(),
+        ]
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
@@ -348,18 +348,47 @@ impl PageParams {
     }
 }
 
-/// The `X-Total-Count` header of a list response.
-pub fn total_count_header(total: i64) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert("x-total-count", HeaderValue::from(total));
-    headers
+/// A page of a list and how many items match in all: answered as a JSON
+/// array with the total in `X-Total-Count`.
+#[derive(Debug)]
+pub struct Listed<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+impl<T> Listed<T> {
+    /// `(items, total)` as the stores return them.
+    pub fn new((items, total): (Vec<T>, i64)) -> Self {
+        Listed { items, total }
+    }
+
+    /// The same page with each item turned into its view.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Listed<U> {
+        Listed {
+            items: self.items.into_iter().map(f).collect(),
+            total: self.total,
+        }
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for Listed<T> {
+    fn into_response(self) -> Response {
+        (
+            [("x-total-count", HeaderValue::from(self.total))],
+            Json(self.items),
+        )
+            .into_response()
+    }
 }
 
 /// Documents the answers every route may give besides its own, so the
 /// document matches what clients really receive (schemathesis checks it):
-/// 400 when it takes parameters or a body (a bad value names its field), 413
-/// and 415 when it takes a body (too large, not JSON), 429 on writes when the
-/// service limits them. A route's own description of a status wins.
+/// 400 when it takes parameters or a body (a bad value names its field), 401
+/// when it needs a token (403 when an admin's), 413 and 415 when it takes a body (too large, not
+/// JSON), 404 when its path names an item (`{id}`: "No such order" for a
+/// route tagged `orders`), 429 on writes when the service limits them. A route's own
+/// description of a status wins. A list (a GET answering 200 with an array,
+/// a [`Listed`]) has its `X-Total-Count` header documented.
 fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi, writes_limited: bool) {
     use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
     let error = |description: &str| {
@@ -375,7 +404,8 @@ fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi, writes_limi
                 .build(),
         )
     };
-    for item in openapi.paths.paths.values_mut() {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let names_item = path.contains('{');
         let writes = [
             &mut item.post,
             &mut item.put,
@@ -397,8 +427,29 @@ fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi, writes_limi
                     .entry(code.to_owned())
                     .or_insert_with(|| error(description));
             };
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            // `security(("bearer" = ["admin"]))`: the role an operation needs
+            // (OpenAPI 3.1 allows role names for non-OAuth schemes).
+            let admin_only = op.security.iter().flatten().any(|req| {
+                serde_json::to_value(req).is_ok_and(|v| {
+                    v["bearer"]
+                        .as_array()
+                        .is_some_and(|r| r.contains(&json!("admin")))
+                })
+            });
             if has_body || has_params {
                 add("400", "Bad input, naming the field");
+            }
+            if secured {
+                add("401", "No valid token");
+            }
+            if admin_only {
+                add("403", "Not an admin");
+            }
+            if names_item {
+                let tag = op.tags.as_ref().and_then(|t| t.first()).map(String::as_str);
+                let thing = tag.unwrap_or("item").trim_end_matches('s');
+                add("404", &format!("No such {thing}"));
             }
             if has_body {
                 add("413", "The body is larger than 64 KiB");
@@ -410,7 +461,35 @@ fn document_common_responses(openapi: &mut utoipa::openapi::OpenApi, writes_limi
             if is_write && writes_limited {
                 add("429", "Too many writes by this user; see Retry-After");
             }
+            if !is_write && let Some(RefOr::T(ok)) = responses.get_mut("200") {
+                document_total_count(ok);
+            }
         }
+    }
+}
+
+/// Adds the `X-Total-Count` header to a 200 answer whose body is an array.
+fn document_total_count(ok: &mut utoipa::openapi::Response) {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    use utoipa::openapi::{RefOr, Schema, header::HeaderBuilder};
+    let is_array = matches!(
+        ok.content.get("application/json"),
+        Some(RefOr::T(content)) if matches!(content.schema, Some(RefOr::T(Schema::Array(_))))
+    );
+    if is_array {
+        let count = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)));
+        ok.headers
+            .entry("X-Total-Count".to_owned())
+            .or_insert_with(|| {
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(count))
+                        .description(Some("How many match in all"))
+                        .build(),
+                )
+            });
     }
 }
 

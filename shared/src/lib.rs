@@ -11,6 +11,7 @@
 //! - [`db`]: the PostgreSQL pool and migrations.
 //! - [`ratelimit`]: per-IP and per-user rate limits (429 + `Retry-After`).
 //! - [`money`]: exact amounts in cents, two decimals in JSON.
+//! - [`id`]: the ids that cross a boundary (order, product, user), positive.
 //! - [`shutdown`]: graceful shutdown on SIGTERM/SIGINT.
 //! - [`stock`]: the order lines and shortfalls the stock calls carry.
 //! - [`proto`]: the generated gRPC code of `proto/`.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod id;
 pub mod kafka;
 pub mod metrics;
 pub mod money;
@@ -38,14 +40,18 @@ pub mod testing;
 /// allocates and frees many small objects across worker threads, where
 /// glibc's malloc spent about a sixth of a cached `GET /products/{id}`
 /// (perf, BENCHMARKS.md).
+#[doc(hidden)]
+pub use sqlx as __sqlx;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// An enum stored and shown as text (a status, a state): declares it
 /// (`Debug, Clone, Copy, PartialEq, Eq, Hash`, and whatever attributes are
 /// given), and gives it `as_str`, `parse`, `NAMES` (every text, in order,
-/// for error messages) and `Display`. The texts are written once, beside
-/// their variants.
+/// for error messages), `Display`, and its PostgreSQL text encoding (bind
+/// it, read it with `try_get`; an unknown text is a decode error). The
+/// texts are written once, beside their variants.
 ///
 /// ```
 /// shared::text_enum! {
@@ -93,6 +99,36 @@ macro_rules! text_enum {
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl $crate::__sqlx::Type<$crate::__sqlx::Postgres> for $name {
+            fn type_info() -> $crate::__sqlx::postgres::PgTypeInfo {
+                <&str as $crate::__sqlx::Type<$crate::__sqlx::Postgres>>::type_info()
+            }
+            fn compatible(ty: &$crate::__sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as $crate::__sqlx::Type<$crate::__sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        /// Read from a text column; a text no variant has is a decode error.
+        impl<'r> $crate::__sqlx::Decode<'r, $crate::__sqlx::Postgres> for $name {
+            fn decode(
+                value: $crate::__sqlx::postgres::PgValueRef<'r>,
+            ) -> Result<Self, $crate::__sqlx::error::BoxDynError> {
+                let text = <&str as $crate::__sqlx::Decode<$crate::__sqlx::Postgres>>::decode(value)?;
+                Self::parse(text).ok_or_else(|| {
+                    format!("unexpected {} {text:?}", stringify!($name)).into()
+                })
+            }
+        }
+
+        impl $crate::__sqlx::Encode<'_, $crate::__sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut $crate::__sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<$crate::__sqlx::encode::IsNull, $crate::__sqlx::error::BoxDynError> {
+                <&str as $crate::__sqlx::Encode<$crate::__sqlx::Postgres>>::encode(self.as_str(), buf)
             }
         }
     };

@@ -153,54 +153,45 @@ impl Metrics {
             .expect("metric registered twice");
     }
 
+    /// `metric`, registered; the definitions are the program's own, so a
+    /// bad one is a bug found at start-up.
+    fn registered<C>(&self, metric: Result<C, prometheus::Error>) -> C
+    where
+        C: prometheus::core::Collector + Clone + 'static,
+    {
+        let metric = metric.expect("static metric definition");
+        self.register(metric.clone());
+        metric
+    }
+
     /// A registered counter with `labels`.
-    pub fn counter_vec(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> prometheus::IntCounterVec {
-        let counter = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), labels)
-            .expect("static metric definition");
-        self.register(counter.clone());
-        counter
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.registered(IntCounterVec::new(Opts::new(name, help), labels))
     }
 
     /// A registered counter.
     pub fn int_counter(&self, name: &str, help: &str) -> prometheus::IntCounter {
-        let counter = prometheus::IntCounter::new(name, help).expect("static metric definition");
-        self.register(counter.clone());
-        counter
+        self.registered(prometheus::IntCounter::new(name, help))
     }
 
     /// A registered integer gauge with `labels`.
     pub fn int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        let gauge =
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-        self.register(gauge.clone());
-        gauge
+        self.registered(IntGaugeVec::new(Opts::new(name, help), labels))
     }
 
     /// A registered gauge with `labels`.
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
-        let gauge = prometheus::GaugeVec::new(Opts::new(name, help), labels)
-            .expect("valid metric definition");
-        self.register(gauge.clone());
-        gauge
+        self.registered(prometheus::GaugeVec::new(Opts::new(name, help), labels))
     }
 
     /// A registered integer gauge.
     pub fn int_gauge(&self, name: &str, help: &str) -> prometheus::IntGauge {
-        let gauge = prometheus::IntGauge::new(name, help).expect("static metric definition");
-        self.register(gauge.clone());
-        gauge
+        self.registered(prometheus::IntGauge::new(name, help))
     }
 
     /// A registered gauge.
     pub fn gauge(&self, name: &str, help: &str) -> prometheus::Gauge {
-        let gauge = prometheus::Gauge::new(name, help).expect("static metric definition");
-        self.register(gauge.clone());
-        gauge
+        self.registered(prometheus::Gauge::new(name, help))
     }
 
     /// Records one outgoing gRPC call (one attempt) of `method`

@@ -9,8 +9,10 @@
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// An amount of money in cents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+/// An amount of money in cents. In SQL it is a `bigint` of cents: the
+/// stores read `NUMERIC(12,2)` columns as `(amount * 100)::bigint`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, sqlx::Type)]
+#[sqlx(transparent)]
 pub struct Money(pub i64);
 
 /// The largest amount accepted from a client: what NUMERIC(12,2) holds.

@@ -97,7 +97,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
 /// The limits of one service instance.
 pub struct RateLimits {
     per_ip: KeyedLimit<IpAddr>,
-    per_user: KeyedLimit<i64>,
+    per_user: KeyedLimit<crate::id::UserId>,
     trust_forwarded_for: bool,
     verifier: Arc<JwtVerifier>,
 }
@@ -170,7 +170,7 @@ pub async fn limit_writes_per_user(
             && let Ok(user) = limits.verifier.authenticate(Some(header))
             && let Err(e) = limits.per_user.check(&user.id)
         {
-            tracing::warn!(user_id = user.id, "rate limit hit on writes");
+            tracing::warn!(user_id = %user.id, "rate limit hit on writes");
             return e.into_response();
         }
     }

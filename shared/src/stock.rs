@@ -2,26 +2,36 @@
 //! product-service: a line of an order (a product and how many units), and
 //! the product an order found short with the stock it had then.
 
+use crate::id::{InvalidId, ProductId};
+
 /// One product of an order and how many units of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OrderLine {
-    pub product_id: i64,
+    pub product_id: ProductId,
     pub quantity: i32,
 }
 
 impl OrderLine {
-    pub const fn new(product_id: i64, quantity: i32) -> Self {
+    pub const fn new(product_id: ProductId, quantity: i32) -> Self {
         Self {
             product_id,
             quantity,
         }
+    }
+
+    /// The lines of a gRPC message's items; the first bad product id is refused.
+    pub fn all<'a, T: 'a>(items: &'a [T]) -> Result<Vec<Self>, InvalidId>
+    where
+        Self: TryFrom<&'a T, Error = InvalidId>,
+    {
+        items.iter().map(Self::try_from).collect()
     }
 }
 
 /// The first product whose stock was short for an order, and its stock then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shortfall {
-    pub product_id: i64,
+    pub product_id: ProductId,
     pub available: i32,
 }
 
@@ -32,7 +42,7 @@ impl Shortfall {
         use sqlx::Row;
         Ok(
             match (
-                row.try_get::<Option<i64>, _>("short_product_id")?,
+                row.try_get::<Option<ProductId>, _>("short_product_id")?,
                 row.try_get::<Option<i32>, _>("available_stock")?,
             ) {
                 (Some(product_id), Some(available)) => Some(Self {
@@ -45,19 +55,26 @@ impl Shortfall {
     }
 }
 
-impl From<&crate::proto::product::StockItem> for OrderLine {
-    fn from(item: &crate::proto::product::StockItem) -> Self {
-        Self {
-            product_id: item.product_id,
-            quantity: item.quantity,
-        }
+/// A stock call's line; a product id that is not positive is refused.
+impl TryFrom<&crate::proto::product::StockItem> for OrderLine {
+    type Error = InvalidId;
+    fn try_from(item: &crate::proto::product::StockItem) -> Result<Self, InvalidId> {
+        Ok(Self::new(ProductId::new(item.product_id)?, item.quantity))
+    }
+}
+
+/// A gRPC order's line; a product id that is not positive is refused.
+impl TryFrom<&crate::proto::order::OrderItem> for OrderLine {
+    type Error = InvalidId;
+    fn try_from(item: &crate::proto::order::OrderItem) -> Result<Self, InvalidId> {
+        Ok(Self::new(ProductId::new(item.product_id)?, item.quantity))
     }
 }
 
 impl From<OrderLine> for crate::proto::product::StockItem {
     fn from(line: OrderLine) -> Self {
         Self {
-            product_id: line.product_id,
+            product_id: line.product_id.get(),
             quantity: line.quantity,
         }
     }

@@ -18,6 +18,29 @@ pub const TEST_ISSUER: &str = "minishop-user-service";
 /// The audience test tokens carry.
 pub const TEST_AUDIENCE: &str = "minishop";
 
+/// Order lines from `(product_id, quantity)` pairs.
+pub fn lines(pairs: &[(i64, i32)]) -> Vec<crate::stock::OrderLine> {
+    pairs
+        .iter()
+        .map(|&(p, q)| crate::stock::OrderLine::new(product(p), q))
+        .collect()
+}
+
+/// Product `id` (which must be positive).
+pub fn product(id: i64) -> crate::id::ProductId {
+    crate::id::ProductId::new(id).expect("a test's product id is positive")
+}
+
+/// Order `id` (which must be positive).
+pub fn order(id: i64) -> crate::id::OrderId {
+    crate::id::OrderId::new(id).expect("a test's order id is positive")
+}
+
+/// User `id` (which must be positive).
+pub fn user(id: i64) -> crate::id::UserId {
+    crate::id::UserId::new(id).expect("a test's user id is positive")
+}
+
 /// A signer with the test key.
 pub fn signer() -> JwtSigner {
     JwtSigner::from_private_pem(TEST_PRIVATE_KEY, TEST_ISSUER, TEST_AUDIENCE, 3600)

@@ -92,14 +92,14 @@ impl Handler for Recorder {
             .attempts
             .lock()
             .unwrap()
-            .entry(event.order_id)
+            .entry(event.order_id.get())
             .or_default() += 1;
-        if self.fail_order == Some(event.order_id) && self.failing.load(Ordering::SeqCst) {
+        if self.fail_order == Some(event.order_id.get()) && self.failing.load(Ordering::SeqCst) {
             return Err(HandlerError::Transient("the test says not yet".into()));
         }
         assert_ne!(
             self.panic_order,
-            Some(event.order_id),
+            Some(event.order_id.get()),
             "the test says panic"
         );
         let mut tx = self.pool.begin().await?;
@@ -122,8 +122,8 @@ impl Handler for Recorder {
 
 fn event(order_id: i64, seq: i64) -> Event {
     Event::new(
-        order_id,
-        1,
+        shared::testing::order(order_id),
+        shared::testing::user(1),
         EventPayload::OrderConfirmed {
             total_price: shared::money::Money(seq),
         },
@@ -393,7 +393,11 @@ async fn only_what_can_never_succeed_is_dead_lettered() {
     )
     .await;
     // A known type the handler can never apply: a permanent error.
-    let refused = Event::new(2, 1, EventPayload::OrderCancelled { reason: "x".into() });
+    let refused = Event::new(
+        shared::testing::order(2),
+        shared::testing::user(1),
+        EventPayload::OrderCancelled { reason: "x".into() },
+    );
     send_event(&kafka, 0, &refused).await;
     send_event(&kafka, 0, &event(1, 7)).await;
 

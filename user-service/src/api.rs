@@ -115,7 +115,6 @@ impl RegisterRequest {
     post, path = "/register", tag = "users", request_body = RegisterRequest,
     responses(
         (status = 201, description = "Registered", body = User),
-        (status = 400, description = "A field is invalid", body = ErrorBody),
         (status = 409, description = "The email is taken", body = ErrorBody),
         (status = 429, description = "Too many attempts from this address", body = ErrorBody),
     )
@@ -169,7 +168,6 @@ pub struct LoginResponse {
     post, path = "/login", tag = "users", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
-        (status = 400, description = "A field is missing", body = ErrorBody),
         (status = 401, description = "Wrong email or password", body = ErrorBody),
         (status = 429, description = "Too many attempts from this address", body = ErrorBody),
     )
@@ -210,7 +208,6 @@ async fn login(
     get, path = "/profile", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = User),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 404, description = "The account no longer exists", body = ErrorBody),
     )
 )]
@@ -220,7 +217,7 @@ async fn get_profile(
 ) -> Result<Json<User>, ApiError> {
     state
         .store
-        .by_id(caller.id)
+        .by_id(caller.id.get())
         .await?
         .map(|c| Json(c.user))
         .ok_or_else(|| ApiError::not_found("this account no longer exists"))
@@ -266,8 +263,6 @@ impl ProfileUpdate {
     put, path = "/profile", tag = "users", request_body = ProfileUpdate, security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = User),
-        (status = 400, description = "A field is invalid or missing", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "current_password is wrong", body = ErrorBody),
         (status = 404, description = "The account no longer exists", body = ErrorBody),
     )
@@ -280,7 +275,7 @@ async fn update_profile(
     req.validate()?;
     let current = state
         .store
-        .by_id(caller.id)
+        .by_id(caller.id.get())
         .await?
         .ok_or_else(|| ApiError::not_found("this account no longer exists"))?;
     let new_hash = match req.password {
@@ -312,7 +307,7 @@ async fn update_profile(
     };
     let user = state
         .store
-        .update_profile(caller.id, req.name.as_deref(), new_hash.as_deref())
+        .update_profile(caller.id.get(), req.name.as_deref(), new_hash.as_deref())
         .await
         .map_err(store_error)?;
     Ok(Json(user))
@@ -327,14 +322,9 @@ pub struct RoleUpdate {
 
 /// Changes a user's role (admin only). It shows in the user's next token.
 #[utoipa::path(
-    put, path = "/users/{id}/role", tag = "users", request_body = RoleUpdate, security(("bearer" = [])),
-    params(("id" = i64, Path, description = "User id")),
+    put, path = "/users/{id}/role", tag = "users", request_body = RoleUpdate, security(("bearer" = ["admin"])), params(IdPath),
     responses(
         (status = 200, description = "Updated", body = User),
-        (status = 400, description = "Unknown role or bad id", body = ErrorBody),
-        (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not an admin", body = ErrorBody),
-        (status = 404, description = "No such user", body = ErrorBody),
     )
 )]
 async fn set_role(
@@ -350,7 +340,7 @@ async fn set_role(
         .map_err(store_error)?;
     tracing::info!(
         user_id = id,
-        admin_id = admin.id,
+        admin_id = %admin.id,
         role = req.role.as_str(),
         "role changed"
     );

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::auth::Role;
-use sqlx::{PgPool, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgPool, Row};
 use utoipa::ToSchema;
 
 use crate::email::Email;
@@ -39,23 +40,25 @@ pub enum StoreError {
 
 const COLUMNS: &str = "id, name, email, role, created_at, password_hash";
 
-fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<Credentials, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let role = match row.try_get::<&str, _>("role")? {
-        "admin" => Role::Admin,
-        _ => Role::Customer,
-    };
-    Ok(Credentials {
-        user: User {
-            id,
-            user_id: id,
-            name: row.try_get("name")?,
-            email: row.try_get("email")?,
-            role,
-            created_at: row.try_get("created_at")?,
-        },
-        password_hash: row.try_get("password_hash")?,
-    })
+impl sqlx::FromRow<'_, PgRow> for Credentials {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let id: i64 = row.try_get("id")?;
+        let role = match row.try_get::<&str, _>("role")? {
+            "admin" => Role::Admin,
+            _ => Role::Customer,
+        };
+        Ok(Credentials {
+            user: User {
+                id,
+                user_id: id,
+                name: row.try_get("name")?,
+                email: row.try_get("email")?,
+                role,
+                created_at: row.try_get("created_at")?,
+            },
+            password_hash: row.try_get("password_hash")?,
+        })
+    }
 }
 
 /// PostgreSQL's name for the `UNIQUE` of `users.email` (migrations/0001).
@@ -90,33 +93,32 @@ impl Store {
                 StoreError::Db(e)
             }
         })
-        .and_then(|row| Ok(user_from_row(&row)?.user))
+        .and_then(|row| Ok(Credentials::from_row(&row)?.user))
     }
 
-    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn by_email(&self, email: &Email) -> Result<Option<Credentials>, sqlx::Error> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM users WHERE email = $1"
-        )))
-        .bind(email.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        self.find("email = $1", email.as_str()).await
     }
 
-    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn by_id(&self, id: i64) -> Result<Option<Credentials>, sqlx::Error> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM users WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        self.find("id = $1", id).await
+    }
+
+    /// The user `condition` (with `$1` = `value`) selects, if any.
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    async fn find<'v, T>(
+        &self,
+        condition: &str,
+        value: T,
+    ) -> Result<Option<Credentials>, sqlx::Error>
+    where
+        T: sqlx::Encode<'v, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + 'v,
+    {
+        let select = format!("SELECT {COLUMNS} FROM users WHERE {condition}");
+        sqlx::query_as(sqlx::AssertSqlSafe(select))
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// Changes the name and/or the password hash.
@@ -137,7 +139,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        Ok(user_from_row(&row)?.user)
+        Ok(Credentials::from_row(&row)?.user)
     }
 
     #[tracing::instrument(name = "UPDATE users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
@@ -150,7 +152,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(StoreError::NotFound)?;
-        Ok(user_from_row(&row)?.user)
+        Ok(Credentials::from_row(&row)?.user)
     }
 
     /// Creates the configured admin, or makes an existing account with that
@@ -166,6 +168,6 @@ impl Store {
         .bind(hash)
         .fetch_one(&self.pool)
         .await?;
-        Ok(user_from_row(&row)?.user)
+        Ok(Credentials::from_row(&row)?.user)
     }
 }

@@ -494,7 +494,7 @@ impl<H: Handler> Worker<H> {
             otel.kind = "consumer",
             event_type = event.payload.event_type(),
             event_id = %event.event_id,
-            order_id = event.order_id,
+            order_id = event.order_id.get(),
         );
         if let Some(traceparent) = header(message, "traceparent") {
             let parent = crate::telemetry::extract_traceparent(&traceparent);

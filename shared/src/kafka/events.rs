@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::id::{OrderId, ProductId, UserId};
 use crate::money::Money;
 
 /// A line of an order as events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventItem {
-    pub product_id: i64,
+    pub product_id: ProductId,
     pub quantity: i32,
     pub unit_price: Money,
 }
@@ -81,15 +82,15 @@ impl EventPayload {
 pub struct Event {
     pub event_id: Uuid,
     pub occurred_at: DateTime<Utc>,
-    pub order_id: i64,
-    pub user_id: i64,
+    pub order_id: OrderId,
+    pub user_id: UserId,
     #[serde(flatten)]
     pub payload: EventPayload,
 }
 
 impl Event {
     /// A new event with a fresh id, happening now.
-    pub fn new(order_id: i64, user_id: i64, payload: EventPayload) -> Self {
+    pub fn new(order_id: OrderId, user_id: UserId, payload: EventPayload) -> Self {
         Self {
             event_id: Uuid::new_v4(),
             occurred_at: Utc::now(),
@@ -142,11 +143,11 @@ mod tests {
     #[test]
     fn the_envelope_is_flat_json_with_exact_money() {
         let event = Event::new(
-            42,
-            7,
+            OrderId::new(42).unwrap(),
+            UserId::new(7).unwrap(),
             EventPayload::OrderCreated {
                 items: vec![EventItem {
-                    product_id: 1,
+                    product_id: ProductId::new(1).unwrap(),
                     quantity: 2,
                     unit_price: Money(1000),
                 }],
@@ -173,5 +174,10 @@ mod tests {
         assert!(matches!(decode(b"{}"), Decoded::Malformed(_)));
         let missing = br#"{"event_type":"order_cancelled","order_id":1}"#;
         assert!(matches!(decode(missing), Decoded::Malformed(_)));
+        let not_an_id = br#"{"event_id":"6f1d0a0e-8f5e-4d7e-9a43-2b0c8d1e0f11","occurred_at":"2026-01-01T00:00:00Z","event_type":"order_cancelled","order_id":0,"user_id":1,"reason":"x"}"#;
+        assert!(
+            matches!(decode(not_an_id), Decoded::Malformed(m) if m.contains("order_id must be a positive integer")),
+            "an id that is not positive is refused at the edge"
+        );
     }
 }

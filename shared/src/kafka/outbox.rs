@@ -88,188 +88,194 @@ pub async fn run_relay(
     metrics: super::KafkaMetrics,
     shutdown: CancellationToken,
 ) {
-    while !shutdown.is_cancelled() {
-        report_backlog(&pool, &metrics).await;
-        match relay_while_leader(&pool, &producer, &config, &metrics, &shutdown).await {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::warn!(error = %crate::app::with_causes(&e), "outbox relay interrupted; retrying")
+    let relay = Relay {
+        pool,
+        producer,
+        config,
+        metrics,
+    };
+    relay.run(&shutdown).await;
+}
+
+/// What the relay publishes from and to.
+struct Relay {
+    pool: PgPool,
+    producer: FutureProducer,
+    config: RelayConfig,
+    metrics: super::KafkaMetrics,
+}
+
+impl Relay {
+    async fn run(&self, shutdown: &CancellationToken) {
+        let config = &self.config;
+        while !shutdown.is_cancelled() {
+            self.report_backlog().await;
+            match self.while_leader(shutdown).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %crate::app::with_causes(&e), "outbox relay interrupted; retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(config.poll_interval) => {}
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(config.poll_interval) => {}
-        }
+        tracing::info!("outbox relay stopped");
     }
-    tracing::info!("outbox relay stopped");
-}
 
-/// Takes the relay lock if it is free and publishes while holding it.
-async fn relay_while_leader(
-    pool: &PgPool,
-    producer: &FutureProducer,
-    config: &RelayConfig,
-    metrics: &super::KafkaMetrics,
-    shutdown: &CancellationToken,
-) -> Result<(), RelayError> {
-    let mut lock_conn = pool.acquire().await?;
-    let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut *lock_conn)
-        .await?;
-    if !leader {
-        return Ok(()); // another replica publishes; stand by
+    /// Takes the relay lock if it is free and publishes while holding it.
+    async fn while_leader(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        let mut lock_conn = self.pool.acquire().await?;
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *lock_conn)
+            .await?;
+        if !leader {
+            return Ok(()); // another replica publishes; stand by
+        }
+        tracing::info!("this replica now runs the outbox relay");
+        let result = self.publish_loop(shutdown).await;
+        // Dropping the connection back into the pool would keep the lock: release it.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(RELAY_LOCK)
+            .execute(&mut *lock_conn)
+            .await;
+        result
     }
-    tracing::info!("this replica now runs the outbox relay");
-    let result = publish_loop(pool, producer, config, metrics, shutdown).await;
-    // Dropping the connection back into the pool would keep the lock: release it.
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(RELAY_LOCK)
-        .execute(&mut *lock_conn)
-        .await;
-    result
-}
 
-async fn publish_loop(
-    pool: &PgPool,
-    producer: &FutureProducer,
-    config: &RelayConfig,
-    metrics: &super::KafkaMetrics,
-    shutdown: &CancellationToken,
-) -> Result<(), RelayError> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
-    let long_ago = tokio::time::Instant::now() - Duration::from_secs(3600);
-    let (mut last_prune, mut last_report) = (long_ago, long_ago);
-    while !shutdown.is_cancelled() {
-        while publish_batch(pool, producer, &config.topic, metrics).await? == BATCH as usize {}
-        // At most once a second: under load the loop turns per commit, and
-        // the gauges need no more.
-        if last_report.elapsed() >= BACKLOG_REPORT {
-            report_backlog(pool, metrics).await;
-            last_report = tokio::time::Instant::now();
+    async fn publish_loop(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        let config = &self.config;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        let long_ago = tokio::time::Instant::now() - Duration::from_secs(3600);
+        let (mut last_prune, mut last_report) = (long_ago, long_ago);
+        while !shutdown.is_cancelled() {
+            while self.publish_batch().await? == BATCH as usize {}
+            // At most once a second: under load the loop turns per commit, and
+            // the gauges need no more.
+            if last_report.elapsed() >= BACKLOG_REPORT {
+                self.report_backlog().await;
+                last_report = tokio::time::Instant::now();
+            }
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                self.prune().await;
+                last_prune = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                n = listener.recv() => { n?; }
+                _ = tokio::time::sleep(config.poll_interval) => {}
+            }
+            // One look at the table covers every commit notified so far: the
+            // notifications that queued up while the last batch was being
+            // published are one wake-up, not one query each.
+            while listener.next_buffered().is_some() {}
         }
-        if last_prune.elapsed() > Duration::from_secs(60) {
-            prune(pool, config.retention).await;
-            last_prune = tokio::time::Instant::now();
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            n = listener.recv() => { n?; }
-            _ = tokio::time::sleep(config.poll_interval) => {}
-        }
-        // One look at the table covers every commit notified so far: the
-        // notifications that queued up while the last batch was being
-        // published are one wake-up, not one query each.
-        while listener.next_buffered().is_some() {}
+        Ok(())
     }
-    Ok(())
-}
 
-/// Publishes one batch of unsent rows in id order; returns how many were
-/// published. Stops at the first failure so nothing is marked out of order.
-async fn publish_batch(
-    pool: &PgPool,
-    producer: &FutureProducer,
-    topic: &str,
-    metrics: &super::KafkaMetrics,
-) -> Result<usize, RelayError> {
-    let rows = sqlx::query(
-        "SELECT id, event_id, order_id, event_type, payload, traceparent FROM outbox \
+    /// Publishes one batch of unsent rows in id order; returns how many were
+    /// published. Stops at the first failure so nothing is marked out of order.
+    async fn publish_batch(&self) -> Result<usize, RelayError> {
+        let (pool, metrics, topic) = (&self.pool, &self.metrics, &self.config.topic);
+        let rows = sqlx::query(
+            "SELECT id, event_id, order_id, event_type, payload, traceparent FROM outbox \
          WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-    )
-    .bind(BATCH)
-    .fetch_all(pool)
-    .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    // (type, id, key, payload, headers), owned here because the sends borrow them.
-    let mut messages = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let event_id: uuid::Uuid = row.get("event_id");
-        let event_type: String = row.get("event_type");
-        let traceparent: Option<String> = row.get("traceparent");
-        let event_id = event_id.to_string();
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "event_type",
-                value: Some(event_type.as_str()),
-            })
-            .insert(Header {
-                key: "event_id",
-                value: Some(event_id.as_str()),
-            });
-        if let Some(tp) = &traceparent {
-            headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(tp.as_str()),
-            });
+        )
+        .bind(BATCH)
+        .fetch_all(pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
         }
-        let key = row.get::<i64, _>("order_id").to_string();
-        messages.push((
-            event_type.clone(),
-            row.get::<i64, _>("id"),
-            key,
-            row.get::<String, _>("payload"),
-            headers,
-        ));
+        // (type, id, key, payload, headers), owned here because the sends borrow them.
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: uuid::Uuid = row.get("event_id");
+            let event_type: String = row.get("event_type");
+            let traceparent: Option<String> = row.get("traceparent");
+            let event_id = event_id.to_string();
+            let mut headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "event_type",
+                    value: Some(event_type.as_str()),
+                })
+                .insert(Header {
+                    key: "event_id",
+                    value: Some(event_id.as_str()),
+                });
+            if let Some(tp) = &traceparent {
+                headers = headers.insert(Header {
+                    key: "traceparent",
+                    value: Some(tp.as_str()),
+                });
+            }
+            let key = row.get::<i64, _>("order_id").to_string();
+            messages.push((
+                event_type.clone(),
+                row.get::<i64, _>("id"),
+                key,
+                row.get::<String, _>("payload"),
+                headers,
+            ));
+        }
+        // Queued in id order; the idempotent producer keeps that order per partition.
+        let sends = messages.iter().map(|(_, _, key, payload, headers)| {
+            let record = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(headers.clone());
+            self.producer.send(record, Duration::from_secs(30))
+        });
+        let outcomes = join_all(sends).await;
+        let mut sent = Vec::with_capacity(messages.len());
+        let mut failure = None;
+        for ((event_type, id, ..), outcome) in messages.iter().zip(outcomes) {
+            match outcome {
+                Ok(_) if failure.is_none() => {
+                    sent.push(*id);
+                    metrics.produced.with_label_values(&[event_type]).inc();
+                }
+                Ok(_) => {}
+                Err((e, _)) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if !sent.is_empty() {
+            sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
+                .bind(&sent)
+                .execute(pool)
+                .await?;
+        }
+        match failure {
+            Some(e) => Err(RelayError::Publish(e)),
+            None => Ok(sent.len()),
+        }
     }
-    // Queued in id order; the idempotent producer keeps that order per partition.
-    let sends = messages.iter().map(|(_, _, key, payload, headers)| {
-        let record = FutureRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(headers.clone());
-        producer.send(record, Duration::from_secs(30))
-    });
-    let outcomes = join_all(sends).await;
-    let mut sent = Vec::with_capacity(messages.len());
-    let mut failure = None;
-    for ((event_type, id, ..), outcome) in messages.iter().zip(outcomes) {
-        match outcome {
-            Ok(_) if failure.is_none() => {
-                sent.push(*id);
-                metrics.produced.with_label_values(&[event_type]).inc();
+
+    async fn prune(&self) {
+        let result =
+            sqlx::query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
+                .bind(self.config.retention.as_secs_f64())
+                .execute(&self.pool)
+                .await;
+        match result {
+            Ok(r) if r.rows_affected() > 0 => {
+                tracing::info!(rows = r.rows_affected(), "pruned sent outbox rows")
             }
             Ok(_) => {}
-            Err((e, _)) => {
-                failure.get_or_insert(e);
-            }
+            Err(e) => tracing::warn!(error = %e, "pruning the outbox failed"),
         }
     }
-    if !sent.is_empty() {
-        sqlx::query("UPDATE outbox SET sent_at = now() WHERE id = ANY($1)")
-            .bind(&sent)
-            .execute(pool)
-            .await?;
-    }
-    match failure {
-        Some(e) => Err(RelayError::Publish(e)),
-        None => Ok(sent.len()),
-    }
-}
 
-async fn prune(pool: &PgPool, retention: Duration) {
-    let result =
-        sqlx::query("DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)")
-            .bind(retention.as_secs_f64())
-            .execute(pool)
-            .await;
-    match result {
-        Ok(r) if r.rows_affected() > 0 => {
-            tracing::info!(rows = r.rows_affected(), "pruned sent outbox rows")
+    /// Updates the backlog gauges (a failed look leaves them as they were).
+    async fn report_backlog(&self) {
+        if let Ok((unsent, oldest)) = backlog(&self.pool).await {
+            self.metrics.outbox_unsent.set(unsent);
+            self.metrics.outbox_oldest_seconds.set(oldest);
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "pruning the outbox failed"),
-    }
-}
-
-/// Updates the backlog gauges (a failed look leaves them as they were).
-async fn report_backlog(pool: &PgPool, metrics: &super::KafkaMetrics) {
-    if let Ok((unsent, oldest)) = backlog(pool).await {
-        metrics.outbox_unsent.set(unsent);
-        metrics.outbox_oldest_seconds.set(oldest);
     }
 }
 
