@@ -222,7 +222,6 @@ async fn list_orders(
     get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The order", body = OrderView),
-        (status = 403, description = "Someone else's order", body = ErrorBody),
     )
 )]
 async fn get_order(
@@ -240,7 +239,6 @@ async fn get_order(
     post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The cancelled order", body = OrderView),
-        (status = 403, description = "Someone else's order", body = ErrorBody),
         (status = 409, description = "The order is no longer pending (with its `status`)", body = ErrorBody),
     )
 )]

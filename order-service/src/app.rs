@@ -36,9 +36,12 @@ pub async fn build(config: Config) -> Result<Application, Error> {
         SagaMetrics::new(&infra.metrics),
         config.saga.clone(),
     );
+    // One budget per user for REST and gRPC writes alike.
+    let limits = RateLimits::new(config.rate_limits, infra.verifier.clone());
     let grpc = OrderGrpc {
         saga: saga.clone(),
         verifier: infra.verifier.clone(),
+        limits: limits.clone(),
     };
     let recovery = saga.clone();
     infra
@@ -48,7 +51,7 @@ pub async fn build(config: Config) -> Result<Application, Error> {
             api::routes(),
             ApiState { saga: saga.clone() },
         )
-        .write_limits(RateLimits::new(config.rate_limits, infra.verifier.clone()))
+        .write_limits(limits)
         .grpc(config.grpc_addr, OrderServiceServer::new(grpc))
         .consumer(GROUP, OrderHandler(saga))
         .task(move |shutdown| recovery.run_recovery(shutdown))

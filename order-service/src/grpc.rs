@@ -10,6 +10,7 @@ use shared::proto::order::order_service_server::OrderService;
 use shared::proto::order::{
     CreateOrderRequest, GetOrderRequest, Order as ProtoOrder, OrderItem as ProtoItem,
 };
+use shared::ratelimit::RateLimits;
 use shared::stock::OrderLine;
 use tonic::{Request, Response, Status};
 
@@ -22,6 +23,8 @@ use crate::saga::{PlaceError, Saga};
 pub struct OrderGrpc {
     pub saga: Saga,
     pub verifier: Arc<JwtVerifier>,
+    /// The per-user write limit, shared with the REST API.
+    pub limits: Arc<RateLimits>,
 }
 
 impl From<PlaceError> for Status {
@@ -68,6 +71,18 @@ fn to_proto(order: &Order) -> ProtoOrder {
     }
 }
 
+/// A REST 429 as gRPC: `RESOURCE_EXHAUSTED`, with `retry-after` (seconds)
+/// in the metadata.
+fn exhausted(e: shared::error::ApiError) -> Status {
+    let mut status = Status::resource_exhausted(e.message.clone());
+    if let Some(seconds) = e.retry_after
+        && let Ok(value) = seconds.to_string().parse()
+    {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
+}
+
 impl OrderGrpc {
     fn caller<T>(&self, request: &Request<T>) -> Result<AuthUser, Status> {
         let header = match request.metadata().get("authorization") {
@@ -90,6 +105,7 @@ impl OrderService for OrderGrpc {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<ProtoOrder>, Status> {
         let caller = self.caller(&request)?;
+        self.limits.check_write(&caller).map_err(exhausted)?;
         let req = request.into_inner();
         let key = if req.idempotency_key.is_empty() {
             None
@@ -111,18 +127,11 @@ impl OrderService for OrderGrpc {
         let caller = self.caller(&request)?;
         let id = OrderId::new(request.into_inner().id)
             .map_err(|_| Status::invalid_argument("id must be a positive integer"))?;
-        let order = self
-            .saga
-            .store
-            .get(id)
-            .await
-            .map_err(db_status)?
-            .ok_or_else(|| Status::not_found(format!("order {id} not found")))?;
-        if !(caller.is_admin() || caller.id == order.user_id) {
-            return Err(Status::permission_denied(
-                "this order belongs to another user",
-            ));
-        }
+        let found = self.saga.store.get(id).await.map_err(db_status)?;
+        // Another user's order is as missing as one that does not exist.
+        let order = caller
+            .owned(found, "order", id)
+            .map_err(|e| Status::not_found(e.message))?;
         Ok(Response::new(to_proto(&order)))
     }
 }

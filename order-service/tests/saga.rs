@@ -25,6 +25,8 @@ struct Options {
     max_amount: &'static str,
     payment_timeout_secs: &'static str,
     max_pending: &'static str,
+    writes_per_min: &'static str,
+    writes_burst: &'static str,
 }
 
 impl Default for Options {
@@ -34,6 +36,8 @@ impl Default for Options {
             max_amount: "100.00",
             payment_timeout_secs: "60",
             max_pending: "1000",
+            writes_per_min: "1000000",
+            writes_burst: "1000000",
         }
     }
 }
@@ -120,8 +124,8 @@ async fn start_order(
         ("RECOVERY_GRACE_MS", "1000"),
         ("PAYMENT_TIMEOUT_SECS", options.payment_timeout_secs),
         ("ORDER_MAX_PENDING", options.max_pending),
-        ("RATE_LIMIT_WRITES_PER_MIN", "1000000"),
-        ("RATE_LIMIT_WRITES_BURST", "1000000"),
+        ("RATE_LIMIT_WRITES_PER_MIN", options.writes_per_min),
+        ("RATE_LIMIT_WRITES_BURST", options.writes_burst),
     ]))
     .unwrap();
     let app = order_service::app::build(config).await.unwrap();
@@ -414,13 +418,18 @@ async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_eve
         .await;
     assert_eq!(addressed, 3);
 
-    // The owner sees it in their list; another customer may not read it.
+    // The owner sees it in their list; to another customer it does not
+    // exist: the same 404 as an id nobody has.
     let (status, list) = stack.get(7, "/api/v1/orders").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], id);
-    let (status, _) = stack.get(8, &format!("/orders/{id}")).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, theirs) = stack.get(8, &format!("/orders/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let missing = id + 1_000_000;
+    let (status, nobodys) = stack.get(8, &format!("/orders/{missing}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(theirs["code"], nobodys["code"]);
     let (status, list) = stack.get(8, "/orders").await;
     assert_eq!((status, list), (StatusCode::OK, json!([])));
     // A paid order can no longer be cancelled.
@@ -908,7 +917,8 @@ async fn a_pending_order_is_cancelled_by_its_owner_or_by_the_payment_timeout() {
     let cancel = |user: i64, id: i64| stack.cancel(user, id);
     assert_eq!(
         cancel(15, first).await.unwrap().status(),
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND,
+        "another user's order is as missing as one that does not exist"
     );
     let response = cancel(14, first).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -991,15 +1001,7 @@ async fn past_the_pending_limit_new_orders_get_a_503_and_write_nothing() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);
 
-    let metrics = stack
-        .http
-        .get(format!("{}/metrics", stack.order))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testing::scrape(&stack.http, &stack.order).await;
     assert_eq!(
         testing::metric_value(&metrics, "orders_shed_total", &[]),
         Some(2.0)
@@ -1078,7 +1080,7 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
     );
     assert_eq!(
         client.get_order(get(21)).await.unwrap_err().code(),
-        Code::PermissionDenied
+        Code::NotFound
     );
     assert_eq!(stack.stock(product).await, 1);
 }
@@ -1221,4 +1223,62 @@ async fn a_release_product_service_could_not_take_is_retried_until_done() {
     assert_eq!(stack.stock(product).await, 4);
     payment.cancel();
     stop.cancel();
+}
+
+/// gRPC CreateOrder spends the same per-user write budget as POST /orders:
+/// over it, RESOURCE_EXHAUSTED with `retry-after`, and nothing is written.
+#[tokio::test]
+async fn grpc_create_order_has_the_per_user_write_limit_of_rest() {
+    use shared::proto::order::order_service_client::OrderServiceClient;
+    let stack = spawn_stack(Options {
+        writes_per_min: "1",
+        writes_burst: "3",
+        ..Options::default()
+    })
+    .await;
+    let product = stack.product(1.0, 100).await;
+    let mut grpc = OrderServiceClient::connect(stack.order_grpc.clone())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        grpc.create_order(create_request(Some(31), vec![(product, 1)], ""))
+            .await
+            .expect("within the budget");
+    }
+    let (status, _) = stack
+        .place(31, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "REST takes the third write");
+    let refused = grpc
+        .create_order(create_request(Some(31), vec![(product, 1)], ""))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(refused.metadata().get("retry-after").is_some());
+    let (status, _) = stack
+        .place(31, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "and REST shares the budget"
+    );
+    assert_eq!(
+        stack
+            .count(
+                &stack.order_db,
+                "SELECT count(*) FROM orders WHERE user_id = 31"
+            )
+            .await,
+        3,
+        "the refused calls wrote nothing"
+    );
+    // Another user has a budget of its own.
+    grpc.create_order(create_request(Some(32), vec![(product, 1)], ""))
+        .await
+        .expect("another user's first write");
 }

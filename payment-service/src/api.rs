@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use shared::auth::AuthUser;
-use shared::error::{ApiError, ApiQuery, ErrorBody, IdPath};
+use shared::error::{ApiError, ApiQuery, IdPath};
 use shared::http::{Listed, PageParams};
 use shared::id::OrderId;
 use utoipa::IntoParams;
@@ -58,7 +58,6 @@ async fn list_payments(
     get, path = "/payments/{id}", tag = "payments", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The payment", body = Payment),
-        (status = 403, description = "Someone else's payment", body = ErrorBody),
     )
 )]
 async fn get_payment(

@@ -253,7 +253,7 @@ async fn payments_are_shown_to_their_owner_or_an_admin() {
             .await
             .unwrap()
             .status(),
-        403
+        404
     );
     assert_eq!(
         get(format!("/payments/{payment_id}"), Some(admin.clone()))

@@ -119,6 +119,7 @@ pub struct Infra {
     pub metrics: Arc<Metrics>,
     pub verifier: Arc<JwtVerifier>,
     http_addr: SocketAddr,
+    http_limits: crate::http::ServerLimits,
     kafka: Option<KafkaConfig>,
 }
 
@@ -142,6 +143,7 @@ impl Infra {
             metrics,
             verifier,
             http_addr: spec.common.http_addr,
+            http_limits: spec.common.http_limits,
             kafka: spec.kafka.cloned(),
         })
     }
@@ -323,6 +325,7 @@ impl Builder {
             metrics: infra.metrics,
             kafka: infra.kafka,
             http,
+            http_limits: infra.http_limits,
             router,
             grpc,
             consumer: self.consumer,
@@ -339,6 +342,7 @@ pub struct Application {
     metrics: Arc<Metrics>,
     kafka: Option<KafkaConfig>,
     http: TcpListener,
+    http_limits: crate::http::ServerLimits,
     router: axum::Router,
     grpc: Option<(TcpListener, Grpc)>,
     consumer: Option<StartConsumer>,
@@ -403,7 +407,7 @@ impl Application {
                 .await
                 .map_err(Error::Grpc)
         };
-        let http = crate::http::serve(self.http, self.router, shutdown.clone());
+        let http = crate::http::serve(self.http, self.router, self.http_limits, shutdown.clone());
         let (grpc, http) = tokio::join!(grpc, http);
         tasks.join().await?;
         grpc?;

@@ -322,16 +322,18 @@ impl AuthUser {
     }
 
     /// One item as the caller may see it: 404 naming `what` and `id` when
-    /// there is none, 403 when it is another user's and the caller is no admin.
+    /// there is none, and the same 404 when it is another user's and the
+    /// caller is no admin (so ids can't be probed for what exists).
     pub fn owned<T: Owned>(
         &self,
         found: Option<T>,
         what: &str,
         id: impl std::fmt::Display,
     ) -> Result<T, ApiError> {
-        let item = found.ok_or_else(|| ApiError::not_found(format!("{what} {id} not found")))?;
-        self.require_self_or_admin(item.owner_id())?;
-        Ok(item)
+        match found {
+            Some(item) if self.is_admin() || item.owner_id() == self.id => Ok(item),
+            _ => Err(ApiError::not_found(format!("{what} {id} not found"))),
+        }
     }
 }
 

@@ -169,6 +169,8 @@ pub struct CommonConfig {
     pub db_timeout: Duration,
     /// `DB_CONNECT_TIMEOUT_MS`: how long start-up waits for the database to accept connections.
     pub db_connect_timeout: Duration,
+    /// What one HTTP client may hold of the server.
+    pub http_limits: crate::http::ServerLimits,
 }
 
 impl CommonConfig {
@@ -187,6 +189,11 @@ impl CommonConfig {
             db_max_connections: env.in_range("DB_MAX_CONNECTIONS", 10, 1..=500),
             db_timeout: env.millis("DB_TIMEOUT_MS", 5_000),
             db_connect_timeout: env.millis("DB_CONNECT_TIMEOUT_MS", 30_000),
+            http_limits: crate::http::ServerLimits {
+                header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000),
+                request_timeout: env.millis("HTTP_REQUEST_TIMEOUT_MS", 30_000),
+                max_connections: env.in_range("HTTP_MAX_CONNECTIONS", 1024, 1..=1_000_000),
+            },
         }
     }
 }

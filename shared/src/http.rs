@@ -259,19 +259,112 @@ impl ServiceRouter {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish.
+/// What one HTTP client may hold of a server: a slow client (slowloris)
+/// loses its connection once its headers take longer than
+/// `header_timeout`; a request that takes longer than `request_timeout` in
+/// all (its body included) is answered 503; at most `max_connections` are
+/// served at once, and further ones wait in the listen backlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `HTTP_HEADER_TIMEOUT_MS` (default 10 s).
+    pub header_timeout: Duration,
+    /// `HTTP_REQUEST_TIMEOUT_MS` (default 30 s).
+    pub request_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS` (default 1024).
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` is
+/// cancelled, then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let router = router.layer(middleware::from_fn_with_state(
+        limits.request_timeout,
+        limit_request_time,
+    ));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_timeout))
+        .keep_alive_timeout(limits.header_timeout);
+    let builder = Arc::new(builder);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Each connection holds a receiver; all gone means all connections ended.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up before
+                    // the accept: not fatal, but don't spin on it.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let service = router.clone().map_request(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                request.map(axum::body::Body::new)
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let (builder, shutdown, done) = (builder.clone(), shutdown.clone(), done_rx.clone());
+        tokio::spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop((slot, done));
+        });
+    }
+    drop(listener);
+    drop(done_rx);
+    done_tx.closed().await;
+    Ok(())
+}
+
+/// Answers 503 when a request takes longer than the limit (see [`ServerLimits`]).
+async fn limit_request_time(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "the request took longer than {} ms",
+            limit.as_millis()
+        ))
+        .into_response(),
+    }
 }
 
 /// Binds `addr` with a clear error (a taken port is the usual start-up failure).

@@ -219,6 +219,24 @@ impl Metrics {
     }
 }
 
+/// The `method` label: a standard method's name, or `other`, so made-up
+/// methods (anyone may send `ZZ1`, `ZZ2`, ...) cannot grow the series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Axum middleware recording the RED metrics of every request.
 pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
@@ -226,7 +244,7 @@ pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next:
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "<unmatched>".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     metrics.http_in_flight.inc();
     let response = next.run(req).await;
@@ -234,11 +252,11 @@ pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next:
     let status = response.status().as_u16().to_string();
     metrics
         .http_requests
-        .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+        .with_label_values(&[method, route.as_str(), status.as_str()])
         .inc();
     metrics
         .http_duration
-        .with_label_values(&[method.as_str(), route.as_str()])
+        .with_label_values(&[method, route.as_str()])
         .observe(start.elapsed().as_secs_f64());
     response
 }

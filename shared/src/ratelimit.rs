@@ -120,6 +120,16 @@ impl RateLimits {
         })
     }
 
+    /// Takes one write of `user`'s budget (a 429 with `Retry-After` when
+    /// spent): for writes that arrive other than by REST (gRPC).
+    pub fn check_write(&self, user: &crate::auth::AuthUser) -> Result<(), ApiError> {
+        let checked = self.per_user.check(&user.id);
+        if checked.is_err() {
+            tracing::warn!(user_id = %user.id, "rate limit hit on writes");
+        }
+        checked
+    }
+
     fn client_ip(&self, req: &Request) -> Option<IpAddr> {
         if self.trust_forwarded_for
             && let Some(ip) = req
@@ -168,9 +178,8 @@ pub async fn limit_writes_per_user(
             .and_then(|v| v.to_str().ok());
         if let Some(header) = header
             && let Ok(user) = limits.verifier.authenticate(Some(header))
-            && let Err(e) = limits.per_user.check(&user.id)
+            && let Err(e) = limits.check_write(&user)
         {
-            tracing::warn!(user_id = %user.id, "rate limit hit on writes");
             return e.into_response();
         }
     }

@@ -181,6 +181,17 @@ impl Drop for TcpProxy {
     }
 }
 
+/// The `/metrics` text of the service at `base`.
+pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("the service answers /metrics")
+        .text()
+        .await
+        .expect("/metrics is text")
+}
+
 /// The value of the first series of metric `name` in a `/metrics` text whose
 /// labels include every one of `labels` (e.g. `state="idle"`); `None` if none.
 pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {

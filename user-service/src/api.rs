@@ -124,11 +124,7 @@ async fn register(
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
     let valid = req.validate()?;
-    let hash = state
-        .passwords
-        .hash(valid.password.to_string())
-        .await
-        .map_err(ApiError::internal)?;
+    let hash = state.passwords.hash(valid.password.to_string()).await?;
     let user = state
         .store
         .create(valid.name, &valid.email, &hash)
@@ -187,7 +183,7 @@ async fn login(
         Some(c) => (Some(c.user), Some(c.password_hash)),
         None => (None, None),
     };
-    if !state.passwords.verify(req.password, hash).await {
+    if !state.passwords.verify(req.password, hash).await? {
         return Err(refused());
     }
     let user = user.ok_or_else(refused)?;
@@ -287,7 +283,7 @@ async fn update_profile(
             if !state
                 .passwords
                 .verify(given, Some(current.password_hash))
-                .await
+                .await?
             {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -296,13 +292,7 @@ async fn update_profile(
                 )
                 .with("field", "current_password"));
             }
-            Some(
-                state
-                    .passwords
-                    .hash(password)
-                    .await
-                    .map_err(ApiError::internal)?,
-            )
+            Some(state.passwords.hash(password).await?)
         }
     };
     let user = state

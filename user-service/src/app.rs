@@ -36,8 +36,6 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     )?
     .with_kid(&config.key_id);
     let jwks = serde_json::json!({"keys": [jwk_from_public_pem(&config.jwt.public_key_pem, &config.key_id)?]});
-    let passwords = Passwords::new(config.hash_cost)
-        .map_err(|e| Error::start("setting up password hashing", e))?;
     // A private key that doesn't match the published public key would
     // issue tokens nobody accepts: refuse to start, before connecting.
     let probe = signer
@@ -47,6 +45,8 @@ pub async fn build(config: Config) -> Result<Application, Error> {
         .verify(&probe)
         .map_err(|e| Error::start("checking the key pair", KeyMismatch(e)))?;
     let infra = Infra::start(Spec::new(SERVICE, &MIGRATOR, &config.common, &config.jwt)).await?;
+    let passwords = Passwords::new(config.hash_cost, &infra.metrics)
+        .map_err(|e| Error::start("setting up password hashing", e))?;
 
     let store = Store::new(infra.pool.clone());
     match &config.admin {

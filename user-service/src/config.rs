@@ -51,10 +51,17 @@ impl FromEnv for Config {
                 memory_kib: env.in_range("ARGON2_MEMORY_KIB", 19_456, 8_192..=1_048_576),
                 iterations: env.in_range("ARGON2_ITERATIONS", 2, 1..=10),
                 parallelism: env.in_range("ARGON2_PARALLELISM", 1, 1..=8),
+                concurrency: env.in_range("HASH_CONCURRENCY", cores(), 1..=256),
+                queue: env.in_range("HASH_QUEUE", 4 * cores(), 0..=10_000),
             },
             rate_limits: RateLimitConfig::read(&mut env),
         };
         env.finish()?;
         Ok(config)
     }
+}
+
+/// The cores this process may use (1 if unknown).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }

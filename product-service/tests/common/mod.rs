@@ -105,15 +105,7 @@ impl TestApp {
 
     /// The value of a metric line that starts with `prefix`, 0 if absent.
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = shared::testing::scrape(&self.http, &self.base).await;
         text.lines()
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
