@@ -261,6 +261,8 @@ async fn cancel_order(
             ),
         )
         .with("status", order.status.as_str())),
+        // A cancel claims nothing of the order, so it can't be contradicted.
+        Transition::Contradicted(why) => Err(ApiError::internal(why)),
         Transition::NotFound | Transition::AlreadyProcessed => {
             Err(ApiError::not_found(format!("order {id} not found")))
         }

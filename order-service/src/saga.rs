@@ -38,7 +38,7 @@ use tonic::Code;
 
 use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderReason, OrderStatus, StockState};
 use crate::product_client::{CallError, ProductClient};
-use crate::store::{Change, Inserted, Store, Transition};
+use crate::store::{Change, Claims, Inserted, Store, Transition};
 
 /// How the saga paces itself.
 #[derive(Debug, Clone)]
@@ -450,17 +450,25 @@ impl Saga {
     /// A payment result: the order is paid (stock committed) or failed
     /// (stock released). Once per event; never moves a finished order.
     pub async fn on_payment(&self, event: &Event) -> Result<(), HandlerError> {
-        let change = match &event.payload {
-            EventPayload::PaymentSuccess { .. } => Change {
+        let change = match event.payload {
+            EventPayload::PaymentSuccess { amount, .. } => Change {
                 to: OrderStatus::Paid,
                 reason: None,
+                claims: Some(Claims {
+                    user_id: event.user_id,
+                    amount,
+                }),
                 event: Box::new(|order: &Order| EventPayload::OrderConfirmed {
                     total_price: order.total_price.unwrap_or(Money(0)),
                 }),
             },
-            EventPayload::PaymentFailed { .. } => Change {
+            EventPayload::PaymentFailed { amount, .. } => Change {
                 to: OrderStatus::Failed,
                 reason: Some(OrderReason::PaymentFailed),
+                claims: Some(Claims {
+                    user_id: event.user_id,
+                    amount,
+                }),
                 event: Box::new(|_: &Order| EventPayload::OrderCancelled {
                     reason: OrderReason::PaymentFailed.as_str().into(),
                 }),
@@ -490,6 +498,8 @@ impl Saga {
             Transition::AlreadyProcessed => {
                 tracing::debug!(event_id = %event.event_id, "event already processed")
             }
+            // Counted by the consumer as `outcome="refused"` (alert RefusedEvents).
+            Transition::Contradicted(why) => return Err(HandlerError::Refused(why.into())),
             Transition::NotFound => {
                 return Err(HandlerError::Permanent(
                     format!("order {} does not exist", event.order_id).into(),
@@ -513,6 +523,7 @@ impl Saga {
                 Change {
                     to: OrderStatus::Cancelled,
                     reason: Some(reason),
+                    claims: None,
                     event: Box::new(move |_: &Order| EventPayload::OrderCancelled {
                         reason: reason.as_str().into(),
                     }),

@@ -61,12 +61,60 @@ pub enum Transition {
     AlreadyProcessed,
     /// No such order.
     NotFound,
+    /// The cause says something of the order that the order contradicts:
+    /// nothing changed, and the cause was not claimed.
+    Contradicted(String),
+}
+
+/// What a payment result says of its order, checked against the order
+/// before it moves (docs/saga.md, "Events are checked against the state").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claims {
+    /// The order's owner, as the payment saw it.
+    pub user_id: UserId,
+    /// What was charged (or refused): the order's total.
+    pub amount: Money,
+}
+
+impl Claims {
+    /// Why `order` contradicts these claims, if it does. The owner and the
+    /// total are fixed once stock is held, so they must match in any status;
+    /// a pending order must also hold its stock (a payment comes only after
+    /// `order_created`, which comes only after the hold).
+    fn contradiction(&self, order: &Order) -> Option<String> {
+        if order.user_id != self.user_id {
+            return Some(format!(
+                "the event names user {} but order {} belongs to user {}",
+                self.user_id, order.id, order.user_id
+            ));
+        }
+        if order.total_price != Some(self.amount) {
+            let total = order
+                .total_price
+                .map_or("none".to_string(), |m| m.to_string());
+            return Some(format!(
+                "the event's amount {} is not order {}'s total ({total})",
+                self.amount, order.id
+            ));
+        }
+        if order.status == OrderStatus::Pending && order.stock != StockState::Held {
+            return Some(format!(
+                "order {} holds no stock ({}): no payment can be for it",
+                order.id,
+                order.stock.as_str()
+            ));
+        }
+        None
+    }
 }
 
 /// A guarded status change and the event that announces it.
 pub struct Change<'a> {
     pub to: OrderStatus,
     pub reason: Option<OrderReason>,
+    /// What the cause claims of the order; the change happens only if the
+    /// order agrees.
+    pub claims: Option<Claims>,
     /// The event, from the order as it was (still pending).
     pub event: Box<dyn FnOnce(&Order) -> EventPayload + Send + 'a>,
 }
@@ -353,6 +401,10 @@ impl Store {
             return Ok(Transition::NotFound);
         };
         let order = order_from_row(&row, Vec::new())?;
+        if let Some(why) = change.claims.and_then(|c| c.contradiction(&order)) {
+            // Rolled back with the claim: the event is refused, not handled.
+            return Ok(Transition::Contradicted(why));
+        }
         if order.status != OrderStatus::Pending {
             // Keep the inbox claim: the event is handled, by doing nothing.
             tx.commit().await?;

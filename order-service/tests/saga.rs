@@ -1282,3 +1282,86 @@ async fn grpc_create_order_has_the_per_user_write_limit_of_rest() {
         .await
         .expect("another user's first write");
 }
+
+/// Anyone who can produce to the topic could send a payment result. One
+/// that contradicts the order (another amount, another owner, an order that
+/// holds no stock) pays nothing: it is refused and dead-lettered, counted
+/// as `outcome="refused"`, and the genuine result still applies.
+#[tokio::test]
+async fn forged_payment_results_are_refused_and_pay_nothing() {
+    let stack = spawn_stack(Options::default()).await;
+    // No payment-service: the order waits, pending, with its stock held.
+    stack.payment_stop.cancel();
+    let product = stack.product(10.0, 5).await;
+    let (_, order) = stack
+        .place(41, json!({"product_id": product, "quantity": 2}), None)
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    assert_eq!(order["status"], "pending");
+    let (status, rejected) = stack
+        .place(41, json!({"product_id": product, "quantity": 50}), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{rejected}");
+    let rejected: i64 = sqlx::query_scalar("SELECT max(id) FROM orders WHERE status = 'rejected'")
+        .fetch_one(&stack.order_db)
+        .await
+        .unwrap();
+
+    let success = |order: i64, user: i64, cents: i64| {
+        Event::new(
+            testing::order(order),
+            testing::user(user),
+            EventPayload::PaymentSuccess {
+                payment_id: 99,
+                amount: shared::money::Money(cents),
+                transaction_id: "forged".into(),
+            },
+        )
+    };
+    let forged = [
+        success(id, 41, 1),          // the wrong amount
+        success(id, 42, 2000),       // the wrong owner
+        success(rejected, 41, 2000), // an order that holds no stock
+    ];
+    for event in &forged {
+        testing::publish(&stack.kafka, event).await;
+    }
+    let refused = testing::wait_for_metric(
+        &stack.http,
+        &stack.order,
+        "kafka_events_consumed_total",
+        &["event_type=\"payment_success\"", "outcome=\"refused\""],
+        3.0,
+    )
+    .await;
+    assert_eq!(refused, Some(3.0), "the three forgeries were refused");
+    assert_eq!(
+        stack.get(41, &format!("/orders/{id}")).await.1["status"],
+        "pending"
+    );
+    assert_eq!(
+        stack.get(41, &format!("/orders/{rejected}")).await.1["status"],
+        "rejected"
+    );
+    assert_eq!(
+        stack.outbox(&stack.order_db, id, "order_confirmed").await,
+        0
+    );
+    for event in &forged {
+        let claimed = stack
+            .count(
+                &stack.order_db,
+                &format!(
+                    "SELECT count(*) FROM processed_events WHERE event_id = '{}'",
+                    event.event_id
+                ),
+            )
+            .await;
+        assert_eq!(claimed, 0, "a refused event is not recorded as handled");
+    }
+
+    // The genuine result (the order's owner and total) still pays it.
+    testing::publish(&stack.kafka, &success(id, 41, 2000)).await;
+    assert_eq!(stack.settled(id).await["status"], "paid");
+    assert_eq!(stack.stock(product).await, 3);
+}

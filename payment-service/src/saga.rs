@@ -6,6 +6,7 @@
 //! outbox event it causes, so an event's effect happens once however often
 //! it is delivered, and no resulting event is lost.
 
+use shared::id::UserId;
 use shared::kafka::consumer::{Handler, HandlerError};
 use shared::kafka::events::{Event, EventPayload};
 use shared::kafka::{claim, outbox};
@@ -110,10 +111,30 @@ impl<G: PaymentGateway> PaymentHandler<G> {
     }
 
     /// order_cancelled: remember it; a payment that succeeded is refunded.
+    /// Only a payment this service made can be refunded, so only an order
+    /// it saw created; a cancel that names another owner than the
+    /// payment's is refused (forged, or from a broken producer).
     async fn cancelled(&self, event: &Event) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
         if !claim(&mut tx, event).await? {
             return Ok(());
+        }
+        let owner: Option<UserId> =
+            sqlx::query_scalar("SELECT user_id FROM payments WHERE order_id = $1")
+                .bind(event.order_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(owner) = owner
+            && owner != event.user_id
+        {
+            // Dropping the transaction rolls the inbox claim back too.
+            return Err(HandlerError::Refused(
+                format!(
+                    "order_cancelled names user {} but order {}'s payment is user {owner}'s",
+                    event.user_id, event.order_id
+                )
+                .into(),
+            ));
         }
         sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(event.order_id)

@@ -209,6 +209,45 @@ async fn a_success_for_a_cancelled_order_is_refunded() {
     assert_eq!(status, "refunded");
 }
 
+/// A cancel that names another owner than the payment's is forged (or
+/// broken): it is refused, counted as `outcome="refused"`, and refunds
+/// nothing; the genuine cancel still does.
+#[tokio::test]
+async fn a_cancel_naming_another_owner_refunds_nothing() {
+    let app = spawn_app().await;
+    let id = order_id(7100, true);
+    app.publish(&order_created(id, 3, 2500)).await;
+    assert_eq!(app.events("payment_success", 1).await.len(), 1);
+    let cancel = |user: i64| {
+        Event::new(
+            testing::order(id),
+            testing::user(user),
+            EventPayload::OrderCancelled {
+                reason: "user_cancelled".into(),
+            },
+        )
+    };
+    app.publish(&cancel(4)).await;
+    let refused = testing::wait_for_metric(
+        &reqwest::Client::new(),
+        &app.base,
+        "kafka_events_consumed_total",
+        &["event_type=\"order_cancelled\"", "outcome=\"refused\""],
+        1.0,
+    )
+    .await;
+    assert_eq!(refused, Some(1.0));
+    let status: String = sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "succeeded", "the forged cancel refunded nothing");
+
+    app.publish(&cancel(3)).await;
+    assert_eq!(app.events("payment_refunded", 1).await.len(), 1);
+}
+
 #[tokio::test]
 async fn payments_are_shown_to_their_owner_or_an_admin() {
     let app = spawn_app().await;

@@ -192,6 +192,26 @@ pub async fn scrape(http: &reqwest::Client, base: &str) -> String {
         .expect("/metrics is text")
 }
 
+/// Scrapes the service at `base` until metric `name` with `labels` reads
+/// `expected` (up to 10 s); returns the last value read.
+pub async fn wait_for_metric(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    labels: &[&str],
+    expected: f64,
+) -> Option<f64> {
+    let mut value = None;
+    for _ in 0..100 {
+        value = metric_value(&scrape(http, base).await, name, labels);
+        if value == Some(expected) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    value
+}
+
 /// The value of the first series of metric `name` in a `/metrics` text whose
 /// labels include every one of `labels` (e.g. `state="idle"`); `None` if none.
 pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {

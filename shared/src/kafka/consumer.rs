@@ -73,9 +73,16 @@ pub enum HandlerError {
     /// dead-lettered.
     #[error("transient: {0}")]
     Transient(#[source] Cause),
-    /// Can never succeed (the event contradicts the state): dead-lettered at once.
+    /// Can never succeed (the event is about nothing this service knows):
+    /// dead-lettered at once.
     #[error("permanent: {0}")]
     Permanent(#[source] Cause),
+    /// The event contradicts what this service itself recorded (an amount
+    /// or an owner that is not the order's, a refund of an order never
+    /// created): forged, or from a broken producer. Dead-lettered at once
+    /// and counted apart (`outcome="refused"`), for an alert.
+    #[error("refused: {0}")]
+    Refused(#[source] Cause),
 }
 
 /// A database error is transient when retrying it can succeed
@@ -417,6 +424,8 @@ enum Outcome {
     /// A type this version does not know.
     Skipped,
     DeadLettered,
+    /// Contradicted the service's own state; dead-lettered.
+    Refused,
     /// Shutdown came while a transient failure was being retried: the
     /// offset is not stored, so the event is delivered again.
     Interrupted,
@@ -428,6 +437,7 @@ impl Outcome {
             Outcome::Processed => "processed",
             Outcome::Skipped => "skipped",
             Outcome::DeadLettered => "dead_lettered",
+            Outcome::Refused => "refused",
             Outcome::Interrupted => "interrupted",
         }
     }
@@ -555,6 +565,18 @@ impl<H: Handler> Worker<H> {
                     dead_letter(message, &self.dlq, config, &why.to_string()).await;
                     waiting.set(0.0);
                     return Outcome::DeadLettered;
+                }
+                Err(HandlerError::Refused(why)) => {
+                    tracing::error!(
+                        event_id = %event.event_id,
+                        order_id = %event.order_id,
+                        event_type = event.payload.event_type(),
+                        error = %why,
+                        "event contradicts this service's state (forged?): refused and dead-lettered"
+                    );
+                    dead_letter(message, &self.dlq, config, &format!("refused: {why}")).await;
+                    waiting.set(0.0);
+                    return Outcome::Refused;
                 }
                 Err(HandlerError::Transient(why)) => {
                     let jitter = rand::rng().random_range(0.5..1.5);

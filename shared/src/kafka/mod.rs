@@ -240,7 +240,8 @@ pub struct KafkaMetrics {
     /// `kafka_events_produced_total{event_type}`: published by the outbox relay.
     pub produced: IntCounterVec,
     /// `kafka_events_consumed_total{event_type,outcome}`: `processed`,
-    /// `skipped` (a type this version does not know), `dead_lettered`, or
+    /// `skipped` (a type this version does not know), `dead_lettered`,
+    /// `refused` (it contradicted the service's own state; dead-lettered), or
     /// `interrupted` (shutdown while retrying; delivered again).
     pub consumed: IntCounterVec,
     /// `kafka_handler_failures_total{event_type}`: failed handler attempts
