@@ -71,6 +71,7 @@ for entry in "${SERVICES[@]}"; do
     KAFKA_BROKERS="$BROKER_ADDR" \
     JWT_PUBLIC_KEY_FILE="$STATE_DIR/keys/jwt_public.pem" \
     JWT_PRIVATE_KEY_FILE="$STATE_DIR/keys/jwt_private.pem" \
+    USER_SERVICE_URL="http://127.0.0.1:$(service_port user-service)" \
     RUST_LOG="${RUST_LOG:-info}" \
     $extra \
     "$BIN_DIR/${name%-[0-9]}"

@@ -88,6 +88,8 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", &database_url),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        // No user-service here: admin tokens are taken at their word.
+        ("USER_SERVICE_URL", "none"),
         ("KAFKA_BROKERS", &brokers),
         ("KAFKA_TOPIC", &topic),
         ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),

@@ -42,6 +42,7 @@ pub async fn build(config: Config) -> Result<Application, Error> {
         saga: saga.clone(),
         verifier: infra.verifier.clone(),
         limits: limits.clone(),
+        authority: infra.authority.clone(),
     };
     let recovery = saga.clone();
     infra

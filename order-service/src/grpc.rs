@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use shared::auth::{AuthUser, JwtVerifier};
+use shared::auth::{AuthUser, Authority, JwtVerifier, bearer_token};
 use shared::error::db_status;
 use shared::id::OrderId;
 use shared::proto::order::order_service_server::OrderService;
@@ -25,6 +25,8 @@ pub struct OrderGrpc {
     pub verifier: Arc<JwtVerifier>,
     /// The per-user write limit, shared with the REST API.
     pub limits: Arc<RateLimits>,
+    /// Where an admin token's current role is asked, as for REST.
+    pub authority: Option<Arc<dyn Authority>>,
 }
 
 impl From<PlaceError> for Status {
@@ -84,7 +86,7 @@ fn exhausted(e: shared::error::ApiError) -> Status {
 }
 
 impl OrderGrpc {
-    fn caller<T>(&self, request: &Request<T>) -> Result<AuthUser, Status> {
+    async fn caller<T>(&self, request: &Request<T>) -> Result<AuthUser, Status> {
         let header = match request.metadata().get("authorization") {
             None => None,
             Some(v) => Some(
@@ -92,9 +94,21 @@ impl OrderGrpc {
                     .map_err(|_| Status::unauthenticated("malformed authorization metadata"))?,
             ),
         };
-        self.verifier
+        let user = self
+            .verifier
             .authenticate(header)
-            .map_err(|e| Status::unauthenticated(e.to_string()))
+            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let Some(authority) = &self.authority else {
+            return Ok(user);
+        };
+        let token = header.and_then(bearer_token).unwrap_or_default();
+        authority.current(token, user).await.map_err(|e| {
+            if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                Status::unauthenticated(e.message)
+            } else {
+                Status::unavailable(e.message)
+            }
+        })
     }
 }
 
@@ -104,7 +118,7 @@ impl OrderService for OrderGrpc {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<ProtoOrder>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         self.limits.check_write(&caller).map_err(exhausted)?;
         let req = request.into_inner();
         let key = if req.idempotency_key.is_empty() {
@@ -124,7 +138,7 @@ impl OrderService for OrderGrpc {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<ProtoOrder>, Status> {
-        let caller = self.caller(&request)?;
+        let caller = self.caller(&request).await?;
         let id = OrderId::new(request.into_inner().id)
             .map_err(|_| Status::invalid_argument("id must be a positive integer"))?;
         let found = self.saga.store.get(id).await.map_err(db_status)?;

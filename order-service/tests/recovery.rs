@@ -125,6 +125,7 @@ fn customer() -> AuthUser {
         id: shared::testing::user(7),
         email: "c@example.com".into(),
         role: Role::Customer,
+        token_version: 0,
     }
 }
 

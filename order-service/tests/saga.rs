@@ -82,6 +82,8 @@ async fn start_payment(
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", database_url),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        // No user-service here: admin tokens are taken at their word.
+        ("USER_SERVICE_URL", "none"),
         ("KAFKA_BROKERS", &kafka.brokers),
         ("KAFKA_TOPIC", &kafka.topic),
         ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
@@ -109,6 +111,8 @@ async fn start_order(
         ("GRPC_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", database_url),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        // No user-service here: admin tokens are taken at their word.
+        ("USER_SERVICE_URL", "none"),
         ("KAFKA_BROKERS", &kafka.brokers),
         ("KAFKA_TOPIC", &kafka.topic),
         ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
@@ -165,6 +169,8 @@ async fn spawn_stack(options: Options) -> Stack {
             ("HTTP_ADDR", "127.0.0.1:0"),
             ("DATABASE_URL", &notification_url),
             ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+            // No user-service here: admin tokens are taken at their word.
+            ("USER_SERVICE_URL", "none"),
             ("KAFKA_BROKERS", &kafka.brokers),
             ("KAFKA_TOPIC", &kafka.topic),
             ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),

@@ -153,6 +153,8 @@ async fn one_order_is_one_trace_across_the_five_services() {
         ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
         ("RUST_LOG", "warn".into()),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY.into()),
+        // No user-service here: admin tokens are taken at their word.
+        ("USER_SERVICE_URL", "none".into()),
         ("KAFKA_BROKERS", brokers),
         ("KAFKA_TOPIC", topic.clone()),
         ("KAFKA_GROUP_PREFIX", format!("{topic}.")),

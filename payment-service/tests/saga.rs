@@ -41,6 +41,8 @@ async fn spawn_app() -> TestApp {
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", &database_url),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        // No user-service here: admin tokens are taken at their word.
+        ("USER_SERVICE_URL", "none"),
         ("KAFKA_BROKERS", &brokers),
         ("KAFKA_TOPIC", &topic),
         ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),

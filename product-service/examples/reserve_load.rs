@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let product_count: usize = arg("--products", "100").parse()?;
 
     let signer = JwtSigner::from_private_pem(&key, "minishop-user-service", "minishop", 600)?;
-    let token = signer.sign(1, "bench@example.com", Role::Admin)?;
+    let token = signer.sign(1, "bench@example.com", Role::Admin, 0)?;
     let http_client = reqwest::Client::new();
     let mut product_ids = Vec::with_capacity(product_count);
     for i in 0..product_count {

@@ -118,6 +118,9 @@ pub struct Infra {
     pub health: DbHealth,
     pub metrics: Arc<Metrics>,
     pub verifier: Arc<JwtVerifier>,
+    /// What says a token's user's role now (user-service, asked remotely;
+    /// user-service itself replaces it with its database).
+    pub authority: Option<Arc<dyn crate::auth::Authority>>,
     http_addr: SocketAddr,
     http_limits: crate::http::ServerLimits,
     kafka: Option<KafkaConfig>,
@@ -142,6 +145,8 @@ impl Infra {
             health,
             metrics,
             verifier,
+            authority: crate::authority::RemoteAuthority::new(&spec.jwt.session)
+                .map(|a| Arc::new(a) as Arc<dyn crate::auth::Authority>),
             http_addr: spec.common.http_addr,
             http_limits: spec.common.http_limits,
             kafka: spec.kafka.cloned(),
@@ -312,6 +317,7 @@ impl Builder {
             write_limits: self.write_limits,
             database: self.gate_on_database.then(|| infra.health.clone()),
             verifier: Some(infra.verifier.clone()),
+            authority: infra.authority.clone(),
         }
         .build();
         let http = crate::http::bind(infra.http_addr).await?;

@@ -49,6 +49,11 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// The user's token version when it was signed: a role or password
+    /// change bumps the user's, and older tokens are refused where the
+    /// version is checked ([`Authority`]). Absent (0) in older tokens.
+    #[serde(default)]
+    pub ver: i64,
 }
 
 /// Why a token was refused; each becomes a 401 with its own message.
@@ -72,6 +77,10 @@ pub enum AuthError {
     BadSignature,
     #[error("the token is malformed")]
     Malformed,
+    #[error(
+        "the token was revoked (the role or the password changed since it was issued): log in again"
+    )]
+    Revoked,
 }
 
 impl AuthError {
@@ -79,6 +88,7 @@ impl AuthError {
         match self {
             AuthError::Missing => ErrorCode::MissingToken,
             AuthError::Expired => ErrorCode::TokenExpired,
+            AuthError::Revoked => ErrorCode::TokenRevoked,
             _ => ErrorCode::InvalidToken,
         }
     }
@@ -160,12 +170,7 @@ impl JwtVerifier {
     /// The user behind an `Authorization` header value.
     pub fn authenticate(&self, header_value: Option<&str>) -> Result<AuthUser, AuthError> {
         let value = header_value.ok_or(AuthError::Missing)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::MalformedHeader)?;
+        let token = bearer_token(value).ok_or(AuthError::MalformedHeader)?;
         let claims = self.verify(token)?;
         let id = claims
             .sub
@@ -177,9 +182,33 @@ impl JwtVerifier {
             id,
             email: claims.email,
             role: claims.role,
+            token_version: claims.ver,
         })
     }
 }
+
+/// The token of an `Authorization: Bearer <token>` value.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// What a token's user may do now: the role and token version kept in
+/// user-service's database, not the ones the token was signed with
+/// (docs/contracts.md, "Authority"). A demoted admin's old token, or one
+/// signed before a password change, is refused or downgraded.
+pub trait Authority: Send + Sync + 'static {
+    /// `user` (from a valid `token`) as it is now: its current role, or a
+    /// 401 `token_revoked` when the token is older than the user's version.
+    fn current<'a>(&'a self, token: &'a str, user: AuthUser) -> Current<'a>;
+}
+
+/// What [`Authority::current`] answers, in time.
+pub type Current<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<AuthUser, ApiError>> + Send + 'a>>;
 
 /// Signs tokens; only user-service holds the private key (tests use a test key).
 pub struct JwtSigner {
@@ -228,11 +257,13 @@ impl JwtSigner {
     }
 
     /// A token for this user, valid from now for the configured lifetime.
+    /// `version` is the user's token version now (see [`Claims::ver`]).
     pub fn sign(
         &self,
         user_id: i64,
         email: &str,
         role: Role,
+        version: i64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         self.sign_claims(&Claims {
@@ -243,6 +274,7 @@ impl JwtSigner {
             exp: now + self.ttl_seconds,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            ver: version,
         })
     }
 
@@ -290,7 +322,11 @@ pub fn jwk_from_public_pem(pem: &str, kid: &str) -> Result<serde_json::Value, Ke
 pub struct AuthUser {
     pub id: UserId,
     pub email: String,
+    /// The role: the token's, or the current one where an [`Authority`]
+    /// checked it.
     pub role: Role,
+    /// The token's version (its `ver` claim).
+    pub token_version: i64,
 }
 
 impl AuthUser {
@@ -344,7 +380,8 @@ pub trait Owned {
 }
 
 /// The verifier comes from the request's extensions, where the service's
-/// router puts it ([`crate::http::ServiceRouter::verifier`]).
+/// router puts it ([`crate::http::ServiceRouter::verifier`]), and so does
+/// the [`Authority`] that says what the token's user may do now.
 impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     type Rejection = ApiError;
 
@@ -359,6 +396,13 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             Some(v) => Some(v.to_str().map_err(|_| AuthError::MalformedHeader)?),
         };
         let user = verifier.authenticate(header)?;
+        let user = match parts.extensions.get::<Arc<dyn Authority>>().cloned() {
+            Some(authority) => {
+                let token = header.and_then(bearer_token).unwrap_or_default();
+                authority.current(token, user).await?
+            }
+            None => user,
+        };
         parts.extensions.insert(user.clone());
         Ok(user)
     }
@@ -398,7 +442,7 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_and_names_the_user() {
         let (signer, verifier) = pair();
-        let token = signer.sign(7, "a@b.c", Role::Admin).unwrap();
+        let token = signer.sign(7, "a@b.c", Role::Admin, 0).unwrap();
         let user = verifier
             .authenticate(Some(&format!("Bearer {token}")))
             .unwrap();
@@ -407,7 +451,8 @@ mod tests {
             AuthUser {
                 id: UserId::new(7).unwrap(),
                 email: "a@b.c".into(),
-                role: Role::Admin
+                role: Role::Admin,
+                token_version: 0,
             }
         );
     }
@@ -424,6 +469,7 @@ mod tests {
             exp: now - 500,
             iss: "iss".into(),
             aud: "aud".into(),
+            ver: 0,
         };
         let expired = signer.sign_claims(&base).unwrap();
         assert_eq!(verifier.verify(&expired).unwrap_err(), AuthError::Expired);
@@ -440,7 +486,7 @@ mod tests {
             AuthError::WrongIssuer
         );
 
-        let good = signer.sign(1, "x@y.z", Role::Customer).unwrap();
+        let good = signer.sign(1, "x@y.z", Role::Customer, 0).unwrap();
         let (signed, signature) = good.rsplit_once('.').unwrap();
         let flipped = if signature.starts_with('A') { "B" } else { "A" };
         let tampered = format!("{signed}.{flipped}{}", &signature[1..]);
@@ -453,7 +499,7 @@ mod tests {
     #[test]
     fn the_jwk_of_the_public_key_verifies_tokens() {
         let (signer, _) = pair();
-        let token = signer.sign(3, "j@w.k", Role::Customer).unwrap();
+        let token = signer.sign(3, "j@w.k", Role::Customer, 0).unwrap();
         let jwk: jsonwebtoken::jwk::Jwk =
             serde_json::from_value(jwk_from_public_pem(PUBLIC, "k1").unwrap()).unwrap();
         let key = DecodingKey::from_jwk(&jwk).unwrap();

@@ -207,6 +207,8 @@ pub struct JwtConfig {
     pub issuer: String,
     /// `JWT_AUDIENCE`: the `aud` every token must carry.
     pub audience: String,
+    /// Where a token's current role is asked (user-service).
+    pub session: crate::authority::SessionConfig,
 }
 
 /// Default location of the local key pair that `make up` generates.
@@ -221,6 +223,7 @@ impl JwtConfig {
             public_key_pem: read_pem(env, "JWT_PUBLIC_KEY", DEFAULT_PUBLIC_KEY_FILE),
             issuer: env.get("JWT_ISSUER", "minishop-user-service".into()),
             audience: env.get("JWT_AUDIENCE", "minishop".into()),
+            session: crate::authority::SessionConfig::read(env),
         }
     }
 }

@@ -31,6 +31,8 @@ crate::text_enum! {
         MissingToken = "missing_token",
         TokenExpired = "token_expired",
         InvalidToken = "invalid_token",
+        TokenRevoked = "token_revoked",
+        LastAdmin = "last_admin",
         Forbidden = "forbidden",
         RateLimited = "rate_limited",
         Unavailable = "unavailable",

@@ -192,6 +192,8 @@ pub struct ServiceRouter {
     /// What checks the callers' tokens: [`crate::auth::AuthUser`] finds it
     /// in the request's extensions.
     pub verifier: Option<Arc<crate::auth::JwtVerifier>>,
+    /// What says a token's user's current role, found there too.
+    pub authority: Option<Arc<dyn crate::auth::Authority>>,
 }
 
 /// Turns requests away at once while the database is unreachable.
@@ -246,6 +248,9 @@ impl ServiceRouter {
         }
         if let Some(verifier) = self.verifier {
             router = router.layer(axum::Extension(verifier));
+        }
+        if let Some(authority) = self.authority {
+            router = router.layer(axum::Extension(authority));
         }
         router
             .fallback(error::no_route)

@@ -5,6 +5,7 @@
 //! - [`telemetry`]: JSON logs through `tracing`.
 //! - [`error`]: the API error type and the extractors that produce it.
 //! - [`auth`]: JWT verification (public key only) as axum extractors, and signing.
+//! - [`authority`]: a token's current role, asked of user-service.
 //! - [`http`]: versioned mounting, health/readiness/metrics/docs, serving, pagination.
 //! - [`kafka`]: events, transactional outbox + relay, inbox, consumer with DLQ.
 //! - [`metrics`]: a Prometheus registry per service and RED metrics per route.
@@ -19,6 +20,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod authority;
 pub mod config;
 pub mod db;
 pub mod error;

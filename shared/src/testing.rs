@@ -50,7 +50,7 @@ pub fn signer() -> JwtSigner {
 /// A valid token for `user_id` with `role`.
 pub fn token(user_id: i64, role: Role) -> String {
     signer()
-        .sign(user_id, &format!("user{user_id}@example.com"), role)
+        .sign(user_id, &format!("user{user_id}@example.com"), role, 0)
         .expect("signing with the test key works")
 }
 

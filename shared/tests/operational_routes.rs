@@ -41,6 +41,7 @@ async fn server(
         write_limits: None,
         database: None,
         verifier: None,
+        authority: None,
     }
     .build();
     let server = tokio::spawn(shared::http::serve(

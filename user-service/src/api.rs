@@ -42,6 +42,7 @@ pub fn routes(limits: Arc<RateLimits>) -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .merge(credentials)
         .routes(routes!(get_profile, update_profile))
+        .routes(routes!(session))
         .routes(routes!(set_role))
         .routes(routes!(jwks))
 }
@@ -134,7 +135,9 @@ async fn register(
                 ApiError::conflict(ErrorCode::EmailTaken, "this email is already registered")
                     .with("field", "email")
             }
-            StoreError::NotFound => ApiError::internal("insert returned no row"),
+            StoreError::NotFound | StoreError::LastAdmin => {
+                ApiError::internal("insert returned no row")
+            }
             StoreError::Db(e) => e.into(),
         })?;
     tracing::info!(user_id = user.id, "user registered");
@@ -180,16 +183,16 @@ async fn login(
         Err(_) => None,
     };
     let (user, hash) = match found {
-        Some(c) => (Some(c.user), Some(c.password_hash)),
+        Some(c) => (Some((c.user, c.token_version)), Some(c.password_hash)),
         None => (None, None),
     };
     if !state.passwords.verify(req.password, hash).await? {
         return Err(refused());
     }
-    let user = user.ok_or_else(refused)?;
+    let (user, version) = user.ok_or_else(refused)?;
     let token = state
         .signer
-        .sign(user.id, &user.email, user.role)
+        .sign(user.id, &user.email, user.role, version)
         .map_err(ApiError::internal)?;
     Ok(Json(LoginResponse {
         token,
@@ -197,6 +200,30 @@ async fn login(
         expires_in: state.token_ttl_seconds,
         user,
     }))
+}
+
+/// What the caller's token may do now: its user, current role and token
+/// version. Other services ask this of an admin's token
+/// (docs/contracts.md, "Authority"); a revoked token is a 401.
+#[utoipa::path(
+    get, path = "/session", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The token is current", body = Session))
+)]
+async fn session(caller: AuthUser) -> Json<Session> {
+    Json(Session {
+        user_id: caller.id.get(),
+        role: caller.role,
+        token_version: caller.token_version,
+    })
+}
+
+/// `GET /session`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Session {
+    pub user_id: i64,
+    /// The role now (which may differ from the token's claim).
+    pub role: Role,
+    pub token_version: i64,
 }
 
 /// The caller's account, read from the database.
@@ -357,6 +384,7 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::DuplicateEmail => {
             ApiError::conflict(ErrorCode::EmailTaken, "this email is already registered")
         }
+        e @ StoreError::LastAdmin => ApiError::conflict(ErrorCode::LastAdmin, e.to_string()),
         StoreError::Db(e) => e.into(),
     }
 }

@@ -10,6 +10,7 @@ use shared::auth::{JwtSigner, JwtVerifier, Role, jwk_from_public_pem};
 use shared::ratelimit::RateLimits;
 
 use crate::api::{self, ApiState};
+use crate::authority::LocalAuthority;
 use crate::config::Config;
 use crate::email::Email;
 use crate::passwords::Passwords;
@@ -39,16 +40,19 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     // A private key that doesn't match the published public key would
     // issue tokens nobody accepts: refuse to start, before connecting.
     let probe = signer
-        .sign(1, "probe@minishop.local", Role::Customer)
+        .sign(1, "probe@minishop.local", Role::Customer, 0)
         .map_err(|e| Error::start("signing a probe token", e))?;
     JwtVerifier::from_config(&config.jwt)?
         .verify(&probe)
         .map_err(|e| Error::start("checking the key pair", KeyMismatch(e)))?;
-    let infra = Infra::start(Spec::new(SERVICE, &MIGRATOR, &config.common, &config.jwt)).await?;
+    let mut infra =
+        Infra::start(Spec::new(SERVICE, &MIGRATOR, &config.common, &config.jwt)).await?;
     let passwords = Passwords::new(config.hash_cost, &infra.metrics)
         .map_err(|e| Error::start("setting up password hashing", e))?;
 
     let store = Store::new(infra.pool.clone());
+    // Roles and token versions live here: checked in the database itself.
+    infra.authority = Some(Arc::new(LocalAuthority::new(store.clone())));
     match &config.admin {
         Some((email, password)) => {
             let email = Email::parse(email).map_err(|e| Error::start("reading ADMIN_EMAIL", e))?;

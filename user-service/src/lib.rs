@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod authority;
 pub mod config;
 pub mod email;
 pub mod passwords;

@@ -25,6 +25,8 @@ pub struct User {
 pub struct Credentials {
     pub user: User,
     pub password_hash: String,
+    /// Bumped on every role or password change; tokens carry it as `ver`.
+    pub token_version: i64,
 }
 
 /// Why a write did not happen.
@@ -34,11 +36,13 @@ pub enum StoreError {
     DuplicateEmail,
     #[error("no such user")]
     NotFound,
+    #[error("this is the last admin: make another user an admin first")]
+    LastAdmin,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
-const COLUMNS: &str = "id, name, email, role, created_at, password_hash";
+const COLUMNS: &str = "id, name, email, role, created_at, password_hash, token_version";
 
 impl sqlx::FromRow<'_, PgRow> for Credentials {
     fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
@@ -57,6 +61,7 @@ impl sqlx::FromRow<'_, PgRow> for Credentials {
                 created_at: row.try_get("created_at")?,
             },
             password_hash: row.try_get("password_hash")?,
+            token_version: row.try_get("token_version")?,
         })
     }
 }
@@ -131,6 +136,7 @@ impl Store {
     ) -> Result<User, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE users SET name = COALESCE($2, name), password_hash = COALESCE($3, password_hash), \
+             token_version = token_version + CASE WHEN $3 IS NULL THEN 0 ELSE 1 END, \
              updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
         )))
         .bind(id)
@@ -142,16 +148,30 @@ impl Store {
         Ok(Credentials::from_row(&row)?.user)
     }
 
-    #[tracing::instrument(name = "UPDATE users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    /// Changes a user's role and bumps its token version (its older tokens
+    /// stop working). The admins' rows are locked first, so two admins
+    /// demoting each other at once cannot leave none: the last admin's
+    /// demotion is `LastAdmin`.
+    #[tracing::instrument(name = "TX set role", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn set_role(&self, id: i64, role: Role) -> Result<User, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let admins: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM users WHERE role = 'admin' ORDER BY id FOR UPDATE")
+                .fetch_all(&mut *tx)
+                .await?;
+        if role != Role::Admin && admins == [id] {
+            return Err(StoreError::LastAdmin);
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+            "UPDATE users SET role = $2, token_version = token_version + 1, updated_at = now() \
+             WHERE id = $1 RETURNING {COLUMNS}"
         )))
         .bind(id)
         .bind(role.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
         Ok(Credentials::from_row(&row)?.user)
     }
 

@@ -200,8 +200,10 @@ async fn profile_needs_a_token_and_an_existing_account() {
         .execute(&pool)
         .await
         .unwrap();
+    // The token outlives its account: it is refused, as a revoked one.
     let (status, err, _) = app.profile(&token).await;
-    assert_eq!(status, 404, "{err}");
+    assert_eq!(status, 401, "{err}");
+    assert_eq!(err["code"], "token_revoked", "{err}");
 }
 
 #[tokio::test]

@@ -43,6 +43,8 @@ pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
         ("REDIS_TIMEOUT_MS", "100"),
         ("CACHE_KEY_PREFIX", &prefix),
         ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+        // No user-service here: admin tokens are taken at their word.
+        ("USER_SERVICE_URL", "none"),
         ("DB_MAX_CONNECTIONS", "20"),
         // Tests write fast; the write limit has its own test.
         ("RATE_LIMIT_WRITES_PER_MIN", "100000"),

@@ -1,0 +1,149 @@
+//! What a token's user may do now, asked of user-service, which keeps the
+//! roles and token versions ([`crate::auth::Authority`]).
+//!
+//! Every service but user-service asks it about tokens that claim the admin
+//! role (a customer's token grants nothing a current customer lacks):
+//! `GET {USER_SERVICE_URL}/session` with the caller's own token answers
+//! the current role, or 401 when the token was revoked. Answers are kept
+//! for `SESSION_CACHE_MS` (5 s: how long a demotion may take to show),
+//! and while user-service is unreachable a kept answer is used for up to
+//! `SESSION_STALE_MS` (60 s); after that admin requests get a 503.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::auth::{AuthError, AuthUser, Authority, Current, Role};
+use crate::error::ApiError;
+
+/// How the remote check behaves.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// `USER_SERVICE_URL` (default `http://127.0.0.1:8080`); `none` turns
+    /// the check off (admin tokens are then trusted until they expire).
+    pub user_service_url: Option<String>,
+    /// `SESSION_CACHE_MS`.
+    pub fresh_for: Duration,
+    /// `SESSION_STALE_MS`.
+    pub stale_for: Duration,
+}
+
+impl SessionConfig {
+    pub fn read(env: &mut crate::config::Env) -> Self {
+        let url = env.get("USER_SERVICE_URL", "http://127.0.0.1:8080".to_string());
+        Self {
+            user_service_url: (url != "none").then(|| url.trim_end_matches('/').to_string()),
+            fresh_for: env.millis("SESSION_CACHE_MS", 5_000),
+            stale_for: env.millis("SESSION_STALE_MS", 60_000),
+        }
+    }
+}
+
+/// Most tokens remembered; past that the memory is cleared.
+const MAX_KEPT: usize = 10_000;
+
+/// The [`Authority`] of services other than user-service.
+pub struct RemoteAuthority {
+    url: String,
+    http: reqwest::Client,
+    config: SessionConfig,
+    kept: Mutex<HashMap<String, (Instant, Answer)>>,
+}
+
+/// What user-service said of a token: its role now, or that it is revoked.
+type Answer = Result<Role, AuthError>;
+
+/// user-service's answer to `GET /session`.
+#[derive(Debug, Deserialize)]
+struct Session {
+    role: Role,
+}
+
+impl RemoteAuthority {
+    /// `None` when the check is configured off.
+    pub fn new(config: &SessionConfig) -> Option<Self> {
+        let url = format!("{}/session", config.user_service_url.as_ref()?);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        Some(Self {
+            url,
+            http,
+            config: config.clone(),
+            kept: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn kept(&self, token: &str, within: Duration) -> Option<Answer> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get(token)
+            .filter(|(at, _)| at.elapsed() <= within)
+            .map(|(_, answer)| answer.clone())
+    }
+
+    fn keep(&self, token: &str, answer: Answer) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= MAX_KEPT {
+            kept.clear();
+        }
+        kept.insert(token.to_string(), (Instant::now(), answer));
+    }
+
+    /// Asks user-service; `None` when it could not answer.
+    async fn ask(&self, token: &str) -> Option<Answer> {
+        let response = self.http.get(&self.url).bearer_auth(token).send().await;
+        match response {
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                Some(Err(AuthError::Revoked))
+            }
+            Ok(r) if r.status().is_success() => match r.json::<Session>().await {
+                Ok(session) => Some(Ok(session.role)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "user-service's /session answer is not a session");
+                    None
+                }
+            },
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "user-service could not check a session");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "user-service is unreachable: cannot check a session");
+                None
+            }
+        }
+    }
+
+    async fn role_now(&self, token: &str) -> Result<Role, ApiError> {
+        if let Some(answer) = self.kept(token, self.config.fresh_for) {
+            return Ok(answer?);
+        }
+        match self.ask(token).await {
+            Some(answer) => {
+                self.keep(token, answer.clone());
+                Ok(answer?)
+            }
+            None => match self.kept(token, self.config.stale_for) {
+                Some(answer) => Ok(answer?),
+                None => Err(ApiError::unavailable(
+                    "cannot check the caller's current role: user-service is unreachable",
+                )),
+            },
+        }
+    }
+}
+
+impl Authority for RemoteAuthority {
+    fn current<'a>(&'a self, token: &'a str, user: AuthUser) -> Current<'a> {
+        Box::pin(async move {
+            if user.role != Role::Admin {
+                return Ok(user);
+            }
+            let role = self.role_now(token).await?;
+            Ok(AuthUser { role, ..user })
+        })
+    }
+}

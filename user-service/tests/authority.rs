@@ -1,0 +1,213 @@
+//! Authority is checked where it is kept: a role or password change makes
+//! the user's older tokens invalid at once, and the last admin cannot be
+//! demoted.
+
+mod common;
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestApp, spawn_app};
+use serde_json::{Value, json};
+
+async fn set_role(app: &TestApp, token: &str, id: &Value, role: &str) -> (u16, Value) {
+    let response = app
+        .http
+        .put(app.url(&format!("/users/{id}/role")))
+        .bearer_auth(token)
+        .json(&json!({ "role": role }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn session(app: &TestApp, token: &str) -> (u16, Value) {
+    let (status, body, _) = app.get(token, "/session").await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_demoted_admins_old_token_cannot_promote_it_back() {
+    let app = spawn_app().await;
+    let root = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, bob) = app.register("Bob", "bob@x.io", "password1").await;
+    assert_eq!(set_role(&app, &root, &bob["id"], "admin").await.0, 200);
+    let bobs_admin_token = app.login("bob@x.io", "password1").await;
+    assert_eq!(session(&app, &bobs_admin_token).await.1["role"], "admin");
+
+    // root demotes bob; bob's admin token is worth nothing from now on.
+    assert_eq!(set_role(&app, &root, &bob["id"], "customer").await.0, 200);
+    let (status, body) = set_role(&app, &bobs_admin_token, &bob["id"], "admin").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("token_revoked")),
+        "{body}"
+    );
+    assert_eq!(session(&app, &bobs_admin_token).await.0, 401);
+
+    // Logged in again, bob is a customer, and a customer can't promote.
+    let bobs_token = app.login("bob@x.io", "password1").await;
+    assert_eq!(session(&app, &bobs_token).await.1["role"], "customer");
+    let (status, _) = set_role(&app, &bobs_token, &bob["id"], "admin").await;
+    assert_eq!(status, 403);
+    let (_, profile, _) = app.profile(&bobs_token).await;
+    assert_eq!(profile["role"], "customer");
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted() {
+    let app = spawn_app().await;
+    let root = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, me) = session(&app, &root).await;
+    let (status, body) = set_role(&app, &root, &me["user_id"], "customer").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (409, &json!("last_admin")),
+        "{body}"
+    );
+    assert_eq!(
+        session(&app, &root).await.1["role"],
+        "admin",
+        "nothing changed"
+    );
+
+    // With a second admin, the first may step down; then the second is the last.
+    let (_, ann) = app.register("Ann", "ann@x.io", "password1").await;
+    assert_eq!(set_role(&app, &root, &ann["id"], "admin").await.0, 200);
+    let ann_token = app.login("ann@x.io", "password1").await;
+    assert_eq!(
+        set_role(&app, &root, &me["user_id"], "customer").await.0,
+        200
+    );
+    let (status, _) = set_role(&app, &ann_token, &ann["id"], "customer").await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one() {
+    let app = spawn_app().await;
+    let root = app.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (_, root_me) = session(&app, &root).await;
+    let (_, ann) = app.register("Ann", "ann@x.io", "password1").await;
+    assert_eq!(set_role(&app, &root, &ann["id"], "admin").await.0, 200);
+    let ann_token = app.login("ann@x.io", "password1").await;
+    let (a, b) = tokio::join!(
+        set_role(&app, &root, &ann["id"], "customer"),
+        set_role(&app, &ann_token, &root_me["user_id"], "customer"),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    // One wins; the other is either the last admin (409) or already demoted (401).
+    assert_eq!(statuses[0], 200, "{a:?} {b:?}");
+    assert!([401, 409].contains(&statuses[1]), "{a:?} {b:?}");
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = 'admin'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(admins, 1);
+}
+
+#[tokio::test]
+async fn a_password_change_revokes_the_older_tokens() {
+    let app = spawn_app().await;
+    app.register("Cy", "cy@x.io", "password1").await;
+    let old = app.login("cy@x.io", "password1").await;
+    let response = app
+        .http
+        .put(app.url("/profile"))
+        .bearer_auth(&old)
+        .json(&json!({"password": "password2", "current_password": "password1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body, _) = app.profile(&old).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("token_revoked")),
+        "{body}"
+    );
+    let new = app.login("cy@x.io", "password2").await;
+    assert_eq!(app.profile(&new).await.0, 200);
+
+    // A name change alone revokes nothing.
+    let response = app
+        .http
+        .put(app.url("/profile"))
+        .bearer_auth(&new)
+        .json(&json!({"name": "Cyril"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.profile(&new).await.0, 200);
+}
+
+/// Another service asks user-service about an admin's token: a demoted
+/// admin's old token can no longer write the catalogue, a customer's is
+/// never an admin's, and while user-service is down a kept answer serves
+/// for SESSION_STALE_MS while an unknown admin token gets a 503.
+#[tokio::test]
+async fn product_service_asks_user_service_for_an_admins_current_role() {
+    let users = spawn_app().await;
+    let stop = shared::shutdown::CancellationToken::new();
+    let (product_http, _) = product_service::testing::spawn_with(
+        &stop,
+        &[
+            ("USER_SERVICE_URL", users.base.as_str()),
+            // Every request asks, so the demotion shows at once.
+            ("SESSION_CACHE_MS", "0"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let create = |token: String, name: &'static str| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .post(format!("http://{product_http}/products"))
+                .bearer_auth(token)
+                .json(&json!({"name": name, "price": 1.5, "stock": 3}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let root = users.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(create(root.clone(), "by root").await.0, 201);
+
+    let (_, bob) = users.register("Bob", "bob@x.io", "password1").await;
+    assert_eq!(set_role(&users, &root, &bob["id"], "admin").await.0, 200);
+    let bobs_admin_token = users.login("bob@x.io", "password1").await;
+    assert_eq!(create(bobs_admin_token.clone(), "by bob").await.0, 201);
+    assert_eq!(set_role(&users, &root, &bob["id"], "customer").await.0, 200);
+    let (status, body) = create(bobs_admin_token, "by demoted bob").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("token_revoked")),
+        "{body}"
+    );
+    let bobs_token = users.login("bob@x.io", "password1").await;
+    assert_eq!(create(bobs_token, "by customer bob").await.0, 403);
+
+    // user-service goes away: root's answer is still kept; an admin token
+    // product-service never saw can't be checked, and is not trusted.
+    let (_, ann) = users.register("Ann", "ann@x.io", "password1").await;
+    assert_eq!(set_role(&users, &root, &ann["id"], "admin").await.0, 200);
+    let ann_token = users.login("ann@x.io", "password1").await;
+    drop(users);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(create(root, "while user-service is down").await.0, 201);
+    let (status, body) = create(ann_token, "unchecked").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (503, &json!("unavailable")),
+        "{body}"
+    );
+    stop.cancel();
+}
