@@ -69,6 +69,25 @@ def compose_rules() -> None:
         check((svc.get("labels") or {}).get("logging") == "promtail", f"compose: {name}'s logs are not shipped")
     for name, spec in secrets.items():
         check("file" in spec, f"compose: secret {name} does not come from a file")
+    # Least exposure: only what a user opens is published, on loopback only.
+    published = {"kafdrop", "jaeger", "prometheus", "grafana", *SERVICES}
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            check(name in published, f"compose: {name} publishes {port}; only the REST APIs and UIs may")
+            check(str(port).startswith("127.0.0.1:"), f"compose: {name} publishes {port} beyond 127.0.0.1")
+    superuser = services["postgres"]["environment"]["POSTGRES_USER"]
+    roles = set()
+    for name in SERVICES:
+        env = services.get(name, {}).get("environment") or {}
+        role = re.sub(r"^postgres://([^@:]+).*$", r"\1", str(env.get("DATABASE_URL", "")))
+        check(role != superuser, f"compose: {name} connects to PostgreSQL as the superuser")
+        check(role not in roles, f"compose: {name} shares its database role {role}")
+        roles.add(role)
+    for name, svc in services.items():
+        if "jwt_private.pem" in (svc.get("secrets") or []):
+            check(name == "user-service", f"compose: {name} mounts the JWT private key")
+    grafana = services["grafana"]["environment"].get("GF_SECURITY_ADMIN_PASSWORD__FILE", "")
+    check(not grafana.endswith("/admin_password"), "compose: Grafana's admin password is the shop admin's")
     advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     check("kafka:" in advertised and "localhost:" in advertised,
           "compose: Kafka must be advertised to both the compose network and the host")

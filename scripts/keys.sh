@@ -35,3 +35,12 @@ if [ ! -f "$secrets/postgres_password" ]; then
   chmod 644 "$secrets"/*
   log "wrote the compose secrets into $secrets"
 fi
+# One database password per service role, and Grafana's own admin password
+# (made when missing, so an older secrets folder gets them too).
+for name in db_user_service db_product_service db_order_service db_payment_service \
+            db_notification_service grafana_password; do
+  if [ ! -f "$secrets/$name" ]; then
+    (umask 022; openssl rand -hex 16 >"$secrets/$name")
+    chmod 644 "$secrets/$name"
+  fi
+done
