@@ -145,6 +145,36 @@ def k8s_rules(paths: list[str]) -> None:
                 for env in c.get("env", []):
                     check(not SECRET_NAME.search(env["name"]), f"{path}: {name}: {env['name']} is a literal secret")
             check(name in kinds.get("Service", {}), f"{path}: {name} has no Service")
+            # Each pod mounts only the secret keys it uses.
+            for volume in pod.get("volumes", []):
+                secret = volume.get("secret")
+                if secret is None:
+                    continue
+                keys = [item["key"] for item in secret.get("items", [])]
+                check(bool(keys), f"{path}: {name} mounts the whole Secret {secret.get('secretName')}")
+                check(name == "user-service" or "jwt_private.pem" not in keys,
+                      f"{path}: {name} mounts the JWT private key")
+                role = name.replace("-", "_")
+                check(not any(k.startswith("db_") and k != f"db_{role}" for k in keys),
+                      f"{path}: {name} mounts another service's database password")
+        # NetworkPolicies: every service's pods are selected by a policy, and
+        # product-service's gRPC (which moves stock) admits order-service only.
+        policies = kinds.get("NetworkPolicy", {}).values()
+
+        def selects(policy, service):
+            sel = policy["spec"]["podSelector"]
+            if sel.get("matchLabels", {}).get("app.kubernetes.io/name") == service:
+                return True
+            return any(e["key"] == "app.kubernetes.io/name" and e["operator"] == "In" and service in e["values"]
+                       for e in sel.get("matchExpressions", []))
+        for name in SERVICES:
+            check(any(selects(p, name) for p in policies), f"{path}: no NetworkPolicy selects {name}'s pods")
+        for policy in policies:
+            for rule in policy["spec"].get("ingress", []):
+                if any(port.get("port") == "grpc" for port in rule.get("ports", [])) and selects(policy, "product-service"):
+                    sources = [f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                               for f in rule.get("from", [])]
+                    check(sources == ["order-service"], f"{path}: product-service's gRPC admits {sources or 'anyone'}")
         hpas = kinds.get("HorizontalPodAutoscaler", {})
         for name in ["order-service", "payment-service", "notification-service"]:
             target = hpas.get(name, {}).get("spec", {}).get("scaleTargetRef", {}).get("name")
