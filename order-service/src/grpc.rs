@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use shared::auth::{AuthUser, Authority, JwtVerifier, bearer_token};
+use shared::auth::{AuthUser, Authority, JwtVerifier, authenticate};
 use shared::error::db_status;
 use shared::id::OrderId;
 use shared::proto::order::order_service_server::OrderService;
@@ -73,18 +73,6 @@ fn to_proto(order: &Order) -> ProtoOrder {
     }
 }
 
-/// A REST 429 as gRPC: `RESOURCE_EXHAUSTED`, with `retry-after` (seconds)
-/// in the metadata.
-fn exhausted(e: shared::error::ApiError) -> Status {
-    let mut status = Status::resource_exhausted(e.message.clone());
-    if let Some(seconds) = e.retry_after
-        && let Ok(value) = seconds.to_string().parse()
-    {
-        status.metadata_mut().insert("retry-after", value);
-    }
-    status
-}
-
 impl OrderGrpc {
     async fn caller<T>(&self, request: &Request<T>) -> Result<AuthUser, Status> {
         let header = match request.metadata().get("authorization") {
@@ -94,21 +82,7 @@ impl OrderGrpc {
                     .map_err(|_| Status::unauthenticated("malformed authorization metadata"))?,
             ),
         };
-        let user = self
-            .verifier
-            .authenticate(header)
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let Some(authority) = &self.authority else {
-            return Ok(user);
-        };
-        let token = header.and_then(bearer_token).unwrap_or_default();
-        authority.current(token, user).await.map_err(|e| {
-            if e.status == axum::http::StatusCode::UNAUTHORIZED {
-                Status::unauthenticated(e.message)
-            } else {
-                Status::unavailable(e.message)
-            }
-        })
+        Ok(authenticate(&self.verifier, self.authority.as_deref(), header).await?)
     }
 }
 
@@ -119,7 +93,7 @@ impl OrderService for OrderGrpc {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<ProtoOrder>, Status> {
         let caller = self.caller(&request).await?;
-        self.limits.check_write(&caller).map_err(exhausted)?;
+        self.limits.check_write(&caller)?;
         let req = request.into_inner();
         let key = if req.idempotency_key.is_empty() {
             None
@@ -143,9 +117,7 @@ impl OrderService for OrderGrpc {
             .map_err(|_| Status::invalid_argument("id must be a positive integer"))?;
         let found = self.saga.store.get(id).await.map_err(db_status)?;
         // Another user's order is as missing as one that does not exist.
-        let order = caller
-            .owned(found, "order", id)
-            .map_err(|e| Status::not_found(e.message))?;
+        let order = caller.owned(found, "order", id)?;
         Ok(Response::new(to_proto(&order)))
     }
 }

@@ -45,11 +45,6 @@ fn proto_status(s: ReservationStatus) -> i32 {
     }) as i32
 }
 
-/// A call's order id, parsed at the edge: not positive is `INVALID_ARGUMENT`.
-fn order_id(raw: i64) -> Result<OrderId, Status> {
-    Ok(OrderId::new(raw)?)
-}
-
 impl ProductGrpc {
     async fn product(&self, id: i64) -> Result<crate::model::Product, Status> {
         self.store
@@ -106,7 +101,7 @@ impl ProductService for ProductGrpc {
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<ReserveStockResponse>, Status> {
         let req = request.into_inner();
-        let order_id = order_id(req.order_id)?;
+        let order_id = OrderId::new(req.order_id)?;
         let items = OrderLine::all(&req.items)?;
         let change = self.store.reserve(order_id, &items).await?;
         self.invalidate(&change).await;
@@ -137,7 +132,7 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
-        let order_id = order_id(request.into_inner().order_id)?;
+        let order_id = OrderId::new(request.into_inner().order_id)?;
         let change = self.store.release(order_id).await?;
         self.invalidate(&change).await;
         tracing::info!(%order_id, status = ?change.outcome, "release stock");
@@ -150,7 +145,7 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
-        let order_id = order_id(request.into_inner().order_id)?;
+        let order_id = OrderId::new(request.into_inner().order_id)?;
         let status = self.store.commit(order_id).await?;
         tracing::info!(%order_id, "commit stock");
         Ok(Response::new(CommitStockResponse {

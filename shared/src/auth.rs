@@ -196,6 +196,24 @@ pub fn bearer_token(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The caller behind an `Authorization` value, as it is now: a valid token
+/// (`verifier`), and the current role where an `authority` is asked. The
+/// one way REST (the [`AuthUser`] extractor) and gRPC authenticate.
+pub async fn authenticate(
+    verifier: &JwtVerifier,
+    authority: Option<&dyn Authority>,
+    header: Option<&str>,
+) -> Result<AuthUser, ApiError> {
+    let user = verifier.authenticate(header)?;
+    match authority {
+        Some(authority) => {
+            let token = header.and_then(bearer_token).unwrap_or_default();
+            authority.current(token, user).await
+        }
+        None => Ok(user),
+    }
+}
+
 /// What a token's user may do now: the role and token version kept in
 /// user-service's database, not the ones the token was signed with
 /// (docs/contracts.md, "Authority"). A demoted admin's old token, or one
@@ -395,14 +413,8 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
             None => None,
             Some(v) => Some(v.to_str().map_err(|_| AuthError::MalformedHeader)?),
         };
-        let user = verifier.authenticate(header)?;
-        let user = match parts.extensions.get::<Arc<dyn Authority>>().cloned() {
-            Some(authority) => {
-                let token = header.and_then(bearer_token).unwrap_or_default();
-                authority.current(token, user).await?
-            }
-            None => user,
-        };
+        let authority = parts.extensions.get::<Arc<dyn Authority>>().cloned();
+        let user = authenticate(&verifier, authority.as_deref(), header).await?;
         parts.extensions.insert(user.clone());
         Ok(user)
     }

@@ -195,6 +195,32 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// An API error as a gRPC status, for the services that answer both: the
+/// HTTP status picks the code (401 UNAUTHENTICATED, 429 RESOURCE_EXHAUSTED
+/// with `retry-after` metadata, 503 UNAVAILABLE, ...), the message is kept.
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        use tonic::Code;
+        let code = match e.status {
+            StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY => Code::InvalidArgument,
+            StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+            StatusCode::FORBIDDEN => Code::PermissionDenied,
+            StatusCode::NOT_FOUND => Code::NotFound,
+            StatusCode::CONFLICT => Code::FailedPrecondition,
+            StatusCode::TOO_MANY_REQUESTS => Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        let mut status = tonic::Status::new(code, e.message);
+        if let Some(seconds) = e.retry_after
+            && let Ok(value) = seconds.to_string().parse()
+        {
+            status.metadata_mut().insert("retry-after", value);
+        }
+        status
+    }
+}
+
 /// The gRPC status of a database error: UNAVAILABLE when a retry can pass
 /// ([`crate::db::is_transient`]), INTERNAL otherwise (logged; never UNKNOWN).
 pub fn db_status(e: sqlx::Error) -> tonic::Status {
