@@ -11,9 +11,11 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 # librdkafka (built from source by rdkafka-sys) needs make; zlib is compiled
-# in statically (the `libz-static` feature), so the runtime needs no libz.
+# in statically (the `libz-static` feature), so the runtime needs no libz;
+# OpenSSL (for the broker login, SASL/SCRAM) is linked from libssl-dev, and
+# distroless/cc ships libssl3.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make \
+ && apt-get install -y --no-install-recommends make pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -85,7 +85,8 @@ log "bringing up the bench stack (release) on :$HTTP_PORT_BASE and up"
 side_stack_up
 
 log "bound: broker produce rate (50000 x 400 B, acks=all)"
-produce_line=$("$REL/produce_bound" --brokers "$BROKER_ADDR" --messages 50000 --size 400)
+# shellcheck disable=SC2046
+produce_line=$(env $(broker_login_env minishop-admin) "$REL/produce_bound" --brokers "$BROKER_ADDR" --messages 50000 --size 400)
 produce_rate=$(sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/' <<<"$produce_line")
 
 declare -A idle_rss peak_rss
@@ -191,7 +192,8 @@ for s in product-service; do now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" 
 
 log "ReserveStock ($GRPC_CONC concurrent callers, ${SECS}s)"
 reserve_line=$("$REL/examples/reserve_load" --http "$PRODUCT_URL" \
-  --grpc "http://127.0.0.1:$PRODUCT_GRPC_PORT" --key "$STATE_DIR/keys/jwt_private.pem" \
+  --grpc "https://127.0.0.1:$PRODUCT_GRPC_PORT" --key "$STATE_DIR/keys/jwt_private.pem" \
+  --tls "$STATE_DIR/keys/tls" \
   --concurrency "$GRPC_CONC" --seconds "$SECS")
 reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")
 

@@ -2,7 +2,10 @@
 # The local Kafka-protocol broker: Nisshi (a Kafka-API broker in Rust).
 #   scripts/broker.sh install          build it once into $CACHE_DIR (8 to 20 min cold on 2 cores)
 #   scripts/broker.sh start [durable|memory]
-#                                      durable (default): data in PostgreSQL database `nisshi`
+#                                      durable (default): data in PostgreSQL database `nisshi`,
+#                                      and every client must log in (SASL/SCRAM-SHA-512) with
+#                                      the credentials scripts/keys.sh made (BROKER_AUTH=none: no login)
+#                                      memory: throwaway storage, which can't hold logins: no login
 #   scripts/broker.sh stop | status
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -24,12 +27,39 @@ start() {
     memory) storage="memory://nisshi/" ;;
     *) die "unknown broker mode $mode (durable or memory)" ;;
   esac
-  log "starting the broker on $BROKER_ADDR ($mode storage)"
+  local auth=()
+  if [ "$mode" = durable ] && [ "$(broker_auth)" = scram ]; then
+    setup_logins "$storage"
+    auth=(--authentication)
+  fi
+  log "starting the broker on $BROKER_ADDR ($mode storage${auth:+, SCRAM logins required})"
   start_bg broker "$NISSHI_BIN" broker --storage-engine "$storage" --listener-url "tcp://$BROKER_ADDR" \
-    --advertised-listener-url "tcp://$BROKER_ADDR"
+    --advertised-listener-url "tcp://$BROKER_ADDR" "${auth[@]}"
   wait_until 60 "broker on $BROKER_ADDR" serving broker "$BROKER_ADDR" \
     || die "the broker did not start; see $STATE_DIR/logs/broker.log"
-  create_topics
+  # The broker's own tool cannot log in: with logins required, the topics
+  # were made during setup_logins.
+  [ ${#auth[@]} -gt 0 ] || create_topics
+}
+
+# The bundled nisshi tool connects without logging in, so the logins (and
+# the topics) are written through a broker on the same storage that asks
+# for none, on a loopback port nobody else knows, stopped before the real
+# one starts. Upserts: running it again changes only changed passwords.
+setup_logins() {
+  local port=$((20000 + RANDOM % 20000)) user
+  "$ROOT/scripts/keys.sh" >/dev/null
+  log "writing the broker logins (${BROKER_USERS[*]})"
+  start_bg broker-setup "$NISSHI_BIN" broker --storage-engine "$1" --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port"
+  wait_until 60 "broker set-up on 127.0.0.1:$port" serving broker-setup "127.0.0.1:$port" \
+    || die "the broker's set-up did not start; see $STATE_DIR/logs/broker-setup.log"
+  for user in "${BROKER_USERS[@]}"; do
+    "$NISSHI_BIN" user create --broker "tcp://127.0.0.1:$port" "$user" "$(cat "$(broker_password_file "$user")")" \
+      >/dev/null || { stop_bg broker-setup; die "could not write the broker login $user"; }
+  done
+  BROKER_ADDR=127.0.0.1:$port create_topics
+  stop_bg broker-setup >/dev/null
 }
 
 # (The connection is loopback-only, so no TLS: a local PostgreSQL's

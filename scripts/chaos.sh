@@ -310,7 +310,8 @@ fi
 echo
 url() { echo "postgres://$PG_USER@$PG_HOST:$PG_PORT/${DB_PREFIX}$1"; }
 rc=0
-"$BIN/invariants" --product-db "$(url productdb)" --order-db "$(url orderdb)" \
+# shellcheck disable=SC2046
+env $(broker_login_env minishop-admin) "$BIN/invariants" --product-db "$(url productdb)" --order-db "$(url orderdb)" \
   --payment-db "$(url paymentdb)" --notification-db "$(url notificationdb)" \
   --brokers "$BROKER_ADDR" --since "$START" --seeded-prefix "loadgen " --seeded-stock "$SEEDED_STOCK" \
   --json "$STATE_DIR/invariants.json" || rc=$?

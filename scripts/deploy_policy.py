@@ -86,6 +86,15 @@ def compose_rules() -> None:
     for name, svc in services.items():
         if "jwt_private.pem" in (svc.get("secrets") or []):
             check(name == "user-service", f"compose: {name} mounts the JWT private key")
+    # Internal gRPC is mutual TLS: both gRPC services have their own
+    # certificate, and order-service dials product-service over https.
+    for name in ("product-service", "order-service"):
+        env = services[name].get("environment") or {}
+        check(env.get("GRPC_TLS", "on") == "on", f"compose: {name} turns gRPC TLS off")
+        check(env.get("TLS_CERT_FILE") == f"/run/secrets/tls_{name}.pem",
+              f"compose: {name} does not present its own certificate")
+    check(str(services["order-service"]["environment"].get("PRODUCT_GRPC_URL", "")).startswith("https://"),
+          "compose: order-service calls product-service without TLS")
     grafana = services["grafana"]["environment"].get("GF_SECURITY_ADMIN_PASSWORD__FILE", "")
     check(not grafana.endswith("/admin_password"), "compose: Grafana's admin password is the shop admin's")
     advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
@@ -154,6 +163,11 @@ def k8s_rules(paths: list[str]) -> None:
                 check(bool(keys), f"{path}: {name} mounts the whole Secret {secret.get('secretName')}")
                 check(name == "user-service" or "jwt_private.pem" not in keys,
                       f"{path}: {name} mounts the JWT private key")
+                if name in ("product-service", "order-service"):
+                    check({"tls_ca.pem", f"tls_{name}.pem", f"tls_{name}-key.pem"} <= set(keys),
+                          f"{path}: {name} does not mount its gRPC certificate")
+                check(not any(k.startswith("tls_") and k != "tls_ca.pem" and not k.startswith(f"tls_{name}")
+                              for k in keys), f"{path}: {name} mounts another service's certificate")
                 role = name.replace("-", "_")
                 check(not any(k.startswith("db_") and k != f"db_{role}" for k in keys),
                       f"{path}: {name} mounts another service's database password")
@@ -175,6 +189,10 @@ def k8s_rules(paths: list[str]) -> None:
                     sources = [f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
                                for f in rule.get("from", [])]
                     check(sources == ["order-service"], f"{path}: product-service's gRPC admits {sources or 'anyone'}")
+        order_env = {e["name"]: e.get("value", "") for c in deployments.get("order-service", {})
+                     .get("spec", {}).get("template", {}).get("spec", {}).get("containers", []) for e in c.get("env", [])}
+        check(order_env.get("PRODUCT_GRPC_URL", "").startswith("https://"),
+              f"{path}: order-service calls product-service without TLS")
         hpas = kinds.get("HorizontalPodAutoscaler", {})
         for name in ["order-service", "payment-service", "notification-service"]:
             target = hpas.get(name, {}).get("spec", {}).get("scaleTargetRef", {}).get("name")

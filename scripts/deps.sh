@@ -20,6 +20,9 @@ need promtool prometheus   # promtool checks deploy/prometheus in the tests
 # `docker compose config` validates docker-compose.yml without an engine; the
 # v1 tool stands in where the client has no compose plugin.
 docker compose version >/dev/null 2>&1 || need docker-compose docker-compose
+# librdkafka's SASL/SCRAM (the broker login) links OpenSSL.
+need pkg-config pkg-config
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 [ -d /etc/postgresql ] || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 

@@ -37,10 +37,54 @@ if [ ! -f "$secrets/postgres_password" ]; then
 fi
 # One database password per service role, and Grafana's own admin password
 # (made when missing, so an older secrets folder gets them too).
+# The broker logins (SASL/SCRAM): one per service, and `minishop-admin` for
+# the operator tools (minishop-ops, the invariants, the benchmarks).
 for name in db_user_service db_product_service db_order_service db_payment_service \
-            db_notification_service grafana_password; do
+            db_notification_service grafana_password \
+            kafka_user-service kafka_product-service kafka_order-service kafka_payment-service \
+            kafka_notification-service kafka_minishop-admin; do
   if [ ! -f "$secrets/$name" ]; then
     (umask 022; openssl rand -hex 16 >"$secrets/$name")
     chmod 644 "$secrets/$name"
   fi
 done
+
+# The local CA and a certificate per service, for mutual TLS on internal gRPC
+# (docs/security.md): ECDSA P-256, the service's name as its only DNS name
+# (clients verify product-service as "product-service" whatever address they
+# dial), usable as server and as client. product-service accepts stock calls
+# from order-service's certificate only.
+tls=$dir/tls
+if [ ! -f "$tls/ca.pem" ]; then
+  mkdir -p "$tls"; chmod 700 "$tls"
+  (umask 077
+   openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+     -keyout "$tls/ca-key.pem" -out "$tls/ca.pem" -days 3650 -subj "/CN=minishop local CA" \
+     -addext "basicConstraints=critical,CA:TRUE" \
+     -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null)
+  log "generated a local CA in $tls"
+fi
+for entry in "${ROSTER[@]}"; do
+  read -r name _ <<<"$entry"
+  [ -f "$tls/$name.pem" ] && continue
+  (umask 077
+   openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+     -keyout "$tls/$name-key.pem" -subj "/CN=$name" -out "$tls/$name.csr" 2>/dev/null
+   openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" \
+     -CAcreateserial -days 825 -out "$tls/$name.pem" 2>/dev/null -extfile <(printf '%s\n' \
+       "subjectAltName=DNS:$name" "extendedKeyUsage=serverAuth,clientAuth" \
+       "keyUsage=critical,digitalSignature" "basicConstraints=critical,CA:FALSE"))
+  rm -f "$tls/$name.csr"
+  log "issued $name's certificate"
+done
+# For compose: the CA certificate and each service's pair (not the CA's key).
+if [ ! -f "$secrets/tls_ca.pem" ] || [ "$tls/ca.pem" -nt "$secrets/tls_ca.pem" ]; then
+  (umask 022
+   cp "$tls/ca.pem" "$secrets/tls_ca.pem"
+   for entry in "${ROSTER[@]}"; do
+     read -r name _ <<<"$entry"
+     cp "$tls/$name.pem" "$secrets/tls_$name.pem"
+     cp "$tls/$name-key.pem" "$secrets/tls_$name-key.pem"
+   done)
+  chmod 644 "$secrets"/tls_*
+fi

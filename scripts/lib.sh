@@ -42,6 +42,19 @@ unset entry db i
 # on (the services' own by default; scripts/chaos.sh keeps it apart, so that
 # stopping the services' PostgreSQL leaves the broker serving).
 NISSHI_DB=${NISSHI_DB:-nisshi}
+# The broker's logins: one per service, and one for the operator tools.
+BROKER_USERS=(user-service product-service order-service payment-service notification-service minishop-admin)
+# broker_auth: scram (a durable broker requires logins) or none (BROKER_AUTH=none).
+broker_auth() { echo "${BROKER_AUTH:-scram}"; }
+# broker_password_file USER: where scripts/keys.sh put USER's broker password.
+broker_password_file() { echo "$STATE_DIR/secrets/kafka_$1"; }
+# broker_login_env USER: the variables that make a client log in as USER to
+# the local broker, when it requires logins (empty otherwise).
+broker_login_env() {
+  if [ "$(broker_auth)" = scram ] && [ "${BROKER_MODE:-durable}" = durable ]; then
+    echo "KAFKA_SASL_USERNAME=$1 KAFKA_SASL_PASSWORD_FILE=$(broker_password_file "$1")"
+  fi
+}
 BROKER_PG_PORT=${BROKER_PG_PORT:-$PG_PORT}
 
 mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs"

@@ -37,8 +37,8 @@ extra_env() {
   case $1 in
     user-service) echo "ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD" ;;
     product-service) echo "GRPC_ADDR=0.0.0.0:$PRODUCT_GRPC_PORT" ;;
-    order-service) echo "GRPC_ADDR=0.0.0.0:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
-    order-service-2) echo "GRPC_ADDR=0.0.0.0:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=http://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    order-service) echo "GRPC_ADDR=0.0.0.0:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    order-service-2) echo "GRPC_ADDR=0.0.0.0:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
   esac
 }
 
@@ -63,7 +63,7 @@ for entry in "${SERVICES[@]}"; do
     continue
   fi
   if port_open "127.0.0.1:$port"; then die "port $port is taken; is another $name running?"; fi
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2086,SC2046
   start_bg "$name" env \
     HTTP_ADDR="0.0.0.0:$port" \
     DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$db" \
@@ -72,6 +72,10 @@ for entry in "${SERVICES[@]}"; do
     JWT_PUBLIC_KEY_FILE="$STATE_DIR/keys/jwt_public.pem" \
     JWT_PRIVATE_KEY_FILE="$STATE_DIR/keys/jwt_private.pem" \
     USER_SERVICE_URL="http://127.0.0.1:$(service_port user-service)" \
+    TLS_CA_FILE="$STATE_DIR/keys/tls/ca.pem" \
+    TLS_CERT_FILE="$STATE_DIR/keys/tls/${name%-[0-9]}.pem" \
+    TLS_KEY_FILE="$STATE_DIR/keys/tls/${name%-[0-9]}-key.pem" \
+    $(broker_login_env "${name%-[0-9]}") \
     RUST_LOG="${RUST_LOG:-info}" \
     $extra \
     "$BIN_DIR/${name%-[0-9]}"

@@ -19,7 +19,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -345,8 +344,8 @@ async fn dead_letters(brokers: &str, topic: &str) -> anyhow::Result<i64> {
     let brokers = brokers.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let consumer: BaseConsumer = shared::kafka::KafkaConfig::at(&brokers)
+            .client()
             .set("group.id", "minishop-invariants")
             .create()?;
         let timeout = Duration::from_secs(10);

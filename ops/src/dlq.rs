@@ -3,14 +3,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::ClientConfig;
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use shared::config::Env;
 use shared::kafka::KafkaConfig;
 use shared::kafka::consumer::dlq_headers;
 
@@ -191,8 +189,8 @@ impl Selection {
 
 /// Every message on `topic` (the dead-letter topic) at the time of the call.
 pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<DeadLetter>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let consumer: BaseConsumer = KafkaConfig::at(brokers)
+        .client()
         .set("group.id", "minishop-ops")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -278,12 +276,9 @@ pub async fn replay(
         );
     }
     // The services' own producer settings (idempotent, acks=all).
-    let producer = KafkaConfig {
-        brokers: brokers.to_string(),
-        ..KafkaConfig::read(&mut Env::new())
-    }
-    .producer()
-    .map_err(anyhow::Error::msg)?;
+    let producer = KafkaConfig::at(brokers)
+        .producer()
+        .map_err(anyhow::Error::msg)?;
     let mut sent = 0;
     for letter in letters.iter().filter(|l| selected.selects(l)) {
         let topic = letter

@@ -5,6 +5,7 @@
 use shared::app::{Application, Error, Infra, Spec};
 use shared::proto::order::order_service_server::OrderServiceServer;
 use shared::ratelimit::RateLimits;
+use shared::tls::ClientCerts;
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
@@ -53,7 +54,12 @@ pub async fn build(config: Config) -> Result<Application, Error> {
             ApiState { saga: saga.clone() },
         )
         .write_limits(limits)
-        .grpc(config.grpc_addr, OrderServiceServer::new(grpc))
+        // Customers call with a Bearer token, not a certificate.
+        .grpc(
+            &config.grpc,
+            ClientCerts::NotAsked,
+            OrderServiceServer::new(grpc),
+        )
         .consumer(GROUP, OrderHandler(saga))
         .task(move |shutdown| recovery.run_recovery(shutdown))
         .bind()

@@ -1,11 +1,11 @@
 //! order-service configuration (environment variables, listed in docs/contracts.md).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
 use shared::ratelimit::RateLimitConfig;
+use shared::tls::GrpcConfig;
 
 use crate::product_client::ProductClientConfig;
 use crate::saga::SagaConfig;
@@ -17,8 +17,8 @@ pub const DEFAULT_HTTP_PORT: u16 = 8082;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `GRPC_ADDR`: where `order.OrderService` listens.
-    pub grpc_addr: SocketAddr,
+    /// `GRPC_ADDR` and TLS: where and as whom `order.OrderService` listens.
+    pub grpc: GrpcConfig,
     pub jwt: JwtConfig,
     pub kafka: KafkaConfig,
     pub rate_limits: RateLimitConfig,
@@ -28,14 +28,15 @@ pub struct Config {
 
 impl FromEnv for Config {
     fn from_env(mut env: Env) -> Result<Self, ConfigError> {
-        let config = Self {
+        let mut config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "orderdb"),
-            grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051))),
+            grpc: GrpcConfig::read(&mut env, crate::app::SERVICE, 50051),
             jwt: JwtConfig::read(&mut env),
             kafka: KafkaConfig::read(&mut env),
             rate_limits: RateLimitConfig::read(&mut env),
             product: ProductClientConfig {
-                url: env.get("PRODUCT_GRPC_URL", "http://127.0.0.1:50052".to_string()),
+                url: env.get("PRODUCT_GRPC_URL", "https://127.0.0.1:50052".to_string()),
+                tls: None,
                 deadline: env.millis("PRODUCT_GRPC_DEADLINE_MS", 2000),
                 attempts: env.in_range("PRODUCT_GRPC_ATTEMPTS", 3, 1..=10),
                 backoff: env.millis("PRODUCT_GRPC_BACKOFF_MS", 100),
@@ -58,6 +59,16 @@ impl FromEnv for Config {
                 max_pending: env.in_range("ORDER_MAX_PENDING", 1000, 1..=10_000_000),
             },
         };
+        // The stock calls go out with this service's own certificate.
+        config.product.tls = config.grpc.tls.clone();
+        let https = config.product.url.starts_with("https://");
+        if https != config.product.tls.is_some() {
+            env.problem(format!(
+                "PRODUCT_GRPC_URL={:?}: must be https:// with GRPC_TLS=on (the default), \
+                 http:// with GRPC_TLS=off",
+                config.product.url
+            ));
+        }
         env.finish()?;
         Ok(config)
     }

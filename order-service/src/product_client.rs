@@ -29,11 +29,17 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tracing::Instrument;
 
+/// The name product-service's certificate must carry.
+pub const PRODUCT_SERVICE: &str = "product-service";
+
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct ProductClientConfig {
     /// `PRODUCT_GRPC_URL`.
     pub url: String,
+    /// This service's certificate and the CA that product-service's must
+    /// chain to (the URL is then https://); `None` is plaintext.
+    pub tls: Option<shared::tls::TlsConfig>,
     /// `PRODUCT_GRPC_DEADLINE_MS`: the deadline of each attempt.
     pub deadline: Duration,
     /// `PRODUCT_GRPC_ATTEMPTS`: attempts of one call on transient failures.
@@ -136,7 +142,11 @@ impl ProductClient {
             "product_breaker_state",
             "The product-service circuit breaker: 0 closed, 1 open, 2 half-open",
         );
-        let channel = Endpoint::from_shared(config.url.clone())?
+        let mut endpoint = Endpoint::from_shared(config.url.clone())?;
+        if let Some(tls) = &config.tls {
+            endpoint = endpoint.tls_config(tls.client(PRODUCT_SERVICE))?;
+        }
+        let channel = endpoint
             .connect_timeout(config.deadline)
             .timeout(config.deadline)
             .connect_lazy();

@@ -14,9 +14,16 @@ use shared::stock::OrderLine;
 use shared::testing;
 use tonic::Code;
 
+/// The client's settings towards `url`: over mutual TLS as order-service
+/// for an https:// URL (the real product-service), plaintext otherwise (a
+/// socket that drops the connection mid-call).
 fn config(url: String) -> ProductClientConfig {
+    let tls = url
+        .starts_with("https://")
+        .then(|| testing::pki::trusted().tls("order-service"));
     ProductClientConfig {
         url,
+        tls,
         deadline: Duration::from_millis(500),
         attempts: 2,
         backoff: Duration::from_millis(20),
@@ -40,7 +47,7 @@ async fn product_service(stop: &CancellationToken) -> (String, i64, std::net::So
         .await
         .unwrap();
     (
-        format!("http://{grpc}"),
+        format!("https://{grpc}"),
         product["id"].as_i64().unwrap(),
         http,
     )
@@ -148,7 +155,7 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
 #[tokio::test]
 async fn an_unreachable_product_service_opens_the_breaker() {
     let metrics = Metrics::new("order-test");
-    let client = ProductClient::new(config("http://127.0.0.1:1".into()), &metrics).unwrap();
+    let client = ProductClient::new(config("https://127.0.0.1:1".into()), &metrics).unwrap();
     for order_id in 1..=3 {
         match client
             .reserve(

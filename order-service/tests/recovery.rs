@@ -93,6 +93,8 @@ async fn saga(stand_in: StandIn, payment_timeout: Duration) -> (Saga, PgPool) {
     let products = ProductClient::new(
         ProductClientConfig {
             url: format!("http://{addr}"),
+            // A stand-in product-service in plaintext (TLS: tests/saga.rs).
+            tls: None,
             deadline: Duration::from_secs(2),
             attempts: 1,
             backoff: Duration::from_millis(10),

@@ -46,7 +46,7 @@ struct Stack {
     order: String,
     product: String,
     product_grpc: String,
-    order_grpc: String,
+    order_grpc: std::net::SocketAddr,
     order_url: String,
     payment_url: String,
     order_db: PgPool,
@@ -98,15 +98,16 @@ async fn start_payment(
     stop
 }
 
-/// Starts order-service on `database_url`; returns its HTTP and gRPC base URLs.
+/// Starts order-service on `database_url`; returns its HTTP base URL and its
+/// gRPC address.
 async fn start_order(
     kafka: &KafkaConfig,
     database_url: &str,
     product_grpc: &str,
     options: &Options,
     stop: &CancellationToken,
-) -> (String, String) {
-    let config = order_service::Config::from_env(Env::with_overrides(&[
+) -> (String, std::net::SocketAddr) {
+    let mut vars = vec![
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("GRPC_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", database_url),
@@ -130,12 +131,13 @@ async fn start_order(
         ("ORDER_MAX_PENDING", options.max_pending),
         ("RATE_LIMIT_WRITES_PER_MIN", options.writes_per_min),
         ("RATE_LIMIT_WRITES_BURST", options.writes_burst),
-    ]))
-    .unwrap();
+    ];
+    vars.extend(testing::pki::trusted().vars("order-service"));
+    let config = order_service::Config::from_env(Env::with_overrides(&vars)).unwrap();
     let app = order_service::app::build(config).await.unwrap();
     let urls = (
         format!("http://{}", app.http_addr()),
-        format!("http://{}", app.grpc_addr().expect("it serves gRPC")),
+        app.grpc_addr().expect("it serves gRPC"),
     );
     tokio::spawn(app.run(stop.clone()));
     urls
@@ -156,10 +158,12 @@ async fn spawn_stack(options: Options) -> Stack {
         lag_interval: Duration::from_millis(500),
         commit_interval: Duration::from_millis(500),
         group_instance_id: None,
+        // The login, if the test broker asks for one (scripts/test.sh).
+        ..KafkaConfig::at("")
     };
     kafka.ensure_topics().await.unwrap();
     let (product_http, product_grpc) = product_service::testing::spawn(&stop).await;
-    let product_grpc = format!("http://{product_grpc}");
+    let product_grpc = format!("https://{product_grpc}");
     let payment_url = testing::fresh_database("payment").await;
     let order_url = testing::fresh_database("order").await;
     let notification_url = testing::fresh_database("notification").await;
@@ -206,6 +210,20 @@ async fn spawn_stack(options: Options) -> Stack {
 }
 
 impl Stack {
+    /// A customer's client of order-service's gRPC: TLS, no certificate.
+    async fn order_client(
+        &self,
+    ) -> shared::proto::order::order_service_client::OrderServiceClient<tonic::transport::Channel>
+    {
+        let endpoint = testing::pki::endpoint(self.order_grpc, "order-service", None);
+        shared::proto::order::order_service_client::OrderServiceClient::new(
+            endpoint
+                .connect()
+                .await
+                .expect("order-service's gRPC connects over TLS"),
+        )
+    }
+
     async fn product(&self, price: f64, stock: i32) -> i64 {
         let product: Value = self
             .http
@@ -811,6 +829,7 @@ async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_
     let client = order_service::product_client::ProductClient::new(
         order_service::product_client::ProductClientConfig {
             url: stack.product_grpc.clone(),
+            tls: Some(testing::pki::trusted().tls("order-service")),
             deadline: Duration::from_secs(2),
             attempts: 1,
             backoff: Duration::from_millis(10),
@@ -997,10 +1016,7 @@ async fn past_the_pending_limit_new_orders_get_a_503_and_write_nothing() {
     assert_eq!(stack.stock(product).await, 7, "and held nothing");
 
     // gRPC CreateOrder is refused the same way.
-    use shared::proto::order::order_service_client::OrderServiceClient;
-    let mut grpc = OrderServiceClient::connect(stack.order_grpc.clone())
-        .await
-        .unwrap();
+    let mut grpc = stack.order_client().await;
     let refused = grpc
         .create_order(create_request(Some(16), vec![(product, 1)], ""))
         .await
@@ -1032,14 +1048,11 @@ async fn past_the_pending_limit_new_orders_get_a_503_and_write_nothing() {
 #[tokio::test]
 async fn grpc_create_and_get_order_follow_the_rest_rules() {
     use shared::proto::order::GetOrderRequest;
-    use shared::proto::order::order_service_client::OrderServiceClient;
     use tonic::Code;
 
     let stack = spawn_stack(Options::default()).await;
     let product = stack.product(4.25, 3).await;
-    let mut client = OrderServiceClient::connect(stack.order_grpc.clone())
-        .await
-        .unwrap();
+    let mut client = stack.order_client().await;
     let request = create_request;
     let unauthenticated = client
         .create_order(request(None, vec![(product, 1)], ""))
@@ -1100,7 +1113,7 @@ async fn with_product_service_down_orders_get_a_fast_503_and_hold_nothing() {
     let (order, _) = start_order(
         &stack.kafka,
         &database_url,
-        "http://127.0.0.1:1",
+        "https://127.0.0.1:1",
         &stack.options,
         &stop,
     )
@@ -1172,14 +1185,17 @@ async fn a_release_product_service_could_not_take_is_retried_until_done() {
     // The order-service below, behind a proxy, must be the only one
     // consuming: the stack's own would get some partitions of the topic.
     stack.order_stop.cancel();
-    let upstream = stack.product_grpc.trim_start_matches("http://").to_string();
+    let upstream = stack
+        .product_grpc
+        .trim_start_matches("https://")
+        .to_string();
     let proxy = testing::TcpProxy::start(upstream).await;
     let stop = CancellationToken::new();
     let database_url = testing::fresh_database("order").await;
     let (order, _) = start_order(
         &stack.kafka,
         &database_url,
-        &format!("http://{}", proxy.addr),
+        &format!("https://{}", proxy.addr),
         &stack.options,
         &stop,
     )
@@ -1235,7 +1251,6 @@ async fn a_release_product_service_could_not_take_is_retried_until_done() {
 /// over it, RESOURCE_EXHAUSTED with `retry-after`, and nothing is written.
 #[tokio::test]
 async fn grpc_create_order_has_the_per_user_write_limit_of_rest() {
-    use shared::proto::order::order_service_client::OrderServiceClient;
     let stack = spawn_stack(Options {
         writes_per_min: "1",
         writes_burst: "3",
@@ -1243,9 +1258,7 @@ async fn grpc_create_order_has_the_per_user_write_limit_of_rest() {
     })
     .await;
     let product = stack.product(1.0, 100).await;
-    let mut grpc = OrderServiceClient::connect(stack.order_grpc.clone())
-        .await
-        .unwrap();
+    let mut grpc = stack.order_client().await;
     for _ in 0..2 {
         grpc.create_order(create_request(Some(31), vec![(product, 1)], ""))
             .await

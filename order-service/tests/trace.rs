@@ -188,7 +188,7 @@ async fn one_order_is_one_trace_across_the_five_services() {
                 ("GRPC_ADDR", format!("127.0.0.1:{}", free_port())),
                 (
                     "PRODUCT_GRPC_URL",
-                    format!("http://127.0.0.1:{product_grpc}"),
+                    format!("https://127.0.0.1:{product_grpc}"),
                 ),
             ],
         ),
@@ -206,6 +206,7 @@ async fn one_order_is_one_trace_across_the_five_services() {
         let child = Command::new(binary(name))
             .envs(common.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(testing::pki::trusted().vars(name))
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", database)
             .stdout(Stdio::null())

@@ -6,7 +6,11 @@
 //! `--products 1` measures a single hot product), and prints calls/s and
 //! latency percentiles. Used by `scripts/bench.sh`.
 //!
-//! Args: --http URL --grpc URL --key PRIVATE_PEM [--concurrency 32] [--seconds 10] [--products 100]
+//! The calls go over mutual TLS as order-service, the only caller allowed
+//! to move stock, with the certificates in `--tls` (scripts/keys.sh); an
+//! `http://` URL calls in plaintext (a product-service with `GRPC_TLS=off`).
+//!
+//! Args: --http URL --grpc URL --key PRIVATE_PEM [--tls DIR] [--concurrency 32] [--seconds 10] [--products 100]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -27,7 +31,8 @@ fn arg(name: &str, default: &str) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let http = arg("--http", "http://127.0.0.1:8081");
-    let grpc = arg("--grpc", "http://127.0.0.1:50052");
+    let grpc = arg("--grpc", "https://127.0.0.1:50052");
+    let tls_dir = arg("--tls", shared::tls::DEFAULT_DIR);
     let key = std::fs::read_to_string(arg("--key", ".local/keys/jwt_private.pem"))?;
     let concurrency: usize = arg("--concurrency", "32").parse()?;
     let seconds: u64 = arg("--seconds", "10").parse()?;
@@ -51,7 +56,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let product_ids = Arc::new(product_ids);
 
-    let client = ProductServiceClient::connect(grpc).await?;
+    let mut endpoint = tonic::transport::Endpoint::from_shared(grpc.clone())?;
+    if grpc.starts_with("https://") {
+        let read = |name: &str| std::fs::read_to_string(format!("{tls_dir}/{name}"));
+        let tls = shared::tls::TlsConfig::from_pem(
+            &read("ca.pem")?,
+            &read("order-service.pem")?,
+            &read("order-service-key.pem")?,
+        );
+        endpoint = endpoint.tls_config(tls.client("product-service"))?;
+    }
+    let client = ProductServiceClient::new(endpoint.connect().await?);
     // Order ids unique across runs: start from the current time in microseconds.
     let next_order = Arc::new(AtomicI64::new(
         std::time::SystemTime::now()

@@ -5,6 +5,7 @@
 use shared::app::{Application, Error, Infra, Spec};
 use shared::proto::product::product_service_server::ProductServiceServer;
 use shared::ratelimit::RateLimits;
+use shared::tls::ClientCerts;
 
 use crate::api::{self, ApiState};
 use crate::cache::ProductCache;
@@ -38,9 +39,15 @@ pub async fn build(config: Config) -> Result<Application, Error> {
             let cache = redis.clone();
             async move { Ok(cache.ping().await?) }
         })
+        // Only services with a certificate from the CA get past the handshake.
         .grpc(
-            config.grpc_addr,
-            ProductServiceServer::new(ProductGrpc { store, cache }),
+            &config.grpc,
+            ClientCerts::Required,
+            ProductServiceServer::new(ProductGrpc {
+                store,
+                cache,
+                check_caller: config.grpc.tls.is_some(),
+            }),
         )
         .bind()
         .await

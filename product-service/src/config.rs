@@ -1,9 +1,8 @@
 //! product-service configuration (environment variables, listed in docs/contracts.md).
 
-use std::net::SocketAddr;
-
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::ratelimit::RateLimitConfig;
+use shared::tls::GrpcConfig;
 
 use crate::cache::CacheConfig;
 
@@ -14,8 +13,8 @@ pub const DEFAULT_HTTP_PORT: u16 = 8081;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
-    /// `GRPC_ADDR`: where `product.ProductService` listens.
-    pub grpc_addr: SocketAddr,
+    /// `GRPC_ADDR` and TLS: where and as whom `product.ProductService` listens.
+    pub grpc: GrpcConfig,
     pub cache: CacheConfig,
     pub jwt: JwtConfig,
     pub rate_limits: RateLimitConfig,
@@ -25,7 +24,7 @@ impl FromEnv for Config {
     fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "productdb"),
-            grpc_addr: env.get("GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50052))),
+            grpc: GrpcConfig::read(&mut env, crate::app::SERVICE, 50052),
             cache: CacheConfig {
                 redis_url: env.get("REDIS_URL", "redis://127.0.0.1:6379".to_string()),
                 timeout: env.millis("REDIS_TIMEOUT_MS", 200),

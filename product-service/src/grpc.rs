@@ -16,11 +16,17 @@ use crate::cache::ProductCache;
 use crate::stock::{ReservationStatus, StockChange, StockError};
 use crate::store::Store;
 
+/// The only service whose certificate may move stock: the order saga's.
+pub const STOCK_CALLER: &str = "order-service";
+
 /// The gRPC face of the product store.
 #[derive(Clone)]
 pub struct ProductGrpc {
     pub store: Store,
     pub cache: ProductCache,
+    /// Whether stock calls demand [`STOCK_CALLER`]'s certificate: always,
+    /// unless gRPC runs without TLS (`GRPC_TLS=off`), when no caller has one.
+    pub check_caller: bool,
 }
 
 impl From<StockError> for Status {
@@ -52,6 +58,14 @@ impl ProductGrpc {
             .await
             .map_err(db_status)?
             .ok_or_else(|| Status::not_found(format!("product {id} not found")))
+    }
+
+    /// Stock moves only for the saga (docs/security.md).
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if self.check_caller {
+            shared::tls::require_peer(request, STOCK_CALLER)?;
+        }
+        Ok(())
     }
 
     async fn invalidate<T>(&self, change: &StockChange<T>) {
@@ -100,6 +114,7 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<ReserveStockRequest>,
     ) -> Result<Response<ReserveStockResponse>, Status> {
+        self.authorize(&request)?;
         let req = request.into_inner();
         let order_id = OrderId::new(req.order_id)?;
         let items = OrderLine::all(&req.items)?;
@@ -132,6 +147,7 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
+        self.authorize(&request)?;
         let order_id = OrderId::new(request.into_inner().order_id)?;
         let change = self.store.release(order_id).await?;
         self.invalidate(&change).await;
@@ -145,6 +161,7 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
+        self.authorize(&request)?;
         let order_id = OrderId::new(request.into_inner().order_id)?;
         let status = self.store.commit(order_id).await?;
         tracing::info!(%order_id, "commit stock");

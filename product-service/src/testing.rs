@@ -33,6 +33,7 @@ pub async fn spawn_with(
         // No user-service here: admin tokens are taken at their word.
         ("USER_SERVICE_URL", "none"),
     ];
+    vars.extend(testing::pki::trusted().vars(crate::app::SERVICE));
     vars.extend_from_slice(overrides);
     let config = Config::from_env(Env::with_overrides(&vars)).expect("test configuration is valid");
     let app = crate::app::build(config)

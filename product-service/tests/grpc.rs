@@ -5,11 +5,13 @@
 mod common;
 
 use common::{TestApp, spawn_app};
+use shared::proto::product::product_service_client::ProductServiceClient;
 use shared::proto::product::{
     CheckAvailabilityRequest, CommitStockRequest, GetProductRequest, ReleaseStockRequest,
     ReservationStatus, ReserveStockRequest, StockItem,
 };
 use tonic::Code;
+use tonic::transport::Channel;
 
 fn reserve(order_id: i64, items: &[(i64, i32)]) -> ReserveStockRequest {
     ReserveStockRequest {
@@ -345,11 +347,12 @@ async fn the_grpc_health_service_reports_serving() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
     let app = spawn_app().await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let order_service = shared::testing::pki::trusted().leaf("order-service");
+    let channel =
+        shared::testing::pki::endpoint(app.grpc_addr, "product-service", Some(order_service))
+            .connect()
+            .await
+            .unwrap();
     let mut health = HealthClient::new(channel);
     let status = health
         .check(HealthCheckRequest {
@@ -362,4 +365,106 @@ async fn the_grpc_health_service_reports_serving() {
         status.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+}
+
+/// What a stock call made with `client` got: refused at the handshake (no
+/// connection) or an answer.
+async fn reserve_with(
+    client: Result<ProductServiceClient<Channel>, tonic::transport::Error>,
+    product: i64,
+) -> Result<ReservationStatus, tonic::Status> {
+    let mut client = client.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let response = client.reserve_stock(reserve(4242, &[(product, 2)])).await?;
+    Ok(response.into_inner().status())
+}
+
+/// Nothing was reserved or marked released, by the stock and by the ledger.
+async fn assert_nothing_reserved(app: &TestApp, product: i64, stock: i32) {
+    assert_eq!(app.stock_of(product).await, stock, "the stock is untouched");
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let reservations: i64 = sqlx::query_scalar("SELECT count(*) FROM stock_reservations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(reservations, 0, "no reservation was recorded");
+}
+
+#[tokio::test]
+async fn a_stock_call_without_a_certificate_from_the_ca_never_reaches_the_stock() {
+    let app = spawn_app().await;
+    let id = product(&app, 5, 1.0).await;
+    let pki = shared::testing::pki::trusted();
+    let foreign = shared::testing::pki::foreign();
+
+    // Plaintext, as the attack was made: no TLS at all.
+    let plaintext = ProductServiceClient::connect(format!("http://{}", app.grpc_addr)).await;
+    assert!(
+        reserve_with(plaintext, id).await.is_err(),
+        "a plaintext call is refused"
+    );
+    // TLS without a client certificate.
+    let anonymous = reserve_with(app.grpc_as(None).await, id).await;
+    assert!(
+        anonymous.is_err(),
+        "an anonymous call is refused: {anonymous:?}"
+    );
+    // A certificate for the right name from a CA nobody trusts (a forgery).
+    let forged = reserve_with(app.grpc_as(Some(foreign.leaf("order-service"))).await, id).await;
+    assert!(
+        forged.is_err(),
+        "a forged certificate is refused: {forged:?}"
+    );
+    for refused in [&anonymous, &forged] {
+        let code = refused.as_ref().unwrap_err().code();
+        assert!(
+            matches!(code, Code::Unavailable | Code::Unknown),
+            "refused by the transport, not by a handler: {code:?}"
+        );
+    }
+    assert_nothing_reserved(&app, id, 5).await;
+
+    // The saga's own certificate still works.
+    let saga = reserve_with(app.grpc_as(Some(pki.leaf("order-service"))).await, id).await;
+    assert_eq!(saga.unwrap(), ReservationStatus::Reserved);
+    assert_eq!(app.stock_of(id).await, 3);
+}
+
+#[tokio::test]
+async fn another_services_certificate_can_read_but_not_move_stock() {
+    let app = spawn_app().await;
+    let id = product(&app, 5, 1.0).await;
+    let pki = shared::testing::pki::trusted();
+    let mut payment = app
+        .grpc_as(Some(pki.leaf("payment-service")))
+        .await
+        .expect("a certificate from the CA passes the handshake");
+
+    let denied = payment
+        .reserve_stock(reserve(4242, &[(id, 2)]))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("order-service"), "{denied:?}");
+    for status in [
+        payment
+            .release_stock(ReleaseStockRequest { order_id: 4243 })
+            .await
+            .unwrap_err(),
+        payment
+            .commit_stock(CommitStockRequest { order_id: 4242 })
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+    // Nor was a release marker left that would block a future order.
+    assert_nothing_reserved(&app, id, 5).await;
+
+    // Reading the catalogue is open to any service of the deployment.
+    let product = payment
+        .get_product(GetProductRequest { id })
+        .await
+        .expect("another service may read a product")
+        .into_inner();
+    assert_eq!(product.stock, 5);
 }

@@ -33,6 +33,7 @@ use crate::http::{BindError, Readiness, ServiceRouter};
 use crate::kafka::{KafkaConfig, KafkaMetrics};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimits;
+use crate::tls::{ClientCerts, GrpcConfig};
 
 /// Any error, for what a service adds at start-up.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -54,6 +55,8 @@ pub enum Error {
     Http(#[source] std::io::Error),
     #[error("the gRPC server failed")]
     Grpc(#[source] tonic::transport::Error),
+    #[error("the gRPC server's TLS certificate or key is unusable")]
+    Tls(#[source] tonic::transport::Error),
     /// A service's own start-up step.
     #[error("{what} failed")]
     Start {
@@ -185,6 +188,7 @@ type StartConsumer = Box<
 /// standard health service.
 struct Grpc {
     addr: SocketAddr,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     routes: tonic::service::Routes,
     names: Vec<&'static str>,
 }
@@ -241,9 +245,11 @@ impl Builder {
         self
     }
 
-    /// A gRPC service on `addr` (all of a service's gRPC services share it),
-    /// with the standard health service, tracing and RED metrics.
-    pub fn grpc<S>(mut self, addr: SocketAddr, service: S) -> Self
+    /// A gRPC service where `config` says (all of a service's gRPC services
+    /// share its address and certificate), with the standard health
+    /// service, tracing and RED metrics; over TLS unless `GRPC_TLS=off`,
+    /// asking callers for certificates as `clients` says.
+    pub fn grpc<S>(mut self, config: &GrpcConfig, clients: ClientCerts, service: S) -> Self
     where
         S: tower::Service<http::Request<tonic::body::Body>, Error = std::convert::Infallible>
             + tonic::server::NamedService
@@ -254,6 +260,12 @@ impl Builder {
         S::Response: axum::response::IntoResponse,
         S::Future: Send + 'static,
     {
+        if config.tls.is_none() {
+            tracing::warn!(
+                service = S::NAME,
+                "GRPC_TLS=off: gRPC is plaintext and no caller is authenticated by certificate"
+            );
+        }
         let grpc = self.grpc.take();
         self.grpc = Some(match grpc {
             Some(mut grpc) => {
@@ -262,7 +274,8 @@ impl Builder {
                 grpc
             }
             None => Grpc {
-                addr,
+                addr: config.addr,
+                tls: config.tls.as_ref().map(|tls| tls.server(clients)),
                 routes: tonic::service::Routes::new(service),
                 names: vec![S::NAME],
             },
@@ -322,7 +335,15 @@ impl Builder {
         .build();
         let http = crate::http::bind(infra.http_addr).await?;
         let grpc = match self.grpc {
-            Some(grpc) => Some((crate::http::bind(grpc.addr).await?, grpc)),
+            Some(mut grpc) => {
+                // A certificate or key that does not parse fails here, at
+                // start-up, not at the first call.
+                let mut server = tonic::transport::Server::builder();
+                if let Some(tls) = grpc.tls.take() {
+                    server = server.tls_config(tls).map_err(Error::Tls)?;
+                }
+                Some((crate::http::bind(grpc.addr).await?, server, grpc))
+            }
             None => None,
         };
         Ok(Application {
@@ -350,7 +371,7 @@ pub struct Application {
     http: TcpListener,
     http_limits: crate::http::ServerLimits,
     router: axum::Router,
-    grpc: Option<(TcpListener, Grpc)>,
+    grpc: Option<(TcpListener, tonic::transport::Server, Grpc)>,
     consumer: Option<StartConsumer>,
     tasks: Vec<Task>,
 }
@@ -370,7 +391,9 @@ impl Application {
 
     /// Where the gRPC services listen, if the service has any.
     pub fn grpc_addr(&self) -> Option<SocketAddr> {
-        self.grpc.as_ref().map(|(listener, _)| local_addr(listener))
+        self.grpc
+            .as_ref()
+            .map(|(listener, ..)| local_addr(listener))
     }
 
     /// Serves and runs everything until `shutdown`, then drains: HTTP and
@@ -390,10 +413,10 @@ impl Application {
         for task in self.tasks {
             tasks.push(tokio::spawn(task(shutdown.clone())));
         }
-        let grpc_addr = self.grpc.as_ref().map(|(l, _)| local_addr(l));
+        let grpc_addr = self.grpc.as_ref().map(|(l, ..)| local_addr(l));
         tracing::info!(http = %local_addr(&self.http), grpc = ?grpc_addr, "{} listening", self.service);
         let grpc = async {
-            let Some((listener, grpc)) = self.grpc else {
+            let Some((listener, server, grpc)) = self.grpc else {
                 return Ok(());
             };
             let (reporter, health) = tonic_health::server::health_reporter();
@@ -402,7 +425,7 @@ impl Application {
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
             }
-            tonic::transport::Server::builder()
+            server
                 .trace_fn(crate::telemetry::server_span)
                 .layer(self.metrics.grpc_layer())
                 .add_routes(grpc.routes.add_service(health))

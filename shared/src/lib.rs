@@ -37,6 +37,7 @@ pub mod stock;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 /// Every binary that links `shared` allocates with mimalloc: a request
 /// allocates and frees many small objects across worker threads, where

@@ -1,9 +1,11 @@
 //! Helpers for integration tests (feature `testing`): a fresh database per
 //! test on the real PostgreSQL, tokens signed with a test key pair
 //! (`shared/testdata/`, used by tests only, never by a running system), and
-//! generated client input for property tests ([`inputs`]).
+//! generated client input for property tests ([`inputs`]), and certificates
+//! from a test CA ([`pki`]).
 
 pub mod inputs;
+pub mod pki;
 
 use sqlx::Connection;
 

@@ -37,6 +37,8 @@ fn kafka() -> KafkaConfig {
         lag_interval: Duration::from_millis(200),
         commit_interval: Duration::from_millis(200),
         group_instance_id: None,
+        // The login, if the test broker asks for one (scripts/test.sh).
+        ..KafkaConfig::at("")
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -29,9 +28,8 @@ struct Args {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let topic = format!("bench_produce_{}", uuid::Uuid::new_v4().simple());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .create()?;
+    let kafka = shared::kafka::KafkaConfig::at(&args.brokers);
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create()?;
     let created = admin
         .create_topics(
             &[NewTopic::new(
@@ -45,8 +43,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for result in created {
         result.map_err(|(t, e)| anyhow::anyhow!("cannot create topic {t}: {e}"))?;
     }
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
+    let producer: FutureProducer = kafka
+        .client()
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")

@@ -35,7 +35,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
     let database_url = testing::fresh_database("product").await;
     let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let env = Env::with_overrides(&[
+    let mut vars = vec![
         ("HTTP_ADDR", "127.0.0.1:0"),
         ("GRPC_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", &database_url),
@@ -49,7 +49,9 @@ pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
         // Tests write fast; the write limit has its own test.
         ("RATE_LIMIT_WRITES_PER_MIN", "100000"),
         ("RATE_LIMIT_WRITES_BURST", "10000"),
-    ]);
+    ];
+    vars.extend(testing::pki::trusted().vars("product-service"));
+    let env = Env::with_overrides(&vars);
     let config = Config::from_env(env).expect("test configuration is valid");
     let app = app::build(config).await.expect("product-service starts");
     let base = format!("http://{}", app.http_addr());
@@ -72,10 +74,20 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// A client with order-service's certificate: the saga's identity.
     pub async fn grpc(&self) -> ProductServiceClient<Channel> {
-        ProductServiceClient::connect(format!("http://{}", self.grpc_addr))
+        self.grpc_as(Some(testing::pki::trusted().leaf("order-service")))
             .await
             .expect("gRPC connects")
+    }
+
+    /// A client presenting `identity` (certificate and key), or none.
+    pub async fn grpc_as(
+        &self,
+        identity: Option<(&str, &str)>,
+    ) -> Result<ProductServiceClient<Channel>, tonic::transport::Error> {
+        let endpoint = testing::pki::endpoint(self.grpc_addr, "product-service", identity);
+        Ok(ProductServiceClient::new(endpoint.connect().await?))
     }
 
     /// Creates a product as admin and returns its JSON.

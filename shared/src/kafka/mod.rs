@@ -98,6 +98,69 @@ pub struct KafkaConfig {
     /// with the local broker, a static member whose session timed out under
     /// saturation was fenced on rejoining, which librdkafka treats as fatal.
     pub group_instance_id: Option<String>,
+    /// How this service logs in to the broker (docs/security.md, "The broker").
+    pub auth: Option<BrokerLogin>,
+}
+
+/// A SASL/SCRAM login: `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` (or
+/// `_FILE`) and `KAFKA_SASL_MECHANISM` (`SCRAM-SHA-512`, the default, or
+/// `SCRAM-SHA-256`). Without a username the client does not log in, for a
+/// broker that asks nobody (tests, a local experiment).
+#[derive(Clone)]
+pub struct BrokerLogin {
+    pub username: String,
+    password: String,
+    pub mechanism: ScramMechanism,
+}
+
+impl std::fmt::Debug for BrokerLogin {
+    // The password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerLogin")
+            .field("username", &self.username)
+            .field("mechanism", &self.mechanism)
+            .finish_non_exhaustive()
+    }
+}
+
+crate::text_enum! {
+    /// The SCRAM variants Kafka brokers offer.
+    pub enum ScramMechanism {
+        Sha512 = "SCRAM-SHA-512",
+        Sha256 = "SCRAM-SHA-256",
+    }
+}
+
+impl BrokerLogin {
+    /// `username` with `password` over `mechanism`.
+    pub fn new(username: &str, password: &str, mechanism: ScramMechanism) -> Self {
+        Self {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            mechanism,
+        }
+    }
+
+    fn read(env: &mut Env) -> Option<Self> {
+        let username: String = env.opt("KAFKA_SASL_USERNAME")?;
+        let password = env.opt::<String>("KAFKA_SASL_PASSWORD").unwrap_or_else(|| {
+            env.problem("KAFKA_SASL_PASSWORD: needed with KAFKA_SASL_USERNAME (or _FILE)");
+            String::new()
+        });
+        let name = env.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_string());
+        let mechanism = ScramMechanism::parse(&name).unwrap_or_else(|| {
+            env.problem(format!(
+                "KAFKA_SASL_MECHANISM={name:?}: must be one of {}",
+                ScramMechanism::NAMES.join(", ")
+            ));
+            ScramMechanism::Sha512
+        });
+        Some(Self {
+            username,
+            password,
+            mechanism,
+        })
+    }
 }
 
 impl KafkaConfig {
@@ -124,7 +187,32 @@ impl KafkaConfig {
             group_instance_id: env
                 .opt::<String>("KAFKA_GROUP_INSTANCE_ID")
                 .filter(|id| !id.is_empty()),
+            auth: BrokerLogin::read(env),
         }
+    }
+
+    /// The configuration of a tool pointed at `brokers`: everything else
+    /// (the login above all) from the process environment, as a service reads it.
+    pub fn at(brokers: &str) -> Self {
+        Self {
+            brokers: brokers.to_owned(),
+            ..Self::read(&mut Env::new())
+        }
+    }
+
+    /// The settings every client of this configuration starts from: where
+    /// the broker is, and the login if there is one.
+    pub fn client(&self) -> ClientConfig {
+        let mut settings = ClientConfig::new();
+        settings.set("bootstrap.servers", &self.brokers);
+        if let Some(login) = &self.auth {
+            settings
+                .set("security.protocol", "SASL_PLAINTEXT")
+                .set("sasl.mechanism", login.mechanism.as_str())
+                .set("sasl.username", &login.username)
+                .set("sasl.password", &login.password);
+        }
+        settings
     }
 
     /// The consumer settings of this configuration.
@@ -154,8 +242,7 @@ impl KafkaConfig {
 
     /// An idempotent producer that waits for every in-sync replica.
     pub fn producer(&self) -> Result<FutureProducer, Error> {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        self.client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", "30000")
@@ -184,9 +271,8 @@ impl KafkaConfig {
 
     /// The settings of [`Self::consumer`].
     pub fn consumer_settings(&self, group: &str) -> ClientConfig {
-        let mut settings = ClientConfig::new();
+        let mut settings = self.client();
         settings
-            .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("{}{group}", self.group_prefix))
             // Offsets are stored by hand after each effect (never on
             // receipt) and committed in the background, in batches.
@@ -206,8 +292,8 @@ impl KafkaConfig {
 
     /// Creates the topic and its dead-letter topic unless they exist.
     pub async fn ensure_topics(&self) -> Result<(), Error> {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
+        let admin: AdminClient<DefaultClientContext> = self
+            .client()
             .create()
             .map_err(|source| self.client_error("admin client", source))?;
         let dlq = self.dlq_topic();
@@ -352,8 +438,8 @@ pub struct BrokerProbe {
 
 impl BrokerProbe {
     pub fn new(config: &KafkaConfig) -> Result<Self, Error> {
-        let client = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
+        let client = config
+            .client()
             .create()
             .map_err(|source| config.client_error("client", source))?;
         Ok(Self {
