@@ -9,9 +9,17 @@ cd "$ROOT"
 export TEST_DATABASE_ADMIN_URL=${TEST_DATABASE_ADMIN_URL:-postgres://$PG_USER@$PG_HOST:$PG_PORT/postgres}
 export TEST_REDIS_URL=${TEST_REDIS_URL:-redis://$REDIS_HOST:$REDIS_PORT}
 export TEST_KAFKA_BROKERS=${TEST_KAFKA_BROKERS:-$BROKER_ADDR}
+# The tests' broker requires logins, as make up's does: it is durable (a
+# memory broker can't store logins) on a database of its own, emptied
+# first, and the tests log in as minishop-admin. A broker that already runs
+# is used as it is: say how to log in to it with KAFKA_SASL_* yourself.
+login=()
 if ! port_open "$BROKER_ADDR"; then
-  "$ROOT/scripts/broker.sh" start memory
+  export NISSHI_DB=nisshi_test
+  psql_admin -c "DROP DATABASE IF EXISTS \"$NISSHI_DB\" WITH (FORCE)" >/dev/null
+  "$ROOT/scripts/broker.sh" start durable
   trap '"$ROOT/scripts/broker.sh" stop' EXIT
+  read -r -a login <<<"$(broker_login_env minishop-admin)"
 fi
 # Each test creates its own database test_*; drop the ones earlier runs left.
 psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'test\_%'" | while read -r db; do
@@ -22,7 +30,8 @@ done
 
 # nextest runs each test in its own process under a time limit
 # (.config/nextest.toml): a hung test fails alone instead of stalling the run.
-cargo nextest run --workspace --all-targets "$@"
+# Only the tests get the login: the stacks below set their own.
+env "${login[@]}" cargo nextest run --workspace --all-targets "$@"
 
 # Bad input at every service's HTTP API, on a stack of its own.
 log "schemathesis: generated requests against every service"
