@@ -1,13 +1,16 @@
 //! What a token's user may do now, asked of user-service, which keeps the
 //! roles and token versions ([`crate::auth::Authority`]).
 //!
-//! Every service but user-service asks it about tokens that claim the admin
-//! role (a customer's token grants nothing a current customer lacks):
+//! Every service but user-service asks it about every token:
 //! `GET {USER_SERVICE_URL}/session` with the caller's own token answers
-//! the current role, or 401 when the token was revoked. Answers are kept
-//! for `SESSION_CACHE_MS` (5 s: how long a demotion may take to show),
-//! and while user-service is unreachable a kept answer is used for up to
-//! `SESSION_STALE_MS` (60 s); after that admin requests get a 503.
+//! the current role, or 401 when the token was revoked (a role or password
+//! change). Answers are kept for `SESSION_CACHE_MS` (5 s: how long a
+//! demotion or a password change may take to show), and while user-service
+//! is unreachable a kept answer is used for up to `SESSION_STALE_MS` (60 s).
+//! After that an admin token gets a 503, while a customer's token is taken
+//! at its word: it grants nothing a current customer lacks, and refusing
+//! every customer while user-service is down would stop the shop for the
+//! sake of a revocation that shows as soon as user-service answers again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,7 +25,7 @@ use crate::error::ApiError;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// `USER_SERVICE_URL` (default `http://127.0.0.1:8080`); `none` turns
-    /// the check off (admin tokens are then trusted until they expire).
+    /// the check off (tokens are then trusted until they expire).
     pub user_service_url: Option<String>,
     /// `SESSION_CACHE_MS`.
     pub fresh_for: Duration,
@@ -117,21 +120,18 @@ impl RemoteAuthority {
         }
     }
 
-    async fn role_now(&self, token: &str) -> Result<Role, ApiError> {
+    /// user-service's answer about `token`: a recent one, a fresh one, or
+    /// one kept while user-service is unreachable; `None` when there is none.
+    async fn answer(&self, token: &str) -> Option<Answer> {
         if let Some(answer) = self.kept(token, self.config.fresh_for) {
-            return Ok(answer?);
+            return Some(answer);
         }
         match self.ask(token).await {
             Some(answer) => {
                 self.keep(token, answer.clone());
-                Ok(answer?)
+                Some(answer)
             }
-            None => match self.kept(token, self.config.stale_for) {
-                Some(answer) => Ok(answer?),
-                None => Err(ApiError::unavailable(
-                    "cannot check the caller's current role: user-service is unreachable",
-                )),
-            },
+            None => self.kept(token, self.config.stale_for),
         }
     }
 }
@@ -139,11 +139,16 @@ impl RemoteAuthority {
 impl Authority for RemoteAuthority {
     fn current<'a>(&'a self, token: &'a str, user: AuthUser) -> Current<'a> {
         Box::pin(async move {
-            if user.role != Role::Admin {
-                return Ok(user);
+            match self.answer(token).await {
+                Some(Ok(role)) => Ok(AuthUser { role, ..user }),
+                Some(Err(revoked)) => Err(ApiError::from(revoked)),
+                None if user.role == Role::Admin => Err(ApiError::unavailable(
+                    "cannot check the caller's current role: user-service is unreachable",
+                )),
+                // See the module doc: a customer's token is not refused
+                // for want of an answer.
+                None => Ok(user),
             }
-            let role = self.role_now(token).await?;
-            Ok(AuthUser { role, ..user })
         })
     }
 }

@@ -143,12 +143,14 @@ async fn a_password_change_revokes_the_older_tokens() {
     assert_eq!(app.profile(&new).await.0, 200);
 }
 
-/// Another service asks user-service about an admin's token: a demoted
-/// admin's old token can no longer write the catalogue, a customer's is
-/// never an admin's, and while user-service is down a kept answer serves
-/// for SESSION_STALE_MS while an unknown admin token gets a 503.
+/// Another service asks user-service about every token: a demoted admin's
+/// old token can no longer write the catalogue, a customer's is never an
+/// admin's, a customer's token from before a password change is revoked,
+/// and while user-service is down a kept answer serves for
+/// SESSION_STALE_MS while an unknown admin token gets a 503 and an unknown
+/// customer token is taken at its word.
 #[tokio::test]
-async fn product_service_asks_user_service_for_an_admins_current_role() {
+async fn product_service_asks_user_service_for_a_tokens_current_standing() {
     let users = spawn_app().await;
     let stop = shared::shutdown::CancellationToken::new();
     let (product_http, _) = product_service::testing::spawn_with(
@@ -193,13 +195,36 @@ async fn product_service_asks_user_service_for_an_admins_current_role() {
         "{body}"
     );
     let bobs_token = users.login("bob@x.io", "password1").await;
-    assert_eq!(create(bobs_token, "by customer bob").await.0, 403);
+    assert_eq!(create(bobs_token.clone(), "by customer bob").await.0, 403);
+
+    // A customer's token is asked about too: after bob changes his
+    // password, his older token is revoked here as well, not only at
+    // user-service (a 401, where a current customer's token gets a 403).
+    let response = users
+        .http
+        .put(users.url("/profile"))
+        .bearer_auth(&bobs_token)
+        .json(&json!({"password": "password2", "current_password": "password1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body) = create(bobs_token, "by bob's stolen token").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("token_revoked")),
+        "{body}"
+    );
+    let bobs_new_token = users.login("bob@x.io", "password2").await;
+    assert_eq!(create(bobs_new_token.clone(), "by bob again").await.0, 403);
 
     // user-service goes away: root's answer is still kept; an admin token
     // product-service never saw can't be checked, and is not trusted.
     let (_, ann) = users.register("Ann", "ann@x.io", "password1").await;
     assert_eq!(set_role(&users, &root, &ann["id"], "admin").await.0, 200);
     let ann_token = users.login("ann@x.io", "password1").await;
+    let (_, _) = users.register("Dee", "dee@x.io", "password1").await;
+    let dee_token = users.login("dee@x.io", "password1").await;
     drop(users);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(create(root, "while user-service is down").await.0, 201);
@@ -209,5 +234,9 @@ async fn product_service_asks_user_service_for_an_admins_current_role() {
         (503, &json!("unavailable")),
         "{body}"
     );
+    // A customer's unchecked token is taken at its word meanwhile: the
+    // route refuses it for its role (403), not for want of an answer (503).
+    assert_eq!(create(dee_token, "by customer dee").await.0, 403);
+    assert_eq!(create(bobs_new_token, "by bob, kept").await.0, 403);
     stop.cancel();
 }
