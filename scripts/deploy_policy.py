@@ -154,7 +154,12 @@ def k8s_rules(paths: list[str]) -> None:
                 for env in c.get("env", []):
                     check(not SECRET_NAME.search(env["name"]), f"{path}: {name}: {env['name']} is a literal secret")
             check(name in kinds.get("Service", {}), f"{path}: {name} has no Service")
-            # Each pod mounts only the secret keys it uses.
+            # Each pod mounts only the secret keys it uses, and a gRPC
+            # service its own certificate.
+            mounted = {item["key"] for v in pod.get("volumes", []) for item in (v.get("secret") or {}).get("items", [])}
+            if name in ("product-service", "order-service"):
+                check({"tls_ca.pem", f"tls_{name}.pem", f"tls_{name}-key.pem"} <= mounted,
+                      f"{path}: {name} does not mount its gRPC certificate")
             for volume in pod.get("volumes", []):
                 secret = volume.get("secret")
                 if secret is None:
@@ -163,9 +168,6 @@ def k8s_rules(paths: list[str]) -> None:
                 check(bool(keys), f"{path}: {name} mounts the whole Secret {secret.get('secretName')}")
                 check(name == "user-service" or "jwt_private.pem" not in keys,
                       f"{path}: {name} mounts the JWT private key")
-                if name in ("product-service", "order-service"):
-                    check({"tls_ca.pem", f"tls_{name}.pem", f"tls_{name}-key.pem"} <= set(keys),
-                          f"{path}: {name} does not mount its gRPC certificate")
                 check(not any(k.startswith("tls_") and k != "tls_ca.pem" and not k.startswith(f"tls_{name}")
                               for k in keys), f"{path}: {name} mounts another service's certificate")
                 role = name.replace("-", "_")
@@ -193,6 +195,25 @@ def k8s_rules(paths: list[str]) -> None:
                      .get("spec", {}).get("template", {}).get("spec", {}).get("containers", []) for e in c.get("env", [])}
         check(order_env.get("PRODUCT_GRPC_URL", "").startswith("https://"),
               f"{path}: order-service calls product-service without TLS")
+        # Broker logins (components/kafka-users): a service that logs in has
+        # a KafkaUser of its name whose ACLs name only the saga's topics and
+        # that service's own consumer group.
+        users = kinds.get("KafkaUser", {})
+        for name, d in deployments.items():
+            env = {e["name"]: e.get("value", "") for c in d["spec"]["template"]["spec"]["containers"]
+                   for e in c.get("env", [])}
+            login = env.get("KAFKA_SASL_USERNAME")
+            if login is None:
+                continue
+            check(login == name, f"{path}: {name} logs in to the broker as {login}")
+            user = users.get(login, {}).get("spec", {})
+            check(user.get("authentication", {}).get("type") == "scram-sha-512",
+                  f"{path}: no SCRAM KafkaUser {login}")
+            for acl in user.get("authorization", {}).get("acls", []):
+                res = acl["resource"]
+                allowed = {"topic": {"order_events", "order_events.dlq"}, "group": {name}}.get(res["type"], set())
+                check(res.get("name") in allowed and res.get("patternType", "literal") == "literal",
+                      f"{path}: KafkaUser {login} is allowed {res} beyond its own topics and group")
         hpas = kinds.get("HorizontalPodAutoscaler", {})
         for name in ["order-service", "payment-service", "notification-service"]:
             target = hpas.get(name, {}).get("spec", {}).get("scaleTargetRef", {}).get("name")

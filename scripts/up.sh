@@ -103,6 +103,11 @@ grpc_of() {
     order-service-2) echo "   gRPC 127.0.0.1:$((ORDER_GRPC_PORT + 2))" ;;
   esac
 }
+login_hint() {
+  local login
+  login=$(broker_login_env minishop-admin)
+  [ -z "$login" ] || printf '\n  broker login (tools)   %s' "$login"
+}
 echo
 echo "minishop is up."
 for entry in "${SERVICES[@]}"; do
@@ -110,7 +115,10 @@ for entry in "${SERVICES[@]}"; do
   printf '  %-22s http://127.0.0.1:%s   docs http://127.0.0.1:%s/docs%s\n' "$name" "$port" "$port" "$(grpc_of "$name")"
 done
 cat <<INFO
-  Kafka broker           $BROKER_ADDR (nisshi)
+  gRPC                   TLS with the CA $STATE_DIR/keys/tls/ca.pem (server names
+                         product-service, order-service); product-service also
+                         wants a client certificate: order-service's for stock calls
+  Kafka broker           $BROKER_ADDR (nisshi)$(login_hint)
   admin login            $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
   logs                   $STATE_DIR/logs/
 Stop everything with: make down
