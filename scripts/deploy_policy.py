@@ -191,17 +191,17 @@ def k8s_rules(paths: list[str]) -> None:
                     sources = [f.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
                                for f in rule.get("from", [])]
                     check(sources == ["order-service"], f"{path}: product-service's gRPC admits {sources or 'anyone'}")
-        order_env = {e["name"]: e.get("value", "") for c in deployments.get("order-service", {})
-                     .get("spec", {}).get("template", {}).get("spec", {}).get("containers", []) for e in c.get("env", [])}
-        check(order_env.get("PRODUCT_GRPC_URL", "").startswith("https://"),
-              f"{path}: order-service calls product-service without TLS")
-        # Broker logins (components/kafka-users): a service that logs in has
-        # a KafkaUser of its name whose ACLs name only the saga's topics and
-        # that service's own consumer group.
+        # order-service dials product-service over TLS. Broker logins
+        # (components/kafka-users): a service that logs in has a KafkaUser of
+        # its name whose ACLs name only the saga's topics and that service's
+        # own consumer group.
         users = kinds.get("KafkaUser", {})
         for name, d in deployments.items():
             env = {e["name"]: e.get("value", "") for c in d["spec"]["template"]["spec"]["containers"]
                    for e in c.get("env", [])}
+            if name == "order-service":
+                check(env.get("PRODUCT_GRPC_URL", "").startswith("https://"),
+                      f"{path}: order-service calls product-service without TLS")
             login = env.get("KAFKA_SASL_USERNAME")
             if login is None:
                 continue

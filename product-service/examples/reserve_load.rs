@@ -58,12 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut endpoint = tonic::transport::Endpoint::from_shared(grpc.clone())?;
     if grpc.starts_with("https://") {
-        let read = |name: &str| std::fs::read_to_string(format!("{tls_dir}/{name}"));
-        let tls = shared::tls::TlsConfig::from_pem(
-            &read("ca.pem")?,
-            &read("order-service.pem")?,
-            &read("order-service-key.pem")?,
-        );
+        let mut env = shared::config::Env::new();
+        let tls = shared::tls::TlsConfig::from_dir(&mut env, &tls_dir, "order-service");
+        env.finish()?;
         endpoint = endpoint.tls_config(tls.client("product-service"))?;
     }
     let client = ProductServiceClient::new(endpoint.connect().await?);

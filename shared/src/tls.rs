@@ -83,14 +83,18 @@ impl TlsConfig {
                 true
             }
         };
-        if !on {
-            return None;
+        on.then(|| Self::from_dir(env, DEFAULT_DIR, service))
+    }
+
+    /// `TLS_CA`, `TLS_CERT` and `TLS_KEY` if set, else `service`'s files
+    /// in `dir` as `scripts/keys.sh` names them: `ca.pem`, `<service>.pem`
+    /// and `<service>-key.pem`.
+    pub fn from_dir(env: &mut Env, dir: &str, service: &str) -> Self {
+        Self {
+            ca_pem: read_pem(env, "TLS_CA", &format!("{dir}/ca.pem")),
+            cert_pem: read_pem(env, "TLS_CERT", &format!("{dir}/{service}.pem")),
+            key_pem: read_pem(env, "TLS_KEY", &format!("{dir}/{service}-key.pem")),
         }
-        Some(Self {
-            ca_pem: read_pem(env, "TLS_CA", &format!("{DEFAULT_DIR}/ca.pem")),
-            cert_pem: read_pem(env, "TLS_CERT", &format!("{DEFAULT_DIR}/{service}.pem")),
-            key_pem: read_pem(env, "TLS_KEY", &format!("{DEFAULT_DIR}/{service}-key.pem")),
-        })
     }
 
     /// A configuration from PEM texts (tests and tools).
