@@ -4,24 +4,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::{Params, fetch_page};
+use shared::db::Listing;
 use shared::http::Page;
 use shared::id::{OrderId, UserId};
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use utoipa::ToSchema;
-
-shared::text_enum! {
-    /// Where a notification stands.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum NotificationStatus {
-        /// Recorded; waiting for (another) delivery attempt.
-        Pending = "pending",
-        Sent = "sent",
-        /// Every attempt failed.
-        Failed = "failed",
-    }
-}
 
 /// A notification as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
@@ -42,6 +29,17 @@ pub struct Notification {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+shared::text_enum! {
+    /// Where a notification stands.
+    pub enum NotificationStatus {
+        /// Recorded; waiting for (another) delivery attempt.
+        Pending = "pending",
+        Sent = "sent",
+        /// Every attempt failed.
+        Failed = "failed",
+    }
+}
+
 /// Notifications by id, of one user or all, and how many there are.
 #[tracing::instrument(name = "SELECT notifications", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn list(
@@ -49,12 +47,8 @@ pub async fn list(
     user_id: Option<UserId>,
     page: Page,
 ) -> Result<(Vec<Notification>, i64), sqlx::Error> {
-    let from = "notifications WHERE ($1::bigint IS NULL OR user_id = $1)";
-    let params = Params::default().bind(user_id);
-    let (rows, total) = fetch_page(pool, "*", from, "id", params, page).await?;
-    let items = rows
-        .iter()
-        .map(Notification::from_row)
-        .collect::<Result<_, _>>()?;
-    Ok((items, total))
+    Listing::of("notifications", "*")
+        .filter("user_id", user_id)
+        .fetch_as(pool, page)
+        .await
 }

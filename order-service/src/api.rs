@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use shared::auth::AuthUser;
+use shared::auth::{AuthUser, Whose, WhoseParams};
 use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
-use shared::http::{Listed, PageParams};
+use shared::http::{Listed, Page, PageParams};
 use shared::id::{OrderId, ProductId, UserId};
 use shared::stock::OrderLine;
 use utoipa::{IntoParams, ToSchema};
@@ -182,15 +182,14 @@ async fn create_order(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
-    /// Only orders in this status (pending, paid, failed, cancelled, rejected).
-    pub status: Option<String>,
-    /// Another user's orders (admins only); default the caller's.
-    pub user_id: Option<UserId>,
+    /// Only orders in this status.
+    #[param(inline)]
+    pub status: Option<OrderStatus>,
 }
 
 /// The caller's orders, newest first.
 #[utoipa::path(
-    get, path = "/orders", tag = "orders", params(OrderQuery, PageParams), security(("bearer" = [])),
+    get, path = "/orders", tag = "orders", params(WhoseParams, OrderQuery, PageParams), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of orders", body = [OrderView]),
         (status = 403, description = "Another user's orders", body = ErrorBody),
@@ -198,31 +197,22 @@ pub struct OrderQuery {
 )]
 async fn list_orders(
     State(state): State<ApiState>,
-    caller: AuthUser,
+    Whose(user_id): Whose,
     ApiQuery(query): ApiQuery<OrderQuery>,
-    ApiQuery(page): ApiQuery<PageParams>,
+    page: Page,
 ) -> Result<Listed<OrderView>, ApiError> {
-    let page = page.page()?;
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| {
-            ApiError::invalid_field(
-                "status",
-                format!("status must be one of {}", OrderStatus::NAMES.join(", ")),
-            )
-        })?),
-    };
-    let user_id = caller.whose(query.user_id)?;
-    let orders = state.saga.store.list(Some(user_id), status, page).await?;
+    let orders = state
+        .saga
+        .store
+        .list(Some(user_id), query.status, page)
+        .await?;
     Ok(Listed::new(orders).map(|order| OrderView::from(&order)))
 }
 
 /// One order (its owner or an admin).
 #[utoipa::path(
     get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])), params(IdPath),
-    responses(
-        (status = 200, description = "The order", body = OrderView),
-    )
+    responses((status = 200, description = "The order", body = OrderView))
 )]
 async fn get_order(
     State(state): State<ApiState>,
@@ -266,5 +256,27 @@ async fn cancel_order(
         Transition::NotFound | Transition::AlreadyProcessed => {
             Err(ApiError::not_found(format!("order {id} not found")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    /// The statuses a client may filter by and will read are the ones the
+    /// service stores: the document's enum is `OrderStatus::NAMES`.
+    #[test]
+    fn the_document_names_every_order_status_where_it_is_read_and_filtered() {
+        let (_, doc) = super::routes().split_for_parts();
+        let doc = serde_json::to_value(doc).unwrap();
+        let names = json!(super::OrderStatus::NAMES);
+        assert_eq!(doc["components"]["schemas"]["OrderStatus"]["enum"], names, "{doc}");
+        let view = &doc["components"]["schemas"]["OrderView"]["properties"]["status"];
+        assert_eq!(view["$ref"], "#/components/schemas/OrderStatus", "{view}");
+        let params = doc["paths"]["/orders"]["get"]["parameters"].as_array().unwrap();
+        let status = params.iter().find(|p| p["name"] == "status").unwrap();
+        assert_eq!(status["schema"]["enum"], names, "{status}");
+        let names: Vec<&Value> = params.iter().map(|p| &p["name"]).collect();
+        assert_eq!(names, ["user_id", "status", "limit", "offset"]);
     }
 }

@@ -32,7 +32,9 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     let products = ProductClient::new(config.product.clone(), &infra.metrics)
         .map_err(|e| Error::start("reading PRODUCT_GRPC_URL", e))?;
     let saga = Saga::new(
-        Store::new(infra.pool.clone()),
+        Store {
+            pool: infra.pool.clone(),
+        },
         products,
         SagaMetrics::new(&infra.metrics),
         config.saga.clone(),

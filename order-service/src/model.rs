@@ -16,8 +16,6 @@ pub const MAX_QUANTITY: i32 = 10_000;
 
 shared::text_enum! {
     /// What the customer sees of an order's progress.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     pub enum OrderStatus {
         /// Placed; waiting for payment.
         Pending = "pending",
@@ -40,8 +38,6 @@ impl OrderStatus {
 
 shared::text_enum! {
     /// Why an order was rejected, failed or cancelled (its `reason`).
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
     pub enum OrderReason {
         /// Rejected: a product had fewer units than ordered.
         InsufficientStock = "insufficient_stock",

@@ -22,7 +22,7 @@ use shared::metrics::prometheus::IntGauge;
 use shared::proto::product::product_service_client::ProductServiceClient;
 use shared::proto::product::{
     CommitStockRequest, CommitStockResponse, ReleaseStockRequest, ReleaseStockResponse,
-    ReserveStockRequest, ReserveStockResponse, StockItem,
+    ReserveStockRequest, ReserveStockResponse,
 };
 use shared::stock::OrderLine;
 use tonic::transport::{Channel, Endpoint};
@@ -172,11 +172,17 @@ impl ProductClient {
         self.breaker_state.get()
     }
 
-    /// Runs one call with deadline, retries and breaker, in a client span
-    /// `name` whose context travels in the request's metadata.
-    async fn call<T, F, Fut>(&self, name: &'static str, op: F) -> Result<T, CallError>
+    /// Runs one call of `message` with deadline, retries and breaker, in a
+    /// client span `name` whose context travels in the request's metadata.
+    async fn call<M, T, F, Fut>(
+        &self,
+        name: &'static str,
+        message: M,
+        op: F,
+    ) -> Result<T, CallError>
     where
-        F: Fn(ProductServiceClient<Channel>, Duration) -> Fut,
+        M: Clone,
+        F: Fn(ProductServiceClient<Channel>, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let attempts = async {
@@ -184,7 +190,8 @@ impl ProductClient {
             let mut attempt = 1;
             loop {
                 let start = std::time::Instant::now();
-                let result = op(self.client.clone(), self.config.deadline).await;
+                let request = with_deadline(message.clone(), self.config.deadline);
+                let result = op(self.client.clone(), request).await;
                 let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
                 self.metrics
                     .observe_grpc_client(name, code, start.elapsed());
@@ -227,53 +234,40 @@ impl ProductClient {
         order_id: OrderId,
         items: &[OrderLine],
     ) -> Result<ReserveStockResponse, CallError> {
-        let items: Vec<StockItem> = items.iter().map(|&line| line.into()).collect();
+        let message = ReserveStockRequest {
+            order_id: order_id.get(),
+            items: items.iter().map(|&line| line.into()).collect(),
+        };
         self.call(
             "/product.ProductService/ReserveStock",
-            |mut client, deadline| {
-                let request = with_deadline(
-                    ReserveStockRequest {
-                        order_id: order_id.get(),
-                        items: items.clone(),
-                    },
-                    deadline,
-                );
-                async move { client.reserve_stock(request).await }
-            },
+            message,
+            |mut c, r| async move { c.reserve_stock(r).await },
         )
         .await
     }
 
     /// Gives an order's units back (idempotent; also before any reservation).
     pub async fn release(&self, order_id: OrderId) -> Result<ReleaseStockResponse, CallError> {
+        let message = ReleaseStockRequest {
+            order_id: order_id.get(),
+        };
         self.call(
             "/product.ProductService/ReleaseStock",
-            |mut client, deadline| {
-                let request = with_deadline(
-                    ReleaseStockRequest {
-                        order_id: order_id.get(),
-                    },
-                    deadline,
-                );
-                async move { client.release_stock(request).await }
-            },
+            message,
+            |mut c, r| async move { c.release_stock(r).await },
         )
         .await
     }
 
     /// Makes an order's reservation final (idempotent).
     pub async fn commit(&self, order_id: OrderId) -> Result<CommitStockResponse, CallError> {
+        let message = CommitStockRequest {
+            order_id: order_id.get(),
+        };
         self.call(
             "/product.ProductService/CommitStock",
-            |mut client, deadline| {
-                let request = with_deadline(
-                    CommitStockRequest {
-                        order_id: order_id.get(),
-                    },
-                    deadline,
-                );
-                async move { client.commit_stock(request).await }
-            },
+            message,
+            |mut c, r| async move { c.commit_stock(r).await },
         )
         .await
     }

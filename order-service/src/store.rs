@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use shared::db::{Params, fetch_page};
+use shared::db::Listing;
 use shared::http::Page;
 use shared::id::{OrderId, ProductId, UserId};
 use shared::kafka::events::{Event, EventItem, EventPayload};
@@ -122,14 +122,10 @@ pub struct Change<'a> {
 /// The orders database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: PgPool,
+    pub pool: PgPool,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -274,10 +270,12 @@ impl Store {
         status: Option<OrderStatus>,
         page: Page,
     ) -> Result<(Vec<Order>, i64), sqlx::Error> {
-        let from = "orders WHERE ($1::bigint IS NULL OR user_id = $1) \
-                    AND ($2::text IS NULL OR status = $2)";
-        let params = Params::default().bind(user_id).bind(status);
-        let (rows, total) = fetch_page(&self.pool, COLUMNS, from, "id DESC", params, page).await?;
+        let (rows, total) = Listing::of("orders", COLUMNS)
+            .filter("user_id", user_id)
+            .filter("status", status)
+            .order_by("id DESC")
+            .fetch(&self.pool, page)
+            .await?;
         Ok((self.with_items(rows).await?, total))
     }
 
@@ -461,19 +459,12 @@ impl Store {
     /// `recovery_after` (the backoff after a failed attempt, [`Self::defer`]).
     /// Payment timeouts are found by [`Self::awaiting_payment`].
     pub async fn unsettled(&self, grace: Duration, limit: i64) -> Result<Vec<Order>, sqlx::Error> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM orders WHERE \
-               ((status = 'pending' AND stock = 'unknown') \
+        let condition = "((status = 'pending' AND stock = 'unknown') \
                 OR (status <> 'pending' AND stock IN ('unknown', 'held'))) \
-             AND updated_at < now() - $1 * interval '1 millisecond' \
-             AND (recovery_after IS NULL OR recovery_after <= now()) \
-             ORDER BY COALESCE(recovery_after, updated_at) LIMIT $2"
-        )))
-        .bind(grace.as_millis() as f64)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        self.with_items(rows).await
+             AND (recovery_after IS NULL OR recovery_after <= now())";
+        let oldest_first = "COALESCE(recovery_after, updated_at)";
+        self.untouched_for(grace, condition, oldest_first, limit)
+            .await
     }
 
     /// Pending orders whose stock has been held longer than `payment_timeout`
@@ -483,11 +474,26 @@ impl Store {
         payment_timeout: Duration,
         limit: i64,
     ) -> Result<Vec<Order>, sqlx::Error> {
+        let condition = "status = 'pending' AND stock = 'held'";
+        self.untouched_for(payment_timeout, condition, "updated_at", limit)
+            .await
+    }
+
+    /// At most `limit` orders that match `condition` and have not changed for
+    /// `age`, in `order_by` order.
+    async fn untouched_for(
+        &self,
+        age: Duration,
+        condition: &str,
+        order_by: &str,
+        limit: i64,
+    ) -> Result<Vec<Order>, sqlx::Error> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM orders WHERE status = 'pending' AND stock = 'held' \
-             AND updated_at < now() - $1 * interval '1 millisecond' ORDER BY updated_at LIMIT $2"
+            "SELECT {COLUMNS} FROM orders WHERE ({condition}) \
+             AND updated_at < now() - $1 * interval '1 millisecond' \
+             ORDER BY {order_by} LIMIT $2"
         )))
-        .bind(payment_timeout.as_millis() as f64)
+        .bind(age.as_millis() as f64)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

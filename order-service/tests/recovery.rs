@@ -114,7 +114,7 @@ async fn saga(stand_in: StandIn, payment_timeout: Duration) -> (Saga, PgPool) {
         max_pending: 1000,
     };
     let saga = Saga::new(
-        Store::new(pool.clone()),
+        Store { pool: pool.clone() },
         products,
         SagaMetrics::new(&metrics),
         config,

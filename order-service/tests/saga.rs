@@ -603,8 +603,14 @@ async fn bad_orders_get_a_clear_4xx_and_write_nothing() {
         0
     );
     assert_eq!(stack.stock(product).await, 3);
-    let (status, _) = stack.get(5, "/orders?status=shipped").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, error) = stack.get(5, "/orders?status=shipped").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["field"], "status");
+    let says = error["error"].as_str().unwrap_or_default();
+    assert!(
+        says.contains("`pending`") && says.contains("`rejected`"),
+        "{error}"
+    );
     let (status, _) = stack.get(5, "/orders?user_id=6").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use shared::auth::AuthUser;
 use shared::error::{ApiError, ApiQuery, IdPath};
-use shared::http::{Listed, PageParams};
+use shared::http::{Listed, Page, PageParams};
 use shared::id::OrderId;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -44,9 +44,8 @@ async fn list_payments(
     State(state): State<ApiState>,
     caller: AuthUser,
     ApiQuery(query): ApiQuery<PaymentQuery>,
-    ApiQuery(page): ApiQuery<PageParams>,
+    page: Page,
 ) -> Result<Listed<Payment>, ApiError> {
-    let page = page.page()?;
     let found = state
         .store
         .list(query.order_id, caller.owner_filter(), page);
@@ -56,9 +55,7 @@ async fn list_payments(
 /// One payment (its owner or an admin).
 #[utoipa::path(
     get, path = "/payments/{id}", tag = "payments", security(("bearer" = [])), params(IdPath),
-    responses(
-        (status = 200, description = "The payment", body = Payment),
-    )
+    responses((status = 200, description = "The payment", body = Payment))
 )]
 async fn get_payment(
     State(state): State<ApiState>,

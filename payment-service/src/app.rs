@@ -30,7 +30,9 @@ pub async fn build(config: Config) -> Result<Application, Error> {
             .counter_vec("payments_total", "Payments by outcome", &["outcome"]),
     };
     let state = ApiState {
-        store: Store::new(infra.pool.clone()),
+        store: Store {
+            pool: infra.pool.clone(),
+        },
     };
     infra
         .builder()

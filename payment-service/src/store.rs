@@ -3,26 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::db::{Params, fetch_page};
+use shared::db::Listing;
 use shared::http::Page;
 use shared::id::{OrderId, UserId};
 use shared::money::Money;
-use sqlx::{FromRow, PgPool};
+use sqlx::PgPool;
 use utoipa::ToSchema;
-
-shared::text_enum! {
-    /// Where a payment stands.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "snake_case")]
-    pub enum PaymentStatus {
-        /// Charged: the order is paid.
-        Succeeded = "succeeded",
-        /// Declined by the gateway, or the order was cancelled first.
-        Failed = "failed",
-        /// Charged, then given back: the order was cancelled meanwhile.
-        Refunded = "refunded",
-    }
-}
 
 /// A payment as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
@@ -39,6 +25,18 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
+shared::text_enum! {
+    /// Where a payment stands.
+    pub enum PaymentStatus {
+        /// Charged: the order is paid.
+        Succeeded = "succeeded",
+        /// Declined by the gateway, or the order was cancelled first.
+        Failed = "failed",
+        /// Charged, then given back: the order was cancelled meanwhile.
+        Refunded = "refunded",
+    }
+}
+
 impl shared::auth::Owned for Payment {
     fn owner_id(&self) -> UserId {
         self.user_id
@@ -51,23 +49,10 @@ const COLUMNS: &str = "id, order_id, user_id, (amount * 100)::bigint AS amount_c
 /// Reads of the payments table.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: PgPool,
+    pub pool: PgPool,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
-    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn get(&self, id: i64) -> Result<Option<Payment>, sqlx::Error> {
-        let select = format!("SELECT {COLUMNS} FROM payments WHERE id = $1");
-        sqlx::query_as(sqlx::AssertSqlSafe(select))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-    }
-
     /// Payments by id, filtered by order and/or owner, and how many match.
     #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(
@@ -76,14 +61,20 @@ impl Store {
         user_id: Option<UserId>,
         page: Page,
     ) -> Result<(Vec<Payment>, i64), sqlx::Error> {
-        let from = "payments WHERE ($1::bigint IS NULL OR order_id = $1) \
-                    AND ($2::bigint IS NULL OR user_id = $2)";
-        let params = Params::default().bind(order_id).bind(user_id);
-        let (rows, total) = fetch_page(&self.pool, COLUMNS, from, "id", params, page).await?;
-        let payments = rows
-            .iter()
-            .map(Payment::from_row)
-            .collect::<Result<_, _>>()?;
-        Ok((payments, total))
+        Listing::of("payments", COLUMNS)
+            .filter("order_id", order_id)
+            .filter("user_id", user_id)
+            .fetch_as(&self.pool, page)
+            .await
+    }
+
+    #[tracing::instrument(name = "SELECT payments", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn get(&self, id: i64) -> Result<Option<Payment>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM payments WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
     }
 }

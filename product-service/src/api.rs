@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::auth::AdminUser;
-use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
-use shared::http::{Listed, PageParams};
+use shared::error::{ApiError, ApiJson, ErrorBody, ErrorCode, IdPath};
+use shared::http::{Listed, Page, PageParams};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -42,9 +42,9 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 )]
 async fn list_products(
     State(state): State<ApiState>,
-    ApiQuery(params): ApiQuery<PageParams>,
+    page: Page,
 ) -> Result<Listed<Product>, ApiError> {
-    Ok(Listed::new(state.store.list(params.page()?).await?))
+    Ok(Listed::new(state.store.list(page).await?))
 }
 
 /// One product, from the cache when it can be; `If-None-Match` with the current ETag gives 304.
@@ -104,9 +104,7 @@ async fn get_product(
 #[utoipa::path(
     post, path = "/products", tag = "products", request_body = NewProduct,
     security(("bearer" = ["admin"])),
-    responses(
-        (status = 201, description = "Created", body = Product),
-    )
+    responses((status = 201, description = "Created", body = Product))
 )]
 async fn create_product(
     State(state): State<ApiState>,
@@ -189,9 +187,7 @@ async fn update_product(
 #[utoipa::path(
     delete, path = "/products/{id}", tag = "products", params(IdPath),
     security(("bearer" = ["admin"])),
-    responses(
-        (status = 204, description = "Deleted"),
-    )
+    responses((status = 204, description = "Deleted"))
 )]
 async fn delete_product(
     State(state): State<ApiState>,

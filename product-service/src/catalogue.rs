@@ -2,7 +2,7 @@
 //! version, for `If-Match`) and deleted (soft: reservations keep pointing
 //! at them).
 
-use shared::db::{Params, fetch_page};
+use shared::db::Listing;
 use shared::http::Page;
 use shared::money::Money;
 use sqlx::FromRow;
@@ -28,15 +28,10 @@ impl Store {
     /// One page of live products by id, and how many there are in all.
     #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(&self, page: Page) -> Result<(Vec<Product>, i64), sqlx::Error> {
-        let from = "products WHERE deleted_at IS NULL";
-        let params = Params::default();
-        let (rows, total) =
-            fetch_page(self.live()?, PRODUCT_COLUMNS, from, "id", params, page).await?;
-        let products = rows
-            .iter()
-            .map(Product::from_row)
-            .collect::<Result<_, _>>()?;
-        Ok((products, total))
+        Listing::of("products", PRODUCT_COLUMNS)
+            .condition("deleted_at IS NULL")
+            .fetch_as(self.live()?, page)
+            .await
     }
 
     #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

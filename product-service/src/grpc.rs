@@ -68,6 +68,27 @@ impl ProductGrpc {
         Ok(())
     }
 
+    /// Releases or commits (`op`) order `order_id`'s reservation, for the
+    /// saga only, and answers with the reservation's status.
+    async fn settle<T, F, Fut>(
+        &self,
+        request: &Request<T>,
+        order_id: i64,
+        action: &'static str,
+        op: F,
+    ) -> Result<i32, Status>
+    where
+        F: FnOnce(OrderId) -> Fut,
+        Fut: Future<Output = Result<StockChange<ReservationStatus>, StockError>>,
+    {
+        self.authorize(request)?;
+        let order_id = OrderId::new(order_id)?;
+        let change = op(order_id).await?;
+        self.invalidate(&change).await;
+        tracing::info!(%order_id, status = ?change.outcome, "{action}");
+        Ok(proto_status(change.outcome))
+    }
+
     async fn invalidate<T>(&self, change: &StockChange<T>) {
         for &(product_id, version) in &change.touched {
             self.cache.invalidate(product_id.get(), version).await;
@@ -147,26 +168,24 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<ReleaseStockRequest>,
     ) -> Result<Response<ReleaseStockResponse>, Status> {
-        self.authorize(&request)?;
-        let order_id = OrderId::new(request.into_inner().order_id)?;
-        let change = self.store.release(order_id).await?;
-        self.invalidate(&change).await;
-        tracing::info!(%order_id, status = ?change.outcome, "release stock");
-        Ok(Response::new(ReleaseStockResponse {
-            status: proto_status(change.outcome),
-        }))
+        let order_id = request.get_ref().order_id;
+        let release = |id| self.store.release(id);
+        let status = self
+            .settle(&request, order_id, "release stock", release)
+            .await?;
+        Ok(Response::new(ReleaseStockResponse { status }))
     }
 
     async fn commit_stock(
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
-        self.authorize(&request)?;
-        let order_id = OrderId::new(request.into_inner().order_id)?;
-        let status = self.store.commit(order_id).await?;
-        tracing::info!(%order_id, "commit stock");
-        Ok(Response::new(CommitStockResponse {
-            status: proto_status(status),
-        }))
+        // A commit changes no product's stock: nothing cached goes stale.
+        let commit = |id| async move { self.store.commit(id).await.map(StockChange::unchanged) };
+        let order_id = request.get_ref().order_id;
+        let status = self
+            .settle(&request, order_id, "commit stock", commit)
+            .await?;
+        Ok(Response::new(CommitStockResponse { status }))
     }
 }

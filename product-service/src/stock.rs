@@ -67,7 +67,7 @@ pub struct StockChange<T> {
 }
 
 impl<T> StockChange<T> {
-    fn unchanged(outcome: T) -> Self {
+    pub(crate) fn unchanged(outcome: T) -> Self {
         Self {
             outcome,
             touched: Vec::new(),

@@ -420,6 +420,32 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthUser {
     }
 }
 
+/// Whose items a list shows, with the caller's right to see them: the user
+/// `?user_id=` names, by default the caller; another user's needs an admin
+/// (else 403), and no valid token is a 401. Document it with
+/// `params(WhoseParams)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whose(pub UserId);
+
+/// The query parameter [`Whose`] reads.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WhoseParams {
+    /// Whose items (default: the caller's; another user's needs admin).
+    pub user_id: Option<UserId>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Whose {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = AuthUser::from_request_parts(parts, state).await?;
+        let crate::error::ApiQuery(params) =
+            crate::error::ApiQuery::<WhoseParams>::from_request_parts(parts, state).await?;
+        caller.whose(params.user_id).map(Whose)
+    }
+}
+
 /// The caller, who must be an admin: 401 without a valid token, 403 for a customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminUser(pub AuthUser);

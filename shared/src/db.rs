@@ -187,62 +187,113 @@ pub fn unique_violation(e: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// The parameters of a listing's filter, bound in order as `$1`, `$2`, ...
-#[derive(Debug, Default)]
-pub struct Params {
+/// A page of one table's rows, and how many match in all: the one listing
+/// query of every service's `GET /<things>`, as in
+/// `Listing::of("payments", COLUMNS).filter("user_id", owner).fetch_as(&pool, page)`.
+///
+/// A filter whose value is `None` is left out of the SQL rather than written
+/// `($1 IS NULL OR col = $1)`, so the plan PostgreSQL makes for each query
+/// can use the index of the columns it really filters on.
+#[derive(Debug)]
+pub struct Listing<'a> {
+    table: &'a str,
+    columns: &'a str,
+    order_by: &'a str,
+    conditions: Vec<String>,
     args: sqlx::postgres::PgArguments,
     error: Option<sqlx::error::BoxDynError>,
 }
 
-impl Params {
-    /// Binds the next parameter.
-    pub fn bind<'t, T>(mut self, value: T) -> Self
+impl<'a> Listing<'a> {
+    /// Every row of `table` as `columns`, by `id`.
+    pub fn of(table: &'a str, columns: &'a str) -> Self {
+        Self {
+            table,
+            columns,
+            order_by: "id",
+            conditions: Vec::new(),
+            args: Default::default(),
+            error: None,
+        }
+    }
+
+    /// Only rows that meet `condition`, a fixed SQL condition without
+    /// parameters (`"deleted_at IS NULL"`).
+    pub fn condition(mut self, condition: &str) -> Self {
+        self.conditions.push(condition.to_owned());
+        self
+    }
+
+    /// Only rows whose `column` is `value`, if there is a value.
+    pub fn filter<'t, T>(mut self, column: &str, value: Option<T>) -> Self
     where
         T: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
     {
         use sqlx::Arguments;
-        if self.error.is_none()
-            && let Err(e) = self.args.add(value)
-        {
-            self.error = Some(e);
+        let Some(value) = value else { return self };
+        if let Err(e) = self.args.add(value) {
+            self.error.get_or_insert(e);
         }
+        self.conditions
+            .push(format!("{column} = ${}", self.args.len()));
         self
     }
-}
 
-/// A page of the rows `from` selects (`"orders WHERE ..."`, with `params`
-/// bound to its `$1`, `$2`, ...), as `columns` in `order_by` order, and how
-/// many rows match in all.
-pub async fn fetch_page(
-    pool: &PgPool,
-    columns: &str,
-    from: &str,
-    order_by: &str,
-    params: Params,
-    page: crate::http::Page,
-) -> Result<(Vec<sqlx::postgres::PgRow>, i64), sqlx::Error> {
-    use sqlx::{Arguments, AssertSqlSafe};
-    let Params { args, error } = params;
-    if let Some(e) = error {
-        return Err(sqlx::Error::Encode(e));
+    /// In `order_by` order (SQL, `"id DESC"`) instead of by `id`.
+    pub fn order_by(mut self, order_by: &'a str) -> Self {
+        self.order_by = order_by;
+        self
     }
-    let n = args.len();
-    let mut page_args = args.clone();
-    page_args.add(page.limit).map_err(sqlx::Error::Encode)?;
-    page_args.add(page.offset).map_err(sqlx::Error::Encode)?;
-    let select = format!(
-        "SELECT {columns} FROM {from} ORDER BY {order_by} LIMIT ${} OFFSET ${}",
-        n + 1,
-        n + 2
-    );
-    let rows = sqlx::query_with(AssertSqlSafe(select), page_args)
-        .fetch_all(pool)
-        .await?;
-    let count = format!("SELECT count(*) FROM {from}");
-    let total = sqlx::query_scalar_with(AssertSqlSafe(count), args)
-        .fetch_one(pool)
-        .await?;
-    Ok((rows, total))
+
+    /// The rows of `page`, and how many rows match in all.
+    pub async fn fetch(
+        self,
+        pool: &PgPool,
+        page: crate::http::Page,
+    ) -> Result<(Vec<sqlx::postgres::PgRow>, i64), sqlx::Error> {
+        use sqlx::{Arguments, AssertSqlSafe};
+        if let Some(e) = self.error {
+            return Err(sqlx::Error::Encode(e));
+        }
+        let from = if self.conditions.is_empty() {
+            self.table.to_owned()
+        } else {
+            format!("{} WHERE {}", self.table, self.conditions.join(" AND "))
+        };
+        let n = self.args.len();
+        let mut page_args = self.args.clone();
+        page_args.add(page.limit).map_err(sqlx::Error::Encode)?;
+        page_args.add(page.offset).map_err(sqlx::Error::Encode)?;
+        let select = format!(
+            "SELECT {} FROM {from} ORDER BY {} LIMIT ${} OFFSET ${}",
+            self.columns,
+            self.order_by,
+            n + 1,
+            n + 2
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(select), page_args)
+            .fetch_all(pool)
+            .await?;
+        let count = format!("SELECT count(*) FROM {from}");
+        let total = sqlx::query_scalar_with(AssertSqlSafe(count), self.args)
+            .fetch_one(pool)
+            .await?;
+        Ok((rows, total))
+    }
+
+    /// [`Self::fetch`], each row read as `R`.
+    pub async fn fetch_as<R>(
+        self,
+        pool: &PgPool,
+        page: crate::http::Page,
+    ) -> Result<(Vec<R>, i64), sqlx::Error>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        let (rows, total) = self.fetch(pool, page).await?;
+        let items = rows.iter().map(R::from_row).collect::<Result<_, _>>()?;
+        Ok((items, total))
+    }
 }
 
 /// Readiness: the database answers a trivial query in time.

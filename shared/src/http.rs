@@ -413,11 +413,26 @@ pub struct PageParams {
     pub offset: Option<i64>,
 }
 
-/// A validated page.
+/// A validated page: also an extractor, which reads `?limit=&offset=` (a
+/// 400 naming the parameter when it is out of range or not a number).
+/// Document it with `params(PageParams)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     pub limit: i64,
     pub offset: i64,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Page {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let error::ApiQuery(params) =
+            error::ApiQuery::<PageParams>::from_request_parts(parts, state).await?;
+        params.page()
+    }
 }
 
 /// Largest page a client may ask for.

@@ -44,17 +44,24 @@ pub mod tls;
 /// glibc's malloc spent about a sixth of a cached `GET /products/{id}`
 /// (perf, BENCHMARKS.md).
 #[doc(hidden)]
+pub use serde as __serde;
+#[doc(hidden)]
 pub use sqlx as __sqlx;
+#[doc(hidden)]
+pub use utoipa as __utoipa;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// An enum stored and shown as text (a status, a state): declares it
-/// (`Debug, Clone, Copy, PartialEq, Eq, Hash`, and whatever attributes are
-/// given), and gives it `as_str`, `parse`, `NAMES` (every text, in order,
-/// for error messages), `Display`, and its PostgreSQL text encoding (bind
-/// it, read it with `try_get`; an unknown text is a decode error). The
-/// texts are written once, beside their variants.
+/// (`Debug, Clone, Copy, PartialEq, Eq, Hash`, with its doc comment), and
+/// gives it `as_str`, `parse`, `NAMES` (every text, in order,
+/// for error messages), `Display`, its JSON form (serde: the text; an
+/// unknown one is an error that lists the known), its OpenAPI schema (a
+/// string enum, described by the enum's doc comment) and its PostgreSQL text
+/// encoding (bind it, read it with `try_get`; an unknown text is a decode
+/// error). The texts are written once, beside their variants, so the API,
+/// the database and the events can't spell a value differently.
 ///
 /// ```
 /// shared::text_enum! {
@@ -68,12 +75,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[macro_export]
 macro_rules! text_enum {
     (
-        $(#[$meta:meta])*
+        $(#[doc = $doc:literal])*
         $vis:vis enum $name:ident {
             $($(#[$variant_meta:meta])* $variant:ident = $text:literal),+ $(,)?
         }
     ) => {
-        $(#[$meta])*
+        $(#[doc = $doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         $vis enum $name {
             $($(#[$variant_meta])* $variant),+
@@ -104,6 +111,36 @@ macro_rules! text_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $crate::__serde::Serialize for $name {
+            fn serialize<S: $crate::__serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> $crate::__serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::__serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <::std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| {
+                    <D::Error as $crate::__serde::de::Error>::unknown_variant(&text, Self::NAMES)
+                })
+            }
+        }
+
+        impl $crate::__utoipa::PartialSchema for $name {
+            fn schema() -> $crate::__utoipa::openapi::RefOr<$crate::__utoipa::openapi::schema::Schema> {
+                use $crate::__utoipa::openapi::schema::{ObjectBuilder, Type};
+                let doc: &[&str] = &[$($doc),*];
+                let doc = doc.iter().map(|line| line.trim()).collect::<Vec<_>>().join(" ");
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(Self::NAMES.iter().copied()))
+                    .description((!doc.is_empty()).then_some(doc))
+                    .into()
+            }
+        }
+
+        impl $crate::__utoipa::ToSchema for $name {}
 
         impl $crate::__sqlx::Type<$crate::__sqlx::Postgres> for $name {
             fn type_info() -> $crate::__sqlx::postgres::PgTypeInfo {
@@ -156,5 +193,33 @@ mod tests {
         assert_eq!(Light::NAMES, ["red", "green"]);
         assert_eq!(Light::parse("Red"), None);
         assert_eq!(Light::parse(""), None);
+    }
+
+    #[test]
+    fn a_text_enum_is_its_text_in_json_and_names_the_known_ones_when_refused() {
+        assert_eq!(serde_json::to_value(Light::Green).unwrap(), "green");
+        let light: Light = serde_json::from_str(r#""red""#).unwrap();
+        assert_eq!(light, Light::Red);
+        let refused = serde_json::from_str::<Light>(r#""blue""#).unwrap_err();
+        let says = refused.to_string();
+        let named = ["`blue`", "`red`", "`green`"];
+        assert!(named.iter().all(|t| says.contains(t)), "{says}");
+    }
+
+    text_enum! {
+        /// A traffic light's
+        /// colour.
+        enum Documented {
+            Amber = "amber",
+        }
+    }
+
+    #[test]
+    fn a_text_enum_schema_lists_its_texts_with_its_doc() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(Documented::schema()).unwrap();
+        assert_eq!(schema["type"], "string");
+        assert_eq!(schema["enum"], serde_json::json!(["amber"]));
+        assert_eq!(schema["description"], "A traffic light's colour.");
     }
 }

@@ -340,9 +340,7 @@ pub struct RoleUpdate {
 /// Changes a user's role (admin only). It shows in the user's next token.
 #[utoipa::path(
     put, path = "/users/{id}/role", tag = "users", request_body = RoleUpdate, security(("bearer" = ["admin"])), params(IdPath),
-    responses(
-        (status = 200, description = "Updated", body = User),
-    )
+    responses((status = 200, description = "Updated", body = User))
 )]
 async fn set_role(
     State(state): State<ApiState>,

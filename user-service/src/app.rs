@@ -50,7 +50,9 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     let passwords = Passwords::new(config.hash_cost, &infra.metrics)
         .map_err(|e| Error::start("setting up password hashing", e))?;
 
-    let store = Store::new(infra.pool.clone());
+    let store = Store {
+        pool: infra.pool.clone(),
+    };
     // Roles and token versions live here: checked in the database itself.
     infra.authority = Some(Arc::new(LocalAuthority::new(store.clone())));
     match &config.admin {

@@ -72,14 +72,10 @@ const EMAIL_UNIQUE: &str = "users_email_key";
 /// The user database.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: PgPool,
+    pub pool: PgPool,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
-    }
-
     /// Adds a customer; a taken email (also when two registrations race) is `DuplicateEmail`.
     #[tracing::instrument(name = "INSERT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn create(&self, name: &str, email: &Email, hash: &str) -> Result<User, StoreError> {
