@@ -64,7 +64,7 @@ def compose_rules() -> None:
               f"compose: {name} is not built from the Dockerfile with SERVICE={name}")
         deps = svc.get("depends_on") or {}
         for dep, cond in [("postgres", "service_healthy"), ("redis", "service_healthy"),
-                          ("kafka-topics", "service_completed_successfully")]:
+                          ("kafka", "service_healthy")]:
             check(deps.get(dep, {}).get("condition") == cond, f"compose: {name} does not wait for {dep} ({cond})")
         check((svc.get("labels") or {}).get("logging") == "promtail", f"compose: {name}'s logs are not shipped")
     for name, spec in secrets.items():
@@ -97,7 +97,20 @@ def compose_rules() -> None:
           "compose: order-service calls product-service without TLS")
     grafana = services["grafana"]["environment"].get("GF_SECURITY_ADMIN_PASSWORD__FILE", "")
     check(not grafana.endswith("/admin_password"), "compose: Grafana's admin password is the shop admin's")
-    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    # The broker: every listener the network can reach asks for a SCRAM
+    # login, and each saga service logs in as itself.
+    kafka = services["kafka"]["environment"]
+    protocols = dict(p.split(":", 1) for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in kafka["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://", 1)
+        check(protocols.get(name, "").startswith("SASL_") or address.startswith("127.0.0.1:"),
+              f"compose: Kafka's {name} listener takes clients without a login beyond loopback")
+    check(kafka.get("KAFKA_SASL_ENABLED_MECHANISMS") == "SCRAM-SHA-512", "compose: Kafka does not offer SCRAM-SHA-512")
+    for name in ("order-service", "payment-service", "notification-service"):
+        env = services[name].get("environment") or {}
+        check(env.get("KAFKA_SASL_USERNAME") == name, f"compose: {name} does not log in to Kafka as itself")
+        check(name in str(kafka.get("KAFKA_LOGINS", "")).split(), f"compose: Kafka makes no login for {name}")
+    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"]
     check("kafka:" in advertised and "localhost:" in advertised,
           "compose: Kafka must be advertised to both the compose network and the host")
     # Promtail's positions file lives on a named volume.
