@@ -47,6 +47,11 @@ impl FromEnv for Config {
                     5000,
                     1000..=3_600_000,
                 )),
+                resolve_every: Duration::from_secs(env.in_range(
+                    "PRODUCT_GRPC_RESOLVE_SECS",
+                    0,
+                    0..=3600,
+                )),
             },
             saga: SagaConfig {
                 payment_timeout: Duration::from_secs(env.in_range(

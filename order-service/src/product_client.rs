@@ -9,8 +9,19 @@
 //! opens it. While it is open, calls fail at once with [`CallError::BreakerOpen`]
 //! (the API answers 503 with `Retry-After` without waiting). The channel
 //! connects lazily: product-service being down at start-up is not an error.
+//!
+//! With `PRODUCT_GRPC_RESOLVE_SECS` set, the calls are spread over every
+//! address the URL's host name resolves to (in Kubernetes, a headless
+//! Service's name resolves to each ready pod), and the name is resolved
+//! again that often: a new pod gets calls, a gone one none. Without it, the
+//! client keeps one HTTP/2 connection to the URL, and a load balancer in
+//! front of product-service would see every call on that one connection.
 
+use std::collections::HashSet;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use failsafe::futures::CircuitBreaker;
@@ -25,7 +36,8 @@ use shared::proto::product::{
     ReserveStockRequest, ReserveStockResponse,
 };
 use shared::stock::OrderLine;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::channel::Change;
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status};
 use tracing::Instrument;
 
@@ -50,6 +62,25 @@ pub struct ProductClientConfig {
     pub breaker_failures: u32,
     /// `PRODUCT_BREAKER_OPEN_MS`: how long the breaker stays open before it tries again (grows while failures go on).
     pub breaker_open: Duration,
+    /// `PRODUCT_GRPC_RESOLVE_SECS`: how often the URL's host is resolved
+    /// again, the calls being spread over all its addresses; zero (the
+    /// default) dials the URL as it is.
+    pub resolve_every: Duration,
+}
+
+/// Finds the addresses of a host and port: [`dns`], or a test's own.
+pub type Resolver = Arc<
+    dyn Fn(&str, u16) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The system's resolver (in Kubernetes, the cluster's DNS).
+pub fn dns() -> Resolver {
+    Arc::new(|host, port| {
+        let target = format!("{host}:{port}");
+        Box::pin(async move { Ok(tokio::net::lookup_host(target).await?.collect()) })
+    })
 }
 
 /// Why a call did not give an answer.
@@ -121,6 +152,73 @@ fn with_deadline<T>(message: T, deadline: Duration) -> tonic::Request<T> {
     request
 }
 
+/// The endpoint of `url` with this client's TLS and deadlines. Whatever
+/// address it dials, product-service's certificate must name
+/// [`PRODUCT_SERVICE`].
+fn endpoint(
+    config: &ProductClientConfig,
+    url: String,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let mut endpoint = Endpoint::from_shared(url)?;
+    if let Some(tls) = &config.tls {
+        endpoint = endpoint.tls_config(tls.client(PRODUCT_SERVICE))?;
+    }
+    Ok(endpoint
+        .connect_timeout(config.deadline)
+        .timeout(config.deadline))
+}
+
+/// Keeps the balanced channel's endpoints those `uri`'s host resolves to,
+/// resolving it every `resolve_every`, until the channel is dropped. A
+/// failed or empty resolution keeps the last addresses.
+async fn follow_addresses(
+    config: ProductClientConfig,
+    uri: Uri,
+    resolver: Resolver,
+    changes: tokio::sync::mpsc::Sender<Change<SocketAddr, Endpoint>>,
+) {
+    let scheme = uri.scheme_str().unwrap_or("https").to_owned();
+    let host = uri.host().unwrap_or_default().to_owned();
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let mut known = HashSet::new();
+    while !changes.is_closed() {
+        match resolver(&host, port).await {
+            Ok(found) if !found.is_empty() => {
+                let found: HashSet<SocketAddr> = found.into_iter().collect();
+                let mut sent = Ok(());
+                for &gone in known.difference(&found) {
+                    sent = sent.and(changes.send(Change::Remove(gone)).await);
+                }
+                for &new in found.difference(&known) {
+                    match endpoint(&config, format!("{scheme}://{new}")) {
+                        Ok(e) => sent = sent.and(changes.send(Change::Insert(new, e)).await),
+                        Err(e) => {
+                            tracing::warn!(address = %new, error = %e, "cannot dial product-service there")
+                        }
+                    }
+                }
+                if sent.is_err() {
+                    return;
+                }
+                if found != known {
+                    tracing::info!(host, addresses = ?found, "product-service's addresses");
+                }
+                known = found;
+            }
+            Ok(_) => tracing::warn!(
+                host,
+                "product-service's name has no address; keeping the last ones"
+            ),
+            Err(e) => {
+                tracing::warn!(host, error = %e, "cannot resolve product-service's name; keeping the last addresses")
+            }
+        }
+        tokio::time::sleep(config.resolve_every).await;
+    }
+}
+
 /// A cheap-to-clone client of product-service's stock calls.
 #[derive(Clone)]
 pub struct ProductClient {
@@ -138,18 +236,33 @@ impl ProductClient {
         config: ProductClientConfig,
         metrics: &Metrics,
     ) -> Result<Self, tonic::transport::Error> {
+        Self::with_resolver(config, metrics, dns())
+    }
+
+    /// [`Self::new`], finding product-service's addresses with `resolver`
+    /// (when `resolve_every` is set).
+    pub fn with_resolver(
+        config: ProductClientConfig,
+        metrics: &Metrics,
+        resolver: Resolver,
+    ) -> Result<Self, tonic::transport::Error> {
         let breaker_state = metrics.int_gauge(
             "product_breaker_state",
             "The product-service circuit breaker: 0 closed, 1 open, 2 half-open",
         );
-        let mut endpoint = Endpoint::from_shared(config.url.clone())?;
-        if let Some(tls) = &config.tls {
-            endpoint = endpoint.tls_config(tls.client(PRODUCT_SERVICE))?;
-        }
-        let channel = endpoint
-            .connect_timeout(config.deadline)
-            .timeout(config.deadline)
-            .connect_lazy();
+        let endpoint = endpoint(&config, config.url.clone())?;
+        let channel = if config.resolve_every.is_zero() {
+            endpoint.connect_lazy()
+        } else {
+            let (channel, changes) = Channel::balance_channel(16);
+            tokio::spawn(follow_addresses(
+                config.clone(),
+                endpoint.uri().clone(),
+                resolver,
+                changes,
+            ));
+            channel
+        };
         let policy = failure_policy::consecutive_failures(
             config.breaker_failures,
             backoff::equal_jittered(config.breaker_open, config.breaker_open * 10),

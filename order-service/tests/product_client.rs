@@ -29,6 +29,7 @@ fn config(url: String) -> ProductClientConfig {
         backoff: Duration::from_millis(20),
         breaker_failures: 3,
         breaker_open: Duration::from_secs(30),
+        resolve_every: Duration::ZERO,
     }
 }
 
@@ -120,12 +121,7 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
 
     // Both sides count the same calls: 3 reserves OK, 10 NotFound, 1 commit
     // OK, 1 FailedPrecondition, and time the 13 reserves.
-    let server = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let server = served_metrics(http).await;
     for (side, text) in [("client", metrics.render()), ("server", server)] {
         for (method, code, expected) in [
             ("ReserveStock", "OK", 3.0),
@@ -224,4 +220,76 @@ async fn a_connection_dropped_mid_call_is_unavailable_not_a_refusal() {
         accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2,
         "the call was tried again on a new connection"
     );
+}
+
+/// The metrics of the product-service at `http`.
+async fn served_metrics(http: std::net::SocketAddr) -> String {
+    let metrics = reqwest::get(format!("http://{http}/metrics"))
+        .await
+        .unwrap();
+    metrics.text().await.unwrap()
+}
+
+/// How many ReleaseStock calls the product-service at `http` has served.
+async fn releases_served(http: std::net::SocketAddr) -> f64 {
+    testing::metric_value(
+        &served_metrics(http).await,
+        "grpc_server_requests_total",
+        &[
+            "method=\"/product.ProductService/ReleaseStock\"",
+            "code=\"OK\"",
+        ],
+    )
+    .unwrap_or(0.0)
+}
+
+/// Two product-service instances at one port on two addresses (as a
+/// headless Service's name resolves to each pod): the calls are spread over
+/// both, and when the name stops resolving to one, it gets no more calls.
+#[tokio::test]
+async fn calls_are_spread_over_every_address_the_name_resolves_to() {
+    let stop = CancellationToken::new();
+    let (http_a, grpc_a) = product_service::testing::spawn(&stop).await;
+    let second = format!("127.0.0.2:{}", grpc_a.port());
+    let (http_b, grpc_b) =
+        product_service::testing::spawn_with(&stop, &[("GRPC_ADDR", second.as_str())]).await;
+    assert_eq!(grpc_b.port(), grpc_a.port());
+
+    let addresses = std::sync::Arc::new(std::sync::Mutex::new(vec![grpc_a, grpc_b]));
+    let resolver: order_service::product_client::Resolver = {
+        let addresses = addresses.clone();
+        std::sync::Arc::new(move |host, port| {
+            assert_eq!((host, port), ("product-service.test", grpc_a.port()));
+            let found = addresses.lock().unwrap().clone();
+            Box::pin(async move { Ok(found) })
+        })
+    };
+    let mut config = config(format!("https://product-service.test:{}", grpc_a.port()));
+    config.resolve_every = Duration::from_millis(100);
+    let metrics = Metrics::new("order-test");
+    let client = ProductClient::with_resolver(config, &metrics, resolver).unwrap();
+
+    for order_id in 1..=40 {
+        client.release(testing::order(order_id)).await.unwrap();
+    }
+    let (a, b) = (releases_served(http_a).await, releases_served(http_b).await);
+    assert_eq!(a + b, 40.0, "every call served once");
+    assert!(
+        a >= 5.0 && b >= 5.0,
+        "both addresses get calls: {a} and {b}"
+    );
+
+    // The name now resolves to the second instance only.
+    addresses.lock().unwrap().retain(|&addr| addr == grpc_b);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for order_id in 41..=60 {
+        client.release(testing::order(order_id)).await.unwrap();
+    }
+    assert_eq!(
+        releases_served(http_a).await,
+        a,
+        "a removed address gets no call"
+    );
+    assert_eq!(releases_served(http_b).await, b + 20.0);
+    stop.cancel();
 }

@@ -101,6 +101,7 @@ async fn saga(stand_in: StandIn, payment_timeout: Duration) -> (Saga, PgPool) {
             // Never open: every settle really reaches the stand-in.
             breaker_failures: 1_000_000,
             breaker_open: Duration::from_secs(1),
+            resolve_every: Duration::ZERO,
         },
         &metrics,
     )

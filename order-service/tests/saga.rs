@@ -841,6 +841,7 @@ async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_
             backoff: Duration::from_millis(10),
             breaker_failures: 5,
             breaker_open: Duration::from_secs(1),
+            resolve_every: Duration::ZERO,
         },
         &shared::metrics::Metrics::new("crash-test"),
     )

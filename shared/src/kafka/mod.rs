@@ -69,6 +69,11 @@ pub struct KafkaConfig {
     pub topic: String,
     /// `KAFKA_PARTITIONS`: partitions of the topic when this service creates it.
     pub partitions: i32,
+    /// `KAFKA_REPLICATION_FACTOR`: replicas of each topic when this service
+    /// creates them (default 1, for one broker). On a cluster whose
+    /// `min.insync.replicas` is 2, it must be at least 3 for `acks=all`
+    /// writes to go on with one broker down.
+    pub replication_factor: i32,
     /// `KAFKA_RETRY_MAX_BACKOFF_MS`: the longest wait between two tries of
     /// a handler that fails transiently (default 5 s). It is retried until
     /// it succeeds, so this bounds how late a recovered database is noticed.
@@ -169,6 +174,7 @@ impl KafkaConfig {
             brokers: env.get("KAFKA_BROKERS", "127.0.0.1:9092".into()),
             topic: env.get("KAFKA_TOPIC", "order_events".into()),
             partitions: env.in_range("KAFKA_PARTITIONS", 6, 1..=1000),
+            replication_factor: env.in_range("KAFKA_REPLICATION_FACTOR", 1, 1..=32),
             retry_max_backoff: Duration::from_millis(env.in_range(
                 "KAFKA_RETRY_MAX_BACKOFF_MS",
                 5_000,
@@ -297,9 +303,10 @@ impl KafkaConfig {
             .create()
             .map_err(|source| self.client_error("admin client", source))?;
         let dlq = self.dlq_topic();
+        let replication = || TopicReplication::Fixed(self.replication_factor);
         let topics = [
-            NewTopic::new(&self.topic, self.partitions, TopicReplication::Fixed(1)),
-            NewTopic::new(&dlq, 1, TopicReplication::Fixed(1)),
+            NewTopic::new(&self.topic, self.partitions, replication()),
+            NewTopic::new(&dlq, 1, replication()),
         ];
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
