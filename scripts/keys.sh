@@ -86,3 +86,18 @@ if [ ! -f "$secrets/tls_ca.pem" ] || [ "$tls/ca.pem" -nt "$secrets/tls_ca.pem" ]
    done)
   chmod 644 "$secrets"/tls_*
 fi
+
+# For the Kubernetes dev overlay: the files its secretGenerator reads
+# (deploy/k8s/overlays/dev/kustomization.yaml), copied beside it because
+# kustomize reads nothing outside an overlay's folder. Git ignores them.
+# Only the main state's keys (not a test stack's own, MINISHOP_STATE_DIR).
+k8s_secrets=$ROOT/deploy/k8s/overlays/dev/secrets
+[ "$STATE_DIR" = "$ROOT/.local" ] || exit 0
+mkdir -p "$k8s_secrets"
+(umask 077
+ for name in jwt_private.pem jwt_public.pem admin_password postgres_password \
+             db_user_service db_product_service db_order_service db_payment_service \
+             db_notification_service tls_ca.pem tls_product-service.pem \
+             tls_product-service-key.pem tls_order-service.pem tls_order-service-key.pem; do
+   cmp -s "$secrets/$name" "$k8s_secrets/$name" 2>/dev/null || cp "$secrets/$name" "$k8s_secrets/$name"
+ done)

@@ -14,8 +14,8 @@ PG_USER=${PG_USER:-postgres}
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}
 REDIS_PORT=${REDIS_PORT:-6379}
 BROKER_ADDR=${BROKER_ADDR:-127.0.0.1:9092}
-# The Kubernetes version deploy/k8s is validated against (scripts/check-deploy.sh).
-K8S_VERSION=${K8S_VERSION:-1.30.0}
+# The Kubernetes versions deploy/k8s is validated against (scripts/check-deploy.sh).
+K8S_VERSIONS=${K8S_VERSIONS:-1.30.0 1.31.0 1.32.0}
 NISSHI_VERSION=0.8.1
 NISSHI_BIN=$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi
 # A second stack can run beside `make up`'s (scripts/chaos.sh does) with its

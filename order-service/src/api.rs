@@ -270,10 +270,15 @@ mod tests {
         let (_, doc) = super::routes().split_for_parts();
         let doc = serde_json::to_value(doc).unwrap();
         let names = json!(super::OrderStatus::NAMES);
-        assert_eq!(doc["components"]["schemas"]["OrderStatus"]["enum"], names, "{doc}");
+        assert_eq!(
+            doc["components"]["schemas"]["OrderStatus"]["enum"], names,
+            "{doc}"
+        );
         let view = &doc["components"]["schemas"]["OrderView"]["properties"]["status"];
         assert_eq!(view["$ref"], "#/components/schemas/OrderStatus", "{view}");
-        let params = doc["paths"]["/orders"]["get"]["parameters"].as_array().unwrap();
+        let params = doc["paths"]["/orders"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
         let status = params.iter().find(|p| p["name"] == "status").unwrap();
         assert_eq!(status["schema"]["enum"], names, "{status}");
         let names: Vec<&Value> = params.iter().map(|p| &p["name"]).collect();

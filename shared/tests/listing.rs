@@ -36,7 +36,10 @@ fn ids(rows: &[sqlx::postgres::PgRow]) -> Vec<i64> {
 #[tokio::test]
 async fn a_listing_filters_only_on_the_values_it_is_given_and_pages_the_rest() {
     let pool = table().await;
-    let all = Page { limit: 100, offset: 0 };
+    let all = Page {
+        limit: 100,
+        offset: 0,
+    };
 
     let (rows, total) = Listing::of("things", "id")
         .filter("owner", None::<i64>)
@@ -60,10 +63,19 @@ async fn a_listing_filters_only_on_the_values_it_is_given_and_pages_the_rest() {
         .condition("NOT gone")
         .filter("owner", Some(1_i64))
         .order_by("id DESC")
-        .fetch(&pool, Page { limit: 3, offset: 2 })
+        .fetch(
+            &pool,
+            Page {
+                limit: 3,
+                offset: 2,
+            },
+        )
         .await
         .unwrap();
-    let live: Vec<i64> = (1..=30).rev().filter(|i| i % 2 == 0 && i % 5 != 0).collect();
+    let live: Vec<i64> = (1..=30)
+        .rev()
+        .filter(|i| i % 2 == 0 && i % 5 != 0)
+        .collect();
     assert_eq!(ids(&rows), live[2..5], "the page of the ordered rows");
     assert_eq!(total, live.len() as i64, "the total counts every match");
 }
@@ -79,7 +91,13 @@ async fn a_listing_reads_rows_as_a_type() {
     let pool = table().await;
     let (things, total) = Listing::of("things", "id, kind")
         .filter("id", Some(4_i64))
-        .fetch_as::<Thing>(&pool, Page { limit: 10, offset: 0 })
+        .fetch_as::<Thing>(
+            &pool,
+            Page {
+                limit: 10,
+                offset: 0,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(total, 1);
