@@ -4,12 +4,16 @@
 # (state in .local/bench, databases bench_*, HTTP ports 18280-18284, broker
 # 127.0.0.1:19292 with durable PostgreSQL storage) and stops it on exit.
 #
-#   bounds:  PostgreSQL commits/s (pgbench -N), an axum hello-world (wrk),
-#            the broker's produce rate (acks=all, idempotent)
+#   bounds:  PostgreSQL commits/s (pgbench -N; the saga's bound is that ÷ 10,
+#            the commits an order needs), an axum hello-world (wrk), the
+#            broker's produce rate (acks=all, idempotent), and the goals
+#            (POST /orders p99 25 ms at half rate, 5 ms of CPU per order)
 #   project: saturated saga throughput (orders reaching a terminal status /s),
 #            POST /orders latency at half that rate, cached GET /products/{id}
-#            req/s, ReserveStock calls/s, PostgreSQL commits per order, RSS of
-#            each service idle and under load
+#            req/s, ReserveStock calls/s, PostgreSQL commits per order (a
+#            cost), CPU per order by process, RSS of each service idle and
+#            under load; then the saga's runs again with two replicas of
+#            order-, payment- and notification-service, and the invariants
 #
 #   BENCH_SECONDS=30 BENCH_CONNECTIONS=64 BENCH_SAGA_CONCURRENCY=32 scripts/bench.sh
 # Prints a Markdown table (also written to .local/bench/bench.md).
@@ -21,6 +25,7 @@ export MINISHOP_PROFILE=release
 side_stack bench 18280 15251 19292
 
 SECS=${BENCH_SECONDS:-30}
+BENCH_START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 CONNS=${BENCH_CONNECTIONS:-64}
 SAGA_CONC=${BENCH_SAGA_CONCURRENCY:-32}
 GRPC_CONC=${BENCH_GRPC_CONCURRENCY:-32}
@@ -93,78 +98,95 @@ declare -A idle_rss peak_rss
 sleep 3
 for s in "${SERVICES[@]}"; do idle_rss[$s]=$(rss_mb "$s"); peak_rss[$s]=${idle_rss[$s]}; done
 
-log "saturated saga: loadgen closed loop, $SAGA_CONC users placing orders, ${SECS}s"
-broker_before=$(broker_commits)
-db_before=$(db_commits); xid_before=$(next_xid); cpu_before=$(cpu_table)
-"$REL/loadgen" "${URLS[@]}" --duration "$SECS" --concurrency "$SAGA_CONC" --users 32 --products 50 \
-  --mix order=4,order_multi=1 --settle 120 --quiet --json "$STATE_DIR/saturated.json" \
-  >"$STATE_DIR/logs/saturated.out" 2>&1 &
-load=$!
-loadgen_cpu=0
-while kill -0 "$load" 2>/dev/null; do
-  for s in "${SERVICES[@]}"; do
-    now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]}" ] && peak_rss[$s]=$now
-  done
-  # loadgen's own CPU, read while it lives (it also waits for settling).
-  loadgen_cpu=$(awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$load/stat" 2>/dev/null || echo "$loadgen_cpu")
-  sleep 1
-done
-wait "$load" || { cat "$STATE_DIR/logs/saturated.out"; die "loadgen failed"; }
-cat "$STATE_DIR/logs/saturated.out"
-broker_after=$(broker_commits)
-db_after=$(db_commits); xid_after=$(next_xid); cpu_after=$(cpu_table)
-sat=$(jq '.saga.completed_per_second' "$STATE_DIR/saturated.json")
-created=$(jq '.saga.orders_created' "$STATE_DIR/saturated.json")
-per_order=$(awk -v n="$created" 'NR == FNR {a += $2; next} {b += $2} END {printf "%.1f", (b - a) / n}' \
-  <(echo "$db_before") <(echo "$db_after"))
-broker_per_order=$(awk -v a="$broker_before" -v b="$broker_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
-sat_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/saturated.json")
-shed=$(jq '[.operations[] | .errors["503"] // 0] | add' "$STATE_DIR/saturated.json")
-accepted=$(jq '[.operations[] | .ok] | add' "$STATE_DIR/saturated.json")
-timeouts=$(jq '.saga.outcomes.cancelled // 0' "$STATE_DIR/saturated.json")
-xid_per_order=$(awk -v a="$xid_before" -v b="$xid_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
-# Commits per order by database, e.g. "order 21.3, payment 6.0, ...".
-per_db=$(awk -v n="$created" -v pre="$DB_PREFIX" 'NR == FNR {a[$1] = $2; next}
-  {d = $1; sub("^" pre, "", d); sub("db$", "", d); printf "%s%s %.1f", sep, d, ($2 - a[$1]) / n; sep = ", "}' \
-  <(echo "$db_before") <(echo "$db_after"))
-# CPU milliseconds per order by part: the services and the broker by pid,
-# PostgreSQL as its processes (backends alive at both ends), loadgen itself.
-cpu_ms() { # cpu_ms PID|COMM: CPU ms per order of that pid, or of every process named COMM
-  awk -v want="$1" -v n="$created" 'NR == FNR {a[$1] = $3; next}
+# The saga's figures of one stack layout (TAG: 1 or 2 replicas), into the
+# arrays below: the saturated closed loop (throughput, p99, commits, CPU by
+# process), then POST /orders at half that rate on the drained system.
+declare -A SAT P99 SHED ACCEPTED TIMEOUTS CREATED PER_ORDER BROKER_PER_ORDER XID_PER_ORDER PER_DB CPU_LINE CPU_SUM
+declare -A HALF HALF_P50 HALF_P99 SAGA_P50 SAGA_P99
+# CPU milliseconds per order of pid or process name $1 between two cpu_table snapshots.
+cpu_ms() { # cpu_ms PID|COMM BEFORE AFTER ORDERS
+  awk -v want="$1" -v n="$4" 'NR == FNR {a[$1] = $3; next}
     ($1 == want || $2 == want) && ($1 in a) {s += $3 - a[$1]} END {printf "%.1f", s * 1000 / n}' \
-    <(echo "$cpu_before") <(echo "$cpu_after")
+    <(echo "$2") <(echo "$3")
 }
-cpu_rows=""
-for s in "${SERVICES[@]}" broker; do
-  cpu_rows+="$s $(cpu_ms "$(cat "$(pid_file "$s")")")"$'\n'
-done
-cpu_rows+="postgres $(cpu_ms postgres)"$'\n'
-cpu_rows+="loadgen $(awk -v t="$loadgen_cpu" -v n="$created" 'BEGIN { printf "%.1f", t * 1000 / n }')"
-cpu_line=$(awk '{printf "%s%s %s", sep, $1, $2; sep = ", "; t += $2} END {printf " (sum %.1f)", t}' <<<"$cpu_rows")
-
 # The saturated run leaves a backlog behind (pending orders, and events on
-# the topic every consumer group still has to read): measure the half rate
-# on an idle system.
+# the topic every consumer group still has to read): wait for it to drain.
 idle() {
   orders_settled || return 1
   local name lag
-  for name in "${SAGA_SERVICES[@]}"; do
+  for name in "${SAGA_PROCESSES[@]}"; do
     lag=$(curl -fsS "http://127.0.0.1:$(service_port "$name")/metrics" | awk '/^kafka_consumer_lag\{/ {s += $2} END {print s + 0}')
     [ "$lag" = 0 ] || return 1
   done
 }
-wait_until 600 "the saturated run's backlog to drain" idle || log "warning: orders still pending before the half-rate run"
-sleep 5
-half=$(awk -v s="$sat" 'BEGIN { printf "%.1f", s / 2 }')
-log "POST /orders at half the saturated rate: open loop at $half orders/s, ${SECS}s"
-"$REL/loadgen" "${URLS[@]}" --duration "$SECS" --rate "$half" --concurrency 256 --users 32 --products 50 \
-  --mix order=1 --settle 120 --quiet --json "$STATE_DIR/half.json" >"$STATE_DIR/logs/half.out" 2>&1 \
-  || { cat "$STATE_DIR/logs/half.out"; die "loadgen failed"; }
-cat "$STATE_DIR/logs/half.out"
-half_p50=$(jq '[.operations[] | select(.op == "order")][0].latency.p50_ms' "$STATE_DIR/half.json")
-half_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/half.json")
-saga_p50=$(jq '.saga.completion.p50_ms' "$STATE_DIR/half.json")
-saga_p99=$(jq '.saga.completion.p99_ms' "$STATE_DIR/half.json")
+saga_runs() {
+  local tag=$1 out=$STATE_DIR/saturated-$1.json
+  log "saturated saga ($tag replica(s)): loadgen closed loop, $SAGA_CONC users placing orders, ${SECS}s"
+  local broker_before db_before xid_before cpu_before
+  broker_before=$(broker_commits)
+  db_before=$(db_commits); xid_before=$(next_xid); cpu_before=$(cpu_table)
+  "$REL/loadgen" "${URLS[@]}" --duration "$SECS" --concurrency "$SAGA_CONC" --users 32 --products 50 \
+    --mix order=4,order_multi=1 --settle 120 --quiet --json "$out" \
+    >"$STATE_DIR/logs/saturated-$tag.out" 2>&1 &
+  local load=$! loadgen_cpu=0 s now
+  while kill -0 "$load" 2>/dev/null; do
+    for s in "${PROCESSES[@]}"; do
+      now=$(rss_mb "$s"); [ "$now" -gt "${peak_rss[$s]:-0}" ] && peak_rss[$s]=$now
+    done
+    # loadgen's own CPU, read while it lives (it also waits for settling).
+    loadgen_cpu=$(awk -v hz="$HZ" '{print ($14 + $15) / hz}' "/proc/$load/stat" 2>/dev/null || echo "$loadgen_cpu")
+    sleep 1
+  done
+  wait "$load" || { cat "$STATE_DIR/logs/saturated-$tag.out"; die "loadgen failed"; }
+  cat "$STATE_DIR/logs/saturated-$tag.out"
+  local broker_after db_after xid_after cpu_after created
+  broker_after=$(broker_commits)
+  db_after=$(db_commits); xid_after=$(next_xid); cpu_after=$(cpu_table)
+  created=$(jq '.saga.orders_created' "$out")
+  CREATED[$tag]=$created
+  SAT[$tag]=$(jq '.saga.completed_per_second' "$out")
+  P99[$tag]=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$out")
+  SHED[$tag]=$(jq '[.operations[] | .errors["503"] // 0] | add' "$out")
+  ACCEPTED[$tag]=$(jq '[.operations[] | .ok] | add' "$out")
+  TIMEOUTS[$tag]=$(jq '.saga.outcomes.cancelled // 0' "$out")
+  PER_ORDER[$tag]=$(awk -v n="$created" 'NR == FNR {a += $2; next} {b += $2} END {printf "%.1f", (b - a) / n}' \
+    <(echo "$db_before") <(echo "$db_after"))
+  BROKER_PER_ORDER[$tag]=$(awk -v a="$broker_before" -v b="$broker_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
+  XID_PER_ORDER[$tag]=$(awk -v a="$xid_before" -v b="$xid_after" -v n="$created" 'BEGIN { printf "%.1f", (b - a) / n }')
+  # Commits per order by database, e.g. "order 21.3, payment 6.0, ...".
+  PER_DB[$tag]=$(awk -v n="$created" -v pre="$DB_PREFIX" 'NR == FNR {a[$1] = $2; next}
+    {d = $1; sub("^" pre, "", d); sub("db$", "", d); printf "%s%s %.1f", sep, d, ($2 - a[$1]) / n; sep = ", "}' \
+    <(echo "$db_before") <(echo "$db_after"))
+  # CPU milliseconds per order by part: the services and the broker by pid,
+  # PostgreSQL as its processes (backends alive at both ends), loadgen itself.
+  local cpu_rows=""
+  for s in "${PROCESSES[@]}" broker; do
+    cpu_rows+="$s $(cpu_ms "$(cat "$(pid_file "$s")")" "$cpu_before" "$cpu_after" "$created")"$'\n'
+  done
+  cpu_rows+="postgres $(cpu_ms postgres "$cpu_before" "$cpu_after" "$created")"$'\n'
+  cpu_rows+="loadgen $(awk -v t="$loadgen_cpu" -v n="$created" 'BEGIN { printf "%.1f", t * 1000 / n }')"
+  CPU_LINE[$tag]=$(awk '{printf "%s%s %s", sep, $1, $2; sep = ", "; t += $2} END {printf " (sum %.1f)", t}' <<<"$cpu_rows")
+  CPU_SUM[$tag]=$(awk '{t += $2} END {printf "%.1f", t}' <<<"$cpu_rows")
+
+  wait_until 600 "the saturated run's backlog to drain" idle || log "warning: orders still pending before the half-rate run"
+  sleep 5
+  HALF[$tag]=$(awk -v s="${SAT[$tag]}" 'BEGIN { printf "%.1f", s / 2 }')
+  out=$STATE_DIR/half-$tag.json
+  log "POST /orders at half the saturated rate ($tag replica(s)): open loop at ${HALF[$tag]} orders/s, ${SECS}s"
+  "$REL/loadgen" "${URLS[@]}" --duration "$SECS" --rate "${HALF[$tag]}" --concurrency 256 --users 32 --products 50 \
+    --mix order=1 --settle 120 --quiet --json "$out" >"$STATE_DIR/logs/half-$tag.out" 2>&1 \
+    || { cat "$STATE_DIR/logs/half-$tag.out"; die "loadgen failed"; }
+  cat "$STATE_DIR/logs/half-$tag.out"
+  HALF_P50[$tag]=$(jq '[.operations[] | select(.op == "order")][0].latency.p50_ms' "$out")
+  HALF_P99[$tag]=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$out")
+  SAGA_P50[$tag]=$(jq '.saga.completion.p50_ms' "$out")
+  SAGA_P99[$tag]=$(jq '.saga.completion.p99_ms' "$out")
+}
+
+PROCESSES=("${SERVICES[@]}")
+SAGA_PROCESSES=("${SAGA_SERVICES[@]}")
+saga_runs 1
+sat=${SAT[1]}
 
 log "cached GET /products/1 (wrk, $CONNS connections, ${SECS}s)"
 curl -fsS "$PRODUCT_URL/products/1" >/dev/null # fill the cache
@@ -197,11 +219,49 @@ reserve_line=$("$REL/examples/reserve_load" --http "$PRODUCT_URL" \
   --concurrency "$GRPC_CONC" --seconds "$SECS")
 reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")
 
-# pgbench -N commits are writing transactions: divide by the orders' own.
-pg_bound_orders=$(awk -v t="$pg_tps" -v c="$xid_per_order" 'BEGIN { if (c > 0) printf "%.1f", t / c; else print 0 }')
+# Scale-out on one box: a second replica of each saga service (sharing its
+# database and consumer group), orders sent round robin to both
+# order-services, the same runs again, then the invariants over every
+# order of this benchmark.
+log "two replicas of order-, payment- and notification-service, on the same cores"
+MINISHOP_REPLICAS=2 "$ROOT/scripts/up.sh" >"$STATE_DIR/logs/up-replicas.log" 2>&1 \
+  || { tail -n 20 "$STATE_DIR/logs/up-replicas.log"; die "the second replicas did not start"; }
+SECOND=("${SAGA_SERVICES[@]/%/-2}")
+for s in "${SECOND[@]}"; do
+  wait_until 60 "$s to hold partitions" has_partitions "$s" some || die "$s holds no partition"
+  idle_rss[$s]=$(rss_mb "$s"); peak_rss[$s]=${idle_rss[$s]}
+done
+PROCESSES=("${SERVICES[@]}" "${SECOND[@]}")
+SAGA_PROCESSES=("${SAGA_SERVICES[@]}" "${SECOND[@]}")
+URLS=(--user-url "$USER_URL" --product-url "$PRODUCT_URL"
+      --order-url "$ORDER_URL,http://127.0.0.1:$(service_port order-service-2)")
+saga_runs 2
+wait_until 600 "the two-replica runs' orders to settle" idle || log "warning: orders still pending before the invariants"
+log "invariants over every order of this benchmark"
+db_url() { echo "postgres://$PG_USER@$PG_HOST:$PG_PORT/${DB_PREFIX}$1"; }
+# shellcheck disable=SC2046
+if env $(broker_login_env minishop-admin) "$REL/invariants" --product-db "$(db_url productdb)" \
+     --order-db "$(db_url orderdb)" --payment-db "$(db_url paymentdb)" \
+     --notification-db "$(db_url notificationdb)" --brokers "$BROKER_ADDR" --since "$BENCH_START" \
+     >"$STATE_DIR/logs/invariants.out" 2>&1; then
+  invariants="hold"
+else
+  cat "$STATE_DIR/logs/invariants.out"
+  invariants="BROKEN (see $STATE_DIR/logs/invariants.out)"
+fi
+
+# The saga's bound: pgbench -N commits/s over the 10 commits an order needs
+# (the order's insert, the reservation, the hold with its outbox row, the
+# payment with its outbox row, the two confirmations, the notification
+# rows). The project's own writing transactions per order are a cost,
+# reported beside it, not a divisor.
+ORDER_COMMITS=10
+pg_bound_orders=$(awk -v t="$pg_tps" -v c="$ORDER_COMMITS" 'BEGIN { printf "%.1f", t / c }')
+# r1 vs r2: how the second replica changes a figure.
+versus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.0f%%", (b - a) * 100 / a; else print "n/a" }'; }
 events_needed=$(awk -v s="$sat" 'BEGIN { printf "%.0f", s * 4 }')
 rss_rows=""
-for s in "${SERVICES[@]}"; do
+for s in "${PROCESSES[@]}"; do
   rss_rows+="| RSS $s MB (idle / peak under load)$(printf '%*s' $((26 - ${#s})) '') | $(printf '%5s / %-5s' "${idle_rss[$s]}" "${peak_rss[$s]}") |                                |              |       |"$'\n'
 done
 
@@ -211,20 +271,34 @@ PostgreSQL $(psql_admin -c 'SHOW server_version' | cut -d' ' -f1); Redis $(redis
 
 | measure                                             | value         | bound                          | bound value  | ratio |
 |-----------------------------------------------------|---------------|--------------------------------|--------------|-------|
-| saturated saga: orders terminal /s ($SAGA_CONC users)         | $(printf '%13.1f' "$sat") | pgbench commits/s ÷ writing tx per order | $(printf '%12.1f' "$pg_bound_orders") | $(ratio "$sat" "$pg_bound_orders") |
-| POST /orders p99 ms at saturation                   | $(printf '%13.1f' "$sat_p99") |                                |              |       |
-| POST /orders p50 / p99 ms at half rate ($half/s)     | $(printf '%6.1f / %-6.1f' "$half_p50" "$half_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") |       |
-| saga completion p50 / p99 ms at half rate           | $(printf '%6.0f / %-6.0f' "$saga_p50" "$saga_p99") |                                |              |       |
-| PostgreSQL commits per order (5 services)           | $(printf '%13.1f' "$per_order") | + broker storage commits/order | $(printf '%12.1f' "$broker_per_order") |       |
-| writing transactions per order (all, broker incl.)  | $(printf '%13.1f' "$xid_per_order") |                                |              |       |
-| orders refused 503 at saturation / requests ok       | $(printf '%6s / %-6s' "$shed" "$accepted") | cancelled by the payment timeout | $(printf '%12s' "$timeouts") |       |
+| saturated saga: orders terminal /s ($SAGA_CONC users)         | $(printf '%13.1f' "${SAT[1]}") | pgbench -N commits/s ÷ $ORDER_COMMITS   | $(printf '%12.1f' "$pg_bound_orders") | $(ratio "${SAT[1]}" "$pg_bound_orders") |
+| POST /orders p99 ms at saturation                   | $(printf '%13.1f' "${P99[1]}") |                                |              |       |
+| POST /orders p50 / p99 ms at half rate (${HALF[1]}/s)     | $(printf '%6.1f / %-6.1f' "${HALF_P50[1]}" "${HALF_P99[1]}") | goal: p99 25 ms                | $(printf '%12.1f' 25) | $(ratio "${HALF_P99[1]}" 25) |
+| saga completion p50 / p99 ms at half rate           | $(printf '%6.0f / %-6.0f' "${SAGA_P50[1]}" "${SAGA_P99[1]}") |                                |              |       |
+| CPU ms per order, every process                     | $(printf '%13.1f' "${CPU_SUM[1]}") | goal: 5 ms                     | $(printf '%12.1f' 5) | $(ratio "${CPU_SUM[1]}" 5) |
+| PostgreSQL commits per order (5 services)           | $(printf '%13.1f' "${PER_ORDER[1]}") | + broker storage commits/order | $(printf '%12.1f' "${BROKER_PER_ORDER[1]}") |       |
+| writing transactions per order (all, broker incl.)  | $(printf '%13.1f' "${XID_PER_ORDER[1]}") | commits an order needs         | $(printf '%12d' "$ORDER_COMMITS") | $(ratio "${XID_PER_ORDER[1]}" "$ORDER_COMMITS") |
+| orders refused 503 at saturation / requests ok       | $(printf '%6s / %-6s' "${SHED[1]}" "${ACCEPTED[1]}") | cancelled by the payment timeout | $(printf '%12s' "${TIMEOUTS[1]}") |       |
 | events produced /s at saturation (~4 per order)     | $(printf '%13.0f' "$events_needed") | broker produce msgs/s (acks=all) | $(printf '%12.0f' "$produce_rate") | $(ratio "$events_needed" "$produce_rate") |
 | cached GET /products/{id} req/s                     | $(printf '%13.0f' "$get_rps") | axum hello-world req/s         | $(printf '%12.0f' "$hello_rps") | $(ratio "$get_rps" "$hello_rps") |
 | cached GET /products/{id} p99 ms                    | $(printf '%13.2f' "$get_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") | $(ratio "$get_p99" "$hello_p99") |
 | ReserveStock calls/s ($GRPC_CONC callers, 1 tx each)         | $(printf '%13.0f' "$reserve_cps") | pgbench -N commits/s           | $(printf '%12.0f' "$pg_tps") | $(ratio "$reserve_cps" "$pg_tps") |
 ${rss_rows}
 
-Saturated run, per order: commits by database: ${per_db}. CPU ms by process: ${cpu_line}.
+Saturated run, per order: commits by database: ${PER_DB[1]}. CPU ms by process: ${CPU_LINE[1]}.
+
+Two replicas of order-, payment- and notification-service on the same cores (same invocation):
+
+| measure                                   | 1 replica     | 2 replicas    | change |
+|-------------------------------------------|---------------|---------------|--------|
+| saturated saga: orders terminal /s        | $(printf '%13.1f' "${SAT[1]}") | $(printf '%13.1f' "${SAT[2]}") | $(versus "${SAT[1]}" "${SAT[2]}") |
+| ratio to pgbench -N ÷ $ORDER_COMMITS              | $(printf '%13s' "$(ratio "${SAT[1]}" "$pg_bound_orders")") | $(printf '%13s' "$(ratio "${SAT[2]}" "$pg_bound_orders")") |        |
+| POST /orders p99 ms at saturation         | $(printf '%13.1f' "${P99[1]}") | $(printf '%13.1f' "${P99[2]}") | $(versus "${P99[1]}" "${P99[2]}") |
+| POST /orders p50 / p99 ms at half rate    | $(printf '%6.1f / %-6.1f' "${HALF_P50[1]}" "${HALF_P99[1]}") | $(printf '%6.1f / %-6.1f' "${HALF_P50[2]}" "${HALF_P99[2]}") | $(versus "${HALF_P99[1]}" "${HALF_P99[2]}") |
+| CPU ms per order, every process           | $(printf '%13.1f' "${CPU_SUM[1]}") | $(printf '%13.1f' "${CPU_SUM[2]}") | $(versus "${CPU_SUM[1]}" "${CPU_SUM[2]}") |
+
+Two replicas, per order: commits by database: ${PER_DB[2]}. CPU ms by process: ${CPU_LINE[2]}.
+Invariants over every order of this benchmark (both layouts): ${invariants}.
 product-service's CPU during the cached GET (perf samples): ${get_profile}.
 TABLE
 )

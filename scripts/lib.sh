@@ -177,6 +177,18 @@ side_stack_up() {
   export ADMIN_EMAIL ADMIN_PASSWORD
 }
 
+# Partitions assigned to an instance's consumer: the series of its lag
+# gauge, measured every KAFKA_LAG_INTERVAL_MS (5 s) for its assignment.
+assigned() {
+  curl -fsS "http://127.0.0.1:$(service_port "$1")/metrics" 2>/dev/null \
+    | awk '/^kafka_consumer_lag\{/ {n++} END {print n + 0}'
+}
+# has_partitions NAME N: NAME's consumer holds N partitions (N = "some": any).
+has_partitions() {
+  local n; n=$(assigned "$1")
+  if [ "$2" = some ]; then [ "$n" -gt 0 ]; else [ "$n" = "$2" ]; fi
+}
+
 # orders_settled: no order of this stack is pending or holding stock.
 orders_settled() {
   psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "${DB_PREFIX}orderdb" -qtAc \
