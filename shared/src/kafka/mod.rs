@@ -69,6 +69,12 @@ pub struct KafkaConfig {
     pub topic: String,
     /// `KAFKA_PARTITIONS`: partitions of the topic when this service creates it.
     pub partitions: i32,
+    /// `KAFKA_CONSUMER_QUEUE_KB`: the most a consumer fetches ahead of its
+    /// handlers, in KB, over all its partitions (default 4096).
+    /// librdkafka's own default, 64 MB and 100,000 events a partition, let
+    /// a service behind on a backlog hold tens of MB of events it has not
+    /// started on; a few MB keep the handlers fed at the saga's rates.
+    pub consumer_queue_kb: u32,
     /// `KAFKA_REPLICATION_FACTOR`: replicas of each topic when this service
     /// creates them (default 1, for one broker). On a cluster whose
     /// `min.insync.replicas` is 2, it must be at least 3 for `acks=all`
@@ -175,6 +181,7 @@ impl KafkaConfig {
             topic: env.get("KAFKA_TOPIC", "order_events".into()),
             partitions: env.in_range("KAFKA_PARTITIONS", 6, 1..=1000),
             replication_factor: env.in_range("KAFKA_REPLICATION_FACTOR", 1, 1..=32),
+            consumer_queue_kb: env.in_range("KAFKA_CONSUMER_QUEUE_KB", 4096, 64..=2_097_151),
             retry_max_backoff: Duration::from_millis(env.in_range(
                 "KAFKA_RETRY_MAX_BACKOFF_MS",
                 5_000,
@@ -289,7 +296,13 @@ impl KafkaConfig {
                 self.commit_interval.as_millis().to_string(),
             )
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000");
+            .set("session.timeout.ms", "10000")
+            .set(
+                "queued.max.messages.kbytes",
+                self.consumer_queue_kb.to_string(),
+            )
+            // Per partition, in events; the KB bound above usually comes first.
+            .set("queued.min.messages", "1000");
         if let Some(id) = &self.group_instance_id {
             settings.set("group.instance.id", id);
         }
@@ -518,5 +531,25 @@ mod tests {
             let kafka = KafkaConfig::read(&mut Env::with_overrides(unset));
             assert_eq!(kafka.consumer_settings("g").get("group.instance.id"), None);
         }
+    }
+
+    #[test]
+    fn a_consumer_fetches_ahead_at_most_its_configured_queue() {
+        let queue = |vars: &[(&str, &str)]| {
+            let kafka = KafkaConfig::read(&mut Env::with_overrides(vars));
+            let settings = kafka.consumer_settings("g");
+            settings
+                .get("queued.max.messages.kbytes")
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            queue(&[]).as_deref(),
+            Some("4096"),
+            "librdkafka's 64 MB is not the default"
+        );
+        assert_eq!(
+            queue(&[("KAFKA_CONSUMER_QUEUE_KB", "512")]).as_deref(),
+            Some("512")
+        );
     }
 }
