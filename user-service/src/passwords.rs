@@ -105,15 +105,29 @@ impl Drop for Turn {
     }
 }
 
+/// A PHC string with `params`' cost that no password matches: checking it
+/// costs what checking a stored hash does (argon2 takes the cost from the
+/// string), and making it costs nothing, where hashing a made-up password
+/// for it took one more hash (and its `m` KiB, 19 MiB by default) at every
+/// start.
+fn dummy_hash(params: &Params) -> String {
+    // 16 bytes of salt ("not a salt, just") and 32 zero bytes of output,
+    // base64 without padding.
+    format!(
+        "$argon2id$v=19$m={},t={},p={}$bm90IGEgc2FsdCwganVzdA${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        "A".repeat(43)
+    )
+}
+
 impl Passwords {
     pub fn new(cost: HashCost, metrics: &Metrics) -> Result<Self, HashError> {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(HashError::Params)?;
+        let dummy_hash = dummy_hash(&params);
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = argon2
-            .hash_password(b"not a password anyone has: only its cost matters")
-            .map_err(HashError::Argon2)?
-            .to_string();
         let concurrency = cost.concurrency.max(1);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -202,6 +216,24 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_stored_one_does_and_matches_nothing() {
+        let params = Params::new(8192, 3, 1, None).unwrap();
+        let dummy = dummy_hash(&params);
+        let parsed = PasswordHash::new(&dummy).unwrap();
+        let cost = Params::try_from(&parsed).unwrap();
+        assert_eq!((cost.m_cost(), cost.t_cost(), cost.p_cost()), (8192, 3, 1));
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let stored = argon2.hash_password(b"secret").unwrap().to_string();
+        assert_eq!(
+            PasswordHash::new(&stored).unwrap().hash.map(|h| h.len()),
+            Some(32)
+        );
+        for password in [&b""[..], b"secret", b"not a salt, just"] {
+            assert!(argon2.verify_password(password, &parsed).is_err());
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_runs_at_most_the_concurrency_and_the_excess_is_busy() {
