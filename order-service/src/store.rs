@@ -126,10 +126,6 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Inserts a pending order with its lines, unless this user already used
     /// `key`: then that order comes back instead.
     #[tracing::instrument(name = "TX insert order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]

@@ -180,9 +180,8 @@ impl ProductService for ProductGrpc {
         &self,
         request: Request<CommitStockRequest>,
     ) -> Result<Response<CommitStockResponse>, Status> {
-        // A commit changes no product's stock: nothing cached goes stale.
-        let commit = |id| async move { self.store.commit(id).await.map(StockChange::unchanged) };
         let order_id = request.get_ref().order_id;
+        let commit = |id| self.store.commit(id);
         let status = self
             .settle(&request, order_id, "commit stock", commit)
             .await?;

@@ -67,7 +67,7 @@ pub struct StockChange<T> {
 }
 
 impl<T> StockChange<T> {
-    pub(crate) fn unchanged(outcome: T) -> Self {
+    fn unchanged(outcome: T) -> Self {
         Self {
             outcome,
             touched: Vec::new(),
@@ -270,7 +270,10 @@ impl Store {
     /// Makes the units held for `order_id` final. Refused after a release or
     /// a refusal; a repeat is a no-op.
     #[tracing::instrument(name = "TX commit stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn commit(&self, order_id: OrderId) -> Result<ReservationStatus, StockError> {
+    pub async fn commit(
+        &self,
+        order_id: OrderId,
+    ) -> Result<StockChange<ReservationStatus>, StockError> {
         let mut tx = self.live()?.begin().await?;
         let status = match lock_status_opt(&mut tx, order_id).await? {
             None => return Err(StockError::ReservationNotFound(order_id)),
@@ -280,9 +283,12 @@ impl Store {
             ReservationStatus::Reserved => {
                 set_status(&mut tx, order_id, ReservationStatus::Committed).await?;
                 tx.commit().await?;
-                Ok(ReservationStatus::Committed)
+                // Sold units were already out of the stock: no product changes.
+                Ok(StockChange::unchanged(ReservationStatus::Committed))
             }
-            ReservationStatus::Committed => Ok(ReservationStatus::Committed),
+            ReservationStatus::Committed => {
+                Ok(StockChange::unchanged(ReservationStatus::Committed))
+            }
             ReservationStatus::Released => Err(StockError::FailedPrecondition(format!(
                 "order {order_id}'s stock was released and cannot be committed"
             ))),

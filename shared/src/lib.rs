@@ -39,10 +39,8 @@ pub mod telemetry;
 pub mod testing;
 pub mod tls;
 
-/// Every binary that links `shared` allocates with mimalloc: a request
-/// allocates and frees many small objects across worker threads, where
-/// glibc's malloc spent about a sixth of a cached `GET /products/{id}`
-/// (perf, BENCHMARKS.md).
+// What `text_enum!` expands to names these, so a crate using it needs no
+// dependency of its own on them.
 #[doc(hidden)]
 pub use serde as __serde;
 #[doc(hidden)]
@@ -50,6 +48,10 @@ pub use sqlx as __sqlx;
 #[doc(hidden)]
 pub use utoipa as __utoipa;
 
+/// Every binary that links `shared` allocates with mimalloc: a request
+/// allocates and frees many small objects across worker threads, where
+/// glibc's malloc spent about a sixth of a cached `GET /products/{id}`
+/// (perf, BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
