@@ -328,10 +328,8 @@ def k8s_rules(paths: list[str]) -> None:
             check(all(k.startswith("db_") for k in keys), f"{path}: the databases Job mounts {sorted(keys)}")
         # Topics: replicated as configured, never fewer replicas than the
         # in-sync minimum that acks=all waits for.
-        config = next(iter(kinds.get("ConfigMap", {}).values()), {}).get("data", {})
-        for cm in kinds.get("ConfigMap", {}).values():
-            if cm["metadata"]["name"] == "minishop-config":
-                config = cm.get("data", {})
+        config = next((cm.get("data", {}) for cm in kinds.get("ConfigMap", {}).values()
+                       if cm["metadata"]["name"] == "minishop-config"), {})
         check(str(config.get("KAFKA_REPLICATION_FACTOR", "")).isdigit(),
               f"{path}: KAFKA_REPLICATION_FACTOR is not configured")
         for topic in kinds.get("KafkaTopic", {}).values():
