@@ -32,10 +32,10 @@ use shared::metrics::Metrics;
 use shared::metrics::prometheus::IntGauge;
 use shared::proto::product::product_service_client::ProductServiceClient;
 use shared::proto::product::{
-    CommitStockRequest, CommitStockResponse, ReleaseStockRequest, ReleaseStockResponse,
-    ReserveStockRequest, ReserveStockResponse,
+    CommitStockRequest, ReleaseStockRequest, ReservationStatus, ReserveStockRequest,
+    ReserveStockResponse,
 };
-use shared::stock::OrderLine;
+use shared::stock::{OrderLine, Settlement};
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Status};
@@ -359,29 +359,32 @@ impl ProductClient {
         .await
     }
 
-    /// Gives an order's units back (idempotent; also before any reservation).
-    pub async fn release(&self, order_id: OrderId) -> Result<ReleaseStockResponse, CallError> {
-        let message = ReleaseStockRequest {
-            order_id: order_id.get(),
+    /// Settles an order's reservation (idempotent): commits its units, or
+    /// gives them back (also before any reservation); the reservation's
+    /// status after.
+    pub async fn settle(
+        &self,
+        order_id: OrderId,
+        how: Settlement,
+    ) -> Result<ReservationStatus, CallError> {
+        let name = match how {
+            Settlement::Commit => "/product.ProductService/CommitStock",
+            Settlement::Release => "/product.ProductService/ReleaseStock",
         };
-        self.call(
-            "/product.ProductService/ReleaseStock",
-            message,
-            |mut c, r| async move { c.release_stock(r).await },
-        )
-        .await
-    }
-
-    /// Makes an order's reservation final (idempotent).
-    pub async fn commit(&self, order_id: OrderId) -> Result<CommitStockResponse, CallError> {
-        let message = CommitStockRequest {
-            order_id: order_id.get(),
-        };
-        self.call(
-            "/product.ProductService/CommitStock",
-            message,
-            |mut c, r| async move { c.commit_stock(r).await },
-        )
+        // Both calls carry just the order id; the request keeps its deadline
+        // and trace context when it becomes the call's own message.
+        self.call(name, order_id.get(), |mut c, r| async move {
+            Ok(match how {
+                Settlement::Commit => c
+                    .commit_stock(r.map(|order_id| CommitStockRequest { order_id }))
+                    .await?
+                    .map(|m| m.status()),
+                Settlement::Release => c
+                    .release_stock(r.map(|order_id| ReleaseStockRequest { order_id }))
+                    .await?
+                    .map(|m| m.status()),
+            })
+        })
         .await
     }
 }

@@ -33,7 +33,7 @@ use shared::metrics::prometheus::{
 use shared::money::Money;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
-use shared::stock::{OrderLine, Shortfall};
+use shared::stock::{OrderLine, Settlement, Shortfall};
 use tonic::Code;
 
 use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderReason, OrderStatus, StockState};
@@ -542,31 +542,29 @@ impl Saga {
     /// units, release everyone else's. False when that failed: it is left
     /// to the recovery loop.
     pub async fn settle(&self, order: &Order) -> bool {
-        let result = match (order.status, order.stock) {
-            (OrderStatus::Paid, StockState::Held) => match self.products.commit(order.id).await {
-                Ok(_) => self
-                    .store
-                    .set_stock(order.id, &[StockState::Held], StockState::Committed)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
+        let (how, from, to): (_, &[_], _) = match (order.status, order.stock) {
+            (OrderStatus::Paid, StockState::Held) => (
+                Settlement::Commit,
+                &[StockState::Held],
+                StockState::Committed,
+            ),
             (
                 OrderStatus::Failed | OrderStatus::Cancelled | OrderStatus::Rejected,
                 StockState::Held | StockState::Unknown,
-            ) => match self.products.release(order.id).await {
-                Ok(_) => self
-                    .store
-                    .set_stock(
-                        order.id,
-                        &[StockState::Held, StockState::Unknown],
-                        StockState::Released,
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            },
+            ) => (
+                Settlement::Release,
+                &[StockState::Held, StockState::Unknown],
+                StockState::Released,
+            ),
             _ => return true,
+        };
+        let result = match self.products.settle(order.id, how).await {
+            Ok(_) => self
+                .store
+                .set_stock(order.id, from, to)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
         match result {
             Ok(_) => {

@@ -11,6 +11,7 @@ use shared::metrics::Metrics;
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
 use shared::stock::OrderLine;
+use shared::stock::Settlement::{Commit, Release};
 use shared::testing;
 use tonic::Code;
 
@@ -71,7 +72,7 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
     assert_eq!(reserved.status(), ReservationStatus::Reserved);
     assert_eq!(reserved.total_cents, 700);
     assert_eq!(
-        client.commit(testing::order(1)).await.unwrap().status(),
+        client.settle(testing::order(1), Commit).await.unwrap(),
         ReservationStatus::Committed
     );
     client
@@ -82,7 +83,7 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
         .await
         .unwrap();
     assert_eq!(
-        client.release(testing::order(2)).await.unwrap().status(),
+        client.settle(testing::order(2), Release).await.unwrap(),
         ReservationStatus::Released
     );
 
@@ -98,7 +99,7 @@ async fn stock_calls_work_and_refusals_do_not_open_the_breaker() {
             other => panic!("{other:?}"),
         }
     }
-    match client.commit(testing::order(2)).await {
+    match client.settle(testing::order(2), Commit).await {
         Err(CallError::Refused(status)) => assert_eq!(status.code(), Code::FailedPrecondition),
         other => panic!("{other:?}"),
     }
@@ -177,7 +178,7 @@ async fn an_unreachable_product_service_opens_the_breaker() {
     );
     assert_eq!(attempts, Some(6.0));
     assert!(matches!(
-        client.release(testing::order(4)).await,
+        client.settle(testing::order(4), Release).await,
         Err(CallError::BreakerOpen)
     ));
     assert!(matches!(
@@ -270,7 +271,10 @@ async fn calls_are_spread_over_every_address_the_name_resolves_to() {
     let client = ProductClient::with_resolver(config, &metrics, resolver).unwrap();
 
     for order_id in 1..=40 {
-        client.release(testing::order(order_id)).await.unwrap();
+        client
+            .settle(testing::order(order_id), Release)
+            .await
+            .unwrap();
     }
     let (a, b) = (releases_served(http_a).await, releases_served(http_b).await);
     assert_eq!(a + b, 40.0, "every call served once");
@@ -283,7 +287,10 @@ async fn calls_are_spread_over_every_address_the_name_resolves_to() {
     addresses.lock().unwrap().retain(|&addr| addr == grpc_b);
     tokio::time::sleep(Duration::from_millis(400)).await;
     for order_id in 41..=60 {
-        client.release(testing::order(order_id)).await.unwrap();
+        client
+            .settle(testing::order(order_id), Release)
+            .await
+            .unwrap();
     }
     assert_eq!(
         releases_served(http_a).await,

@@ -9,12 +9,15 @@ use shared::proto::product::{
     GetProductRequest, Product as ProtoProduct, ReleaseStockRequest, ReleaseStockResponse,
     ReservationStatus as ProtoStatus, ReserveStockRequest, ReserveStockResponse, ReservedItem,
 };
-use shared::stock::OrderLine;
+use shared::stock::{OrderLine, Settlement};
 use tonic::{Request, Response, Status};
 
 use crate::cache::ProductCache;
 use crate::stock::{ReservationStatus, StockChange, StockError};
 use crate::store::Store;
+
+/// What a gRPC handler answers.
+type Reply<T> = Result<Response<T>, Status>;
 
 /// The only service whose certificate may move stock: the order saga's.
 pub const STOCK_CALLER: &str = "order-service";
@@ -68,24 +71,19 @@ impl ProductGrpc {
         Ok(())
     }
 
-    /// Releases or commits (`op`) order `order_id`'s reservation, for the
-    /// saga only, and answers with the reservation's status.
-    async fn settle<T, F, Fut>(
+    /// Settles order `order_id`'s reservation as `how` says, for the saga
+    /// only, and answers with the reservation's status.
+    async fn settle<T>(
         &self,
         request: &Request<T>,
         order_id: i64,
-        action: &'static str,
-        op: F,
-    ) -> Result<i32, Status>
-    where
-        F: FnOnce(OrderId) -> Fut,
-        Fut: Future<Output = Result<StockChange<ReservationStatus>, StockError>>,
-    {
+        how: Settlement,
+    ) -> Result<i32, Status> {
         self.authorize(request)?;
         let order_id = OrderId::new(order_id)?;
-        let change = op(order_id).await?;
+        let change = self.store.settle(order_id, how).await?;
         self.invalidate(&change).await;
-        tracing::info!(%order_id, status = ?change.outcome, "{action}");
+        tracing::info!(%order_id, settlement = ?how, status = ?change.outcome, "settle stock");
         Ok(proto_status(change.outcome))
     }
 
@@ -98,10 +96,7 @@ impl ProductGrpc {
 
 #[tonic::async_trait]
 impl ProductService for ProductGrpc {
-    async fn get_product(
-        &self,
-        request: Request<GetProductRequest>,
-    ) -> Result<Response<ProtoProduct>, Status> {
+    async fn get_product(&self, request: Request<GetProductRequest>) -> Reply<ProtoProduct> {
         let product = self
             .product(ProductId::new(request.into_inner().id)?.get())
             .await?;
@@ -117,7 +112,7 @@ impl ProductService for ProductGrpc {
     async fn check_availability(
         &self,
         request: Request<CheckAvailabilityRequest>,
-    ) -> Result<Response<CheckAvailabilityResponse>, Status> {
+    ) -> Reply<CheckAvailabilityResponse> {
         let req = request.into_inner();
         let id = ProductId::new(req.product_id)?.get();
         if req.quantity <= 0 {
@@ -134,7 +129,7 @@ impl ProductService for ProductGrpc {
     async fn reserve_stock(
         &self,
         request: Request<ReserveStockRequest>,
-    ) -> Result<Response<ReserveStockResponse>, Status> {
+    ) -> Reply<ReserveStockResponse> {
         self.authorize(&request)?;
         let req = request.into_inner();
         let order_id = OrderId::new(req.order_id)?;
@@ -166,24 +161,17 @@ impl ProductService for ProductGrpc {
 
     async fn release_stock(
         &self,
-        request: Request<ReleaseStockRequest>,
-    ) -> Result<Response<ReleaseStockResponse>, Status> {
-        let order_id = request.get_ref().order_id;
-        let release = |id| self.store.release(id);
+        req: Request<ReleaseStockRequest>,
+    ) -> Reply<ReleaseStockResponse> {
         let status = self
-            .settle(&request, order_id, "release stock", release)
+            .settle(&req, req.get_ref().order_id, Settlement::Release)
             .await?;
         Ok(Response::new(ReleaseStockResponse { status }))
     }
 
-    async fn commit_stock(
-        &self,
-        request: Request<CommitStockRequest>,
-    ) -> Result<Response<CommitStockResponse>, Status> {
-        let order_id = request.get_ref().order_id;
-        let commit = |id| self.store.commit(id);
+    async fn commit_stock(&self, req: Request<CommitStockRequest>) -> Reply<CommitStockResponse> {
         let status = self
-            .settle(&request, order_id, "commit stock", commit)
+            .settle(&req, req.get_ref().order_id, Settlement::Commit)
             .await?;
         Ok(Response::new(CommitStockResponse { status }))
     }

@@ -1,5 +1,5 @@
 //! The stock ledger behind the gRPC stock calls: reservations per order id
-//! (reserve, release, commit).
+//! (reserve, then settle: release or commit).
 //!
 //! Stock moves only through conditional UPDATEs (`... WHERE stock >= $n`),
 //! never read-then-write, so concurrent reservations can't oversell; the
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use shared::id::{OrderId, ProductId};
 use shared::money::Money;
-use shared::stock::{OrderLine, Shortfall};
+use shared::stock::{OrderLine, Settlement, Shortfall};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::store::Store;
@@ -216,87 +216,94 @@ impl Store {
         })
     }
 
-    /// Gives the units held for `order_id` back. Releasing an order that
-    /// never reserved records a release, so a late ReserveStock for it holds
-    /// nothing (a cancelled order must not keep stock). Releasing a committed
-    /// order is refused.
-    #[tracing::instrument(name = "TX release stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn release(
+    /// Settles the reservation of `order_id` as `how` says: a commit makes
+    /// the held units sold, a release gives them back to stock; a repeat
+    /// returns the first outcome. Releasing an order that never reserved
+    /// records a release, so a late ReserveStock for it holds nothing (a
+    /// cancelled order must not keep stock). Releasing a committed order and
+    /// committing a released or refused one are refused.
+    #[tracing::instrument(name = "TX settle stock", skip_all, fields(otel.kind = "client", db.system = "postgresql", settlement = ?how))]
+    pub async fn settle(
         &self,
         order_id: OrderId,
+        how: Settlement,
     ) -> Result<StockChange<ReservationStatus>, StockError> {
+        let target = ReservationStatus::from(how);
         let mut tx = self.live()?.begin().await?;
         // A release before any reservation leaves a tombstone.
-        if claim(&mut tx, order_id, ReservationStatus::Released).await? {
+        if how == Settlement::Release && claim(&mut tx, order_id, target).await? {
             tx.commit().await?;
-            return Ok(StockChange::unchanged(ReservationStatus::Released));
+            return Ok(StockChange::unchanged(target));
         }
-        match lock_status(&mut tx, order_id).await? {
-            ReservationStatus::Reserved => {}
-            ReservationStatus::Committed => {
+        let status = lock_status(&mut tx, order_id)
+            .await?
+            .ok_or(StockError::ReservationNotFound(order_id))?;
+        let touched = match (how, status) {
+            (Settlement::Release, ReservationStatus::Reserved) => {
+                restock(&mut tx, order_id).await?
+            }
+            // Sold units were already out of the stock: no product changes.
+            (Settlement::Commit, ReservationStatus::Reserved) => Vec::new(),
+            // A refused reservation held nothing, and stays refused.
+            (Settlement::Release, ReservationStatus::Insufficient) => {
+                return Ok(StockChange::unchanged(status));
+            }
+            _ if status == target => return Ok(StockChange::unchanged(status)),
+            (Settlement::Commit, ReservationStatus::Insufficient) => {
                 return Err(StockError::FailedPrecondition(format!(
-                    "order {order_id}'s stock is already committed and cannot be released"
+                    "order {order_id} holds no stock (its reservation was refused)"
                 )));
             }
-            other => return Ok(StockChange::unchanged(other)),
-        }
-        let items: Vec<(ProductId, i32)> = sqlx::query_as(
-            "SELECT product_id, quantity FROM stock_reservation_items \
-             WHERE order_id = $1 ORDER BY product_id",
-        )
-        .bind(order_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut touched = Vec::with_capacity(items.len());
-        for (product_id, quantity) in items {
-            let version: i64 = sqlx::query_scalar(
-                "UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now() \
-                 WHERE id = $1 RETURNING version",
-            )
-            .bind(product_id)
-            .bind(quantity)
-            .fetch_one(&mut *tx)
-            .await?;
-            touched.push((product_id, version));
-        }
-        set_status(&mut tx, order_id, ReservationStatus::Released).await?;
+            _ => {
+                return Err(StockError::FailedPrecondition(format!(
+                    "order {order_id}'s stock is already {status} and cannot be {target}"
+                )));
+            }
+        };
+        set_status(&mut tx, order_id, target).await?;
         tx.commit().await?;
         Ok(StockChange {
-            outcome: ReservationStatus::Released,
+            outcome: target,
             touched,
         })
     }
+}
 
-    /// Makes the units held for `order_id` final. Refused after a release or
-    /// a refusal; a repeat is a no-op.
-    #[tracing::instrument(name = "TX commit stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn commit(
-        &self,
-        order_id: OrderId,
-    ) -> Result<StockChange<ReservationStatus>, StockError> {
-        let mut tx = self.live()?.begin().await?;
-        let status = match lock_status_opt(&mut tx, order_id).await? {
-            None => return Err(StockError::ReservationNotFound(order_id)),
-            Some(s) => s,
-        };
-        match status {
-            ReservationStatus::Reserved => {
-                set_status(&mut tx, order_id, ReservationStatus::Committed).await?;
-                tx.commit().await?;
-                // Sold units were already out of the stock: no product changes.
-                Ok(StockChange::unchanged(ReservationStatus::Committed))
-            }
-            ReservationStatus::Committed => {
-                Ok(StockChange::unchanged(ReservationStatus::Committed))
-            }
-            ReservationStatus::Released => Err(StockError::FailedPrecondition(format!(
-                "order {order_id}'s stock was released and cannot be committed"
-            ))),
-            ReservationStatus::Insufficient => Err(StockError::FailedPrecondition(format!(
-                "order {order_id} holds no stock (its reservation was refused)"
-            ))),
+impl From<Settlement> for ReservationStatus {
+    fn from(how: Settlement) -> Self {
+        match how {
+            Settlement::Commit => Self::Committed,
+            Settlement::Release => Self::Released,
         }
     }
+}
+
+/// Puts the units `order_id` holds back into stock, in ascending product id
+/// order (the lock order); the products' new versions.
+async fn restock(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: OrderId,
+) -> Result<Vec<(ProductId, i64)>, sqlx::Error> {
+    let items: Vec<(ProductId, i32)> = sqlx::query_as(
+        "SELECT product_id, quantity FROM stock_reservation_items \
+         WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut touched = Vec::with_capacity(items.len());
+    for (product_id, quantity) in items {
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE products SET stock = stock + $2, version = version + 1, updated_at = now() \
+             WHERE id = $1 RETURNING version",
+        )
+        .bind(product_id)
+        .bind(quantity)
+        .fetch_one(&mut **tx)
+        .await?;
+        touched.push((product_id, version));
+    }
+    Ok(touched)
 }
 
 /// Validates the items and merges repeats of one product, in ascending
@@ -349,7 +356,7 @@ async fn claim(
     Ok(inserted.rows_affected() == 1)
 }
 
-async fn lock_status_opt(
+async fn lock_status(
     tx: &mut Transaction<'_, Postgres>,
     order_id: OrderId,
 ) -> Result<Option<ReservationStatus>, sqlx::Error> {
@@ -357,15 +364,6 @@ async fn lock_status_opt(
         .bind(order_id)
         .fetch_optional(&mut **tx)
         .await
-}
-
-async fn lock_status(
-    tx: &mut Transaction<'_, Postgres>,
-    order_id: OrderId,
-) -> Result<ReservationStatus, sqlx::Error> {
-    lock_status_opt(tx, order_id)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)
 }
 
 async fn set_status(

@@ -1,6 +1,7 @@
 //! The values the stock calls carry between order-service and
 //! product-service: a line of an order (a product and how many units), and
-//! the product an order found short with the stock it had then.
+//! the product an order found short with the stock it had then, and how a
+//! finished order settles the stock it holds.
 
 use crate::id::{InvalidId, ProductId};
 
@@ -53,6 +54,14 @@ impl Shortfall {
             },
         )
     }
+}
+
+/// How a finished order's reservation ends (docs/saga.md): a paid order's
+/// held units are sold, everyone else's go back to stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    Commit,
+    Release,
 }
 
 /// A stock call's line; a product id that is not positive is refused.
