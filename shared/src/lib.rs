@@ -18,6 +18,7 @@
 //! - [`proto`]: the generated gRPC code of `proto/`.
 //! - [`probe`]: the `healthcheck` argument every binary takes (container health probe).
 
+pub mod alloc;
 pub mod app;
 pub mod auth;
 pub mod authority;
@@ -48,12 +49,9 @@ pub use sqlx as __sqlx;
 #[doc(hidden)]
 pub use utoipa as __utoipa;
 
-/// Every binary that links `shared` allocates with mimalloc: a request
-/// allocates and frees many small objects across worker threads, where
-/// glibc's malloc spent about a sixth of a cached `GET /products/{id}`
-/// (perf, BENCHMARKS.md).
+/// Every binary that links `shared` allocates with [`alloc::Allocator`].
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 /// An enum stored and shown as text (a status, a state): declares it
 /// (`Debug, Clone, Copy, PartialEq, Eq, Hash`, with its doc comment), and
