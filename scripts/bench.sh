@@ -12,10 +12,13 @@
 #            POST /orders latency at half that rate, cached GET /products/{id}
 #            req/s, ReserveStock calls/s, PostgreSQL commits per order (a
 #            cost), CPU per order by process, RSS of each service idle and
-#            under load; then the saga's runs again with two replicas of
-#            order-, payment- and notification-service, and the invariants
+#            under load; a soak at half rate with every service's RSS
+#            sampled every 10 s and its slope; then the saga's runs again
+#            with two replicas of order-, payment- and notification-service,
+#            and the invariants
 #
 #   BENCH_SECONDS=30 BENCH_CONNECTIONS=64 BENCH_SAGA_CONCURRENCY=32 scripts/bench.sh
+#   BENCH_SOAK_SECONDS=600 (the soak's length; 0 leaves it out)
 # Prints a Markdown table (also written to .local/bench/bench.md).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -55,7 +58,8 @@ wrk_run() {
   echo "$rps $p99"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-rss_mb() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$(cat "$(pid_file "$1")")/status"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$(cat "$(pid_file "$1")")/status"; }
+rss_mb() { awk -v kb="$(rss_kb "$1")" 'BEGIN {printf "%.0f", kb / 1024}'; }
 broker_commits() { psql_admin -c "SELECT xact_commit FROM pg_stat_database WHERE datname = '$NISSHI_DB'"; }
 # "db commits" per service database (read-only transactions included), and
 # the cluster's next transaction id: it moves only for transactions that
@@ -219,6 +223,46 @@ reserve_line=$("$REL/examples/reserve_load" --http "$PRODUCT_URL" \
   --concurrency "$GRPC_CONC" --seconds "$SECS")
 reserve_cps=$(sed -E 's/.*calls_per_sec=([0-9.]+).*/\1/' <<<"$reserve_line")
 
+# The soak: POST /orders at half the saturated rate for SOAK seconds, each
+# service's RSS sampled every 10 s. A backlog or cache without a bound shows
+# as a slope; the second half's slope leaves out the warm-up (pools filling,
+# allocator arenas reaching their working size).
+SOAK=${BENCH_SOAK_SECONDS:-600}
+soak_rows=""
+if [ "$SOAK" -gt 0 ]; then
+  wait_until 600 "the backlog to drain before the soak" idle || log "warning: orders still pending before the soak"
+  log "soak: POST /orders at ${HALF[1]}/s for ${SOAK}s, RSS of every service every 10 s"
+  "$REL/loadgen" "${URLS[@]}" --duration "$SOAK" --rate "${HALF[1]}" --concurrency 256 --users 32 --products 50 \
+    --mix order=1 --settle 120 --quiet --json "$STATE_DIR/soak.json" >"$STATE_DIR/logs/soak.out" 2>&1 &
+  soak_load=$!
+  soak_file=$STATE_DIR/soak-rss.tsv
+  echo "seconds ${SERVICES[*]}" >"$soak_file"
+  t=0
+  while [ "$t" -le "$SOAK" ] && kill -0 "$soak_load" 2>/dev/null; do
+    line=$t
+    for s in "${SERVICES[@]}"; do line+=" $(rss_kb "$s")"; done
+    echo "$line" >>"$soak_file"
+    [ $((t % 60)) = 0 ] && log "soak: ${t}s of ${SOAK}s"
+    sleep 10; t=$((t + 10))
+  done
+  wait "$soak_load" || { cat "$STATE_DIR/logs/soak.out"; die "loadgen failed in the soak"; }
+  soak_p99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$STATE_DIR/soak.json")
+  # Least-squares slope in MB per minute of column $2, over the samples at
+  # or after second $3.
+  slope() {
+    awk -v col="$2" -v from="$3" 'NR > 1 && $1 >= from {n++; x = $1 / 60; y = $col / 1024
+        sx += x; sy += y; sxx += x * x; sxy += x * y}
+      END {d = n * sxx - sx * sx; if (n > 2 && d > 0) printf "%+.2f", (n * sxy - sx * sy) / d; else print "n/a"}' "$1"
+  }
+  col=2
+  for s in "${SERVICES[@]}"; do
+    first=$(awk -v c="$col" 'NR == 2 {printf "%.0f", $c / 1024}' "$soak_file")
+    last=$(awk -v c="$col" 'END {printf "%.0f", $c / 1024}' "$soak_file")
+    soak_rows+="| $s RSS MB start / end; slope MB/min whole / 2nd half$(printf '%*s' $((22 - ${#s})) '') | $(printf '%4s / %-4s' "$first" "$last") | $(printf '%+6s / %-6s' "$(slope "$soak_file" "$col" 0)" "$(slope "$soak_file" "$col" $((SOAK / 2)))") | goal: flat (0) |"$'\n'
+    col=$((col + 1))
+  done
+fi
+
 # Scale-out on one box: a second replica of each saga service (sharing its
 # database and consumer group), orders sent round robin to both
 # order-services, the same runs again, then the invariants over every
@@ -291,6 +335,11 @@ ${rss_rows}
 
 Saturated run, per order: commits by database: ${PER_DB[1]}. CPU ms by process: ${CPU_LINE[1]}.
 
+Soak: POST /orders at ${HALF[1]}/s for ${SOAK}s (p99 ${soak_p99:-n/a} ms), RSS every 10 s ($STATE_DIR/soak-rss.tsv):
+
+| service                                                              | RSS MB      | slope MB/min    | bound          |
+|----------------------------------------------------------------------|-------------|-----------------|----------------|
+${soak_rows}
 Two replicas of order-, payment- and notification-service on the same cores (same invocation):
 
 | measure                                   | 1 replica     | 2 replicas    | change |
