@@ -5,9 +5,12 @@
 # 127.0.0.1:19292 with durable PostgreSQL storage) and stops it on exit.
 #
 #   bounds:  PostgreSQL commits/s (pgbench -N; the saga's bound is that ÷ 10,
-#            the commits an order needs), an axum hello-world (wrk), the
-#            broker's produce rate (acks=all, idempotent), and the goals
-#            (POST /orders p99 25 ms at half rate, 5 ms of CPU per order)
+#            the commits an order needs) and its CPU per commit, an axum
+#            hello-world (wrk) and the same plus one Redis HMGET per request
+#            (the ceiling of any read that asks Redis), the broker's produce
+#            rate (acks=all, idempotent), POST /orders unloaded (its latency
+#            floor), and the goals (POST /orders p99 25 ms at half rate,
+#            5 ms of CPU per order)
 #   project: saturated saga throughput (orders reaching a terminal status /s),
 #            POST /orders latency at half that rate, cached GET /products/{id}
 #            req/s, ReserveStock calls/s, PostgreSQL commits per order (a
@@ -19,6 +22,7 @@
 #
 #   BENCH_SECONDS=30 BENCH_CONNECTIONS=64 BENCH_SAGA_CONCURRENCY=32 scripts/bench.sh
 #   BENCH_SOAK_SECONDS=600 (the soak's length; 0 leaves it out)
+#   BENCH_FLOOR_RATE=5 (orders/s of the unloaded run)
 # Prints a Markdown table (also written to .local/bench/bench.md).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -77,17 +81,39 @@ cpu_table() {
   # (A process may end between the glob and the read: not an error.)
   { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v hz="$HZ" '{gsub(/[()]/, "", $2); print $1, $2, ($14 + $15) / hz}'
 }
+# CPU milliseconds per order (or per unit of N) of pid or process name $1 between two cpu_table snapshots.
+cpu_ms() { # cpu_ms PID|COMM BEFORE AFTER ORDERS
+  awk -v want="$1" -v n="$4" 'NR == FNR {a[$1] = $3; next}
+    ($1 == want || $2 == want) && ($1 in a) {s += $3 - a[$1]} END {printf "%.2f", s * 1000 / n}' \
+    <(echo "$2") <(echo "$3")
+}
 
 log "bound: PostgreSQL commits/s (pgbench -N, 8 clients, ${SECS}s)"
 ensure_database bench_pgbench
 pgbench -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -i -q -s 10 bench_pgbench >/dev/null 2>&1
-pg_tps=$(pgbench -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -N -c 8 -j 2 -T "$SECS" bench_pgbench 2>/dev/null \
-  | awk '/^tps/ {print $3; exit}')
+# PostgreSQL's own CPU per commit at that rate, the floor of what a commit
+# costs here whoever makes it: the machine's busy CPU over the run less
+# pgbench's own (its backends come and go with the run, so they are not
+# read one by one).
+busy_seconds() { awk -v hz="$HZ" '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat; }
+busy_before=$(busy_seconds)
+{ TIMEFORMAT='%U %S'; time pgbench -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -N -c 8 -j 2 -T "$SECS" bench_pgbench \
+    >"$STATE_DIR/logs/pgbench.out" 2>/dev/null; } 2>"$STATE_DIR/logs/pgbench.time"
+busy_after=$(busy_seconds)
+pg_tps=$(awk '/^tps/ {print $3; exit}' "$STATE_DIR/logs/pgbench.out")
+pg_ms_per_commit=$(awk -v a="$busy_before" -v b="$busy_after" -v t="$pg_tps" -v s="$SECS" \
+  '{client = $1 + $2} END {printf "%.3f", (b - a - client) * 1000 / (t * s)}' "$STATE_DIR/logs/pgbench.time")
 
 log "bound: minimal axum hello-world (wrk, $CONNS connections, ${SECS}s)"
 start_bg bench-hello "$REL/examples/hello_bound" "127.0.0.1:$HELLO_PORT"
 wait_until 10 hello-world port_open "127.0.0.1:$HELLO_PORT" || die "hello_bound did not start"
 read -r hello_rps hello_p99 < <(wrk_run "http://127.0.0.1:$HELLO_PORT/hello")
+stop_bg bench-hello >/dev/null
+
+log "bound: the hello-world plus one Redis HMGET per request (wrk, $CONNS connections, ${SECS}s)"
+start_bg bench-hello "$REL/examples/redis_bound" "127.0.0.1:$HELLO_PORT" "redis://$REDIS_HOST:$REDIS_PORT"
+wait_until 10 redis-bound port_open "127.0.0.1:$HELLO_PORT" || die "redis_bound did not start"
+read -r redis_rps redis_p99 < <(wrk_run "http://127.0.0.1:$HELLO_PORT/hello")
 stop_bg bench-hello >/dev/null
 
 log "bringing up the bench stack (release) on :$HTTP_PORT_BASE and up"
@@ -106,13 +132,7 @@ for s in "${SERVICES[@]}"; do idle_rss[$s]=$(rss_mb "$s"); peak_rss[$s]=${idle_r
 # arrays below: the saturated closed loop (throughput, p99, commits, CPU by
 # process), then POST /orders at half that rate on the drained system.
 declare -A SAT P99 SHED ACCEPTED TIMEOUTS CREATED PER_ORDER BROKER_PER_ORDER XID_PER_ORDER PER_DB CPU_LINE CPU_SUM
-declare -A HALF HALF_P50 HALF_P99 SAGA_P50 SAGA_P99
-# CPU milliseconds per order of pid or process name $1 between two cpu_table snapshots.
-cpu_ms() { # cpu_ms PID|COMM BEFORE AFTER ORDERS
-  awk -v want="$1" -v n="$4" 'NR == FNR {a[$1] = $3; next}
-    ($1 == want || $2 == want) && ($1 in a) {s += $3 - a[$1]} END {printf "%.1f", s * 1000 / n}' \
-    <(echo "$2") <(echo "$3")
-}
+declare -A HALF HALF_P50 HALF_P99 SAGA_P50 SAGA_P99 PG_CPU
 # The saturated run leaves a backlog behind (pending orders, and events on
 # the topic every consumer group still has to read): wait for it to drain.
 idle() {
@@ -171,6 +191,7 @@ saga_runs() {
   cpu_rows+="loadgen $(awk -v t="$loadgen_cpu" -v n="$created" 'BEGIN { printf "%.1f", t * 1000 / n }')"
   CPU_LINE[$tag]=$(awk '{printf "%s%s %s", sep, $1, $2; sep = ", "; t += $2} END {printf " (sum %.1f)", t}' <<<"$cpu_rows")
   CPU_SUM[$tag]=$(awk '{t += $2} END {printf "%.1f", t}' <<<"$cpu_rows")
+  PG_CPU[$tag]=$(awk '$1 == "postgres" {print $2}' <<<"$cpu_rows")
 
   wait_until 600 "the saturated run's backlog to drain" idle || log "warning: orders still pending before the half-rate run"
   sleep 5
@@ -187,10 +208,26 @@ saga_runs() {
   SAGA_P99[$tag]=$(jq '.saga.completion.p99_ms' "$out")
 }
 
+# POST /orders with next to nothing else running: the latency's floor (its
+# transactions and the gRPC round trip), against which the half-rate p99
+# shows what waiting behind the rest of the load adds.
+unloaded_run() {
+  local out=$STATE_DIR/unloaded.json
+  wait_until 600 "the backlog to drain before the unloaded run" idle || log "warning: orders still pending before the unloaded run"
+  log "POST /orders unloaded: open loop at $FLOOR_RATE orders/s, ${SECS}s"
+  "$REL/loadgen" "${URLS[@]}" --duration "$SECS" --rate "$FLOOR_RATE" --concurrency 16 --users 32 --products 50 \
+    --mix order=1 --settle 120 --quiet --json "$out" >"$STATE_DIR/logs/unloaded.out" 2>&1 \
+    || { cat "$STATE_DIR/logs/unloaded.out"; die "loadgen failed"; }
+  FLOOR_P50=$(jq '[.operations[] | select(.op == "order")][0].latency.p50_ms' "$out")
+  FLOOR_P99=$(jq '[.operations[] | select(.op == "order")][0].latency.p99_ms' "$out")
+}
+FLOOR_RATE=${BENCH_FLOOR_RATE:-5}
+
 PROCESSES=("${SERVICES[@]}")
 SAGA_PROCESSES=("${SAGA_SERVICES[@]}")
 saga_runs 1
 sat=${SAT[1]}
+unloaded_run
 
 log "cached GET /products/1 (wrk, $CONNS connections, ${SECS}s)"
 curl -fsS "$PRODUCT_URL/products/1" >/dev/null # fill the cache
@@ -304,6 +341,10 @@ fi
 # rows). The project's own writing transactions per order are a cost,
 # reported beside it, not a divisor.
 ORDER_COMMITS=10
+# What PostgreSQL's CPU per order would be if each of its commits (the
+# services' and the broker storage's, read-only ones included) cost what a
+# pgbench -N commit does.
+pg_floor=$(awk -v c="${PER_ORDER[1]}" -v b="${BROKER_PER_ORDER[1]}" -v m="$pg_ms_per_commit" 'BEGIN { printf "%.1f", (c + b) * m }')
 pg_bound_orders=$(awk -v t="$pg_tps" -v c="$ORDER_COMMITS" 'BEGIN { printf "%.1f", t / c }')
 # r1 vs r2: how the second replica changes a figure.
 versus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.0f%%", (b - a) * 100 / a; else print "n/a" }'; }
@@ -322,18 +363,23 @@ PostgreSQL $(psql_admin -c 'SHOW server_version' | cut -d' ' -f1); Redis $(redis
 | saturated saga: orders terminal /s ($SAGA_CONC users)         | $(printf '%13.1f' "${SAT[1]}") | pgbench -N commits/s ÷ $ORDER_COMMITS   | $(printf '%12.1f' "$pg_bound_orders") | $(ratio "${SAT[1]}" "$pg_bound_orders") |
 | POST /orders p99 ms at saturation                   | $(printf '%13.1f' "${P99[1]}") |                                |              |       |
 | POST /orders p50 / p99 ms at half rate (${HALF[1]}/s)     | $(printf '%6.1f / %-6.1f' "${HALF_P50[1]}" "${HALF_P99[1]}") | goal: p99 25 ms                | $(printf '%12.1f' 25) | $(ratio "${HALF_P99[1]}" 25) |
+| POST /orders p50 / p99 ms unloaded (${FLOOR_RATE}/s)            | $(printf '%6.1f / %-6.1f' "$FLOOR_P50" "$FLOOR_P99") | half rate's p99 over this p99  | $(printf '%12.1f' "${HALF_P99[1]}") | $(ratio "${HALF_P99[1]}" "$FLOOR_P99") |
 | saga completion p50 / p99 ms at half rate           | $(printf '%6.0f / %-6.0f' "${SAGA_P50[1]}" "${SAGA_P99[1]}") |                                |              |       |
 | CPU ms per order, every process                     | $(printf '%13.1f' "${CPU_SUM[1]}") | goal: 5 ms                     | $(printf '%12.1f' 5) | $(ratio "${CPU_SUM[1]}" 5) |
+| PostgreSQL CPU ms per order                         | $(printf '%13.1f' "${PG_CPU[1]}") | its floor: commits/order × ms/commit | $(printf '%12.1f' "$pg_floor") | $(ratio "${PG_CPU[1]}" "$pg_floor") |
 | PostgreSQL commits per order (5 services)           | $(printf '%13.1f' "${PER_ORDER[1]}") | + broker storage commits/order | $(printf '%12.1f' "${BROKER_PER_ORDER[1]}") |       |
 | writing transactions per order (all, broker incl.)  | $(printf '%13.1f' "${XID_PER_ORDER[1]}") | commits an order needs         | $(printf '%12d' "$ORDER_COMMITS") | $(ratio "${XID_PER_ORDER[1]}" "$ORDER_COMMITS") |
 | orders refused 503 at saturation / requests ok       | $(printf '%6s / %-6s' "${SHED[1]}" "${ACCEPTED[1]}") | cancelled by the payment timeout | $(printf '%12s' "${TIMEOUTS[1]}") |       |
 | events produced /s at saturation (~4 per order)     | $(printf '%13.0f' "$events_needed") | broker produce msgs/s (acks=all) | $(printf '%12.0f' "$produce_rate") | $(ratio "$events_needed" "$produce_rate") |
 | cached GET /products/{id} req/s                     | $(printf '%13.0f' "$get_rps") | axum hello-world req/s         | $(printf '%12.0f' "$hello_rps") | $(ratio "$get_rps" "$hello_rps") |
+| cached GET /products/{id} req/s                     | $(printf '%13.0f' "$get_rps") | hello-world + 1 Redis HMGET req/s | $(printf '%12.0f' "$redis_rps") | $(ratio "$get_rps" "$redis_rps") |
+| hello-world + 1 Redis HMGET req/s (any fresh read's ceiling) | $(printf '%13.0f' "$redis_rps") | axum hello-world req/s         | $(printf '%12.0f' "$hello_rps") | $(ratio "$redis_rps" "$hello_rps") |
 | cached GET /products/{id} p99 ms                    | $(printf '%13.2f' "$get_p99") | axum hello-world p99 ms        | $(printf '%12.2f' "$hello_p99") | $(ratio "$get_p99" "$hello_p99") |
 | ReserveStock calls/s ($GRPC_CONC callers, 1 tx each)         | $(printf '%13.0f' "$reserve_cps") | pgbench -N commits/s           | $(printf '%12.0f' "$pg_tps") | $(ratio "$reserve_cps" "$pg_tps") |
 ${rss_rows}
 
 Saturated run, per order: commits by database: ${PER_DB[1]}. CPU ms by process: ${CPU_LINE[1]}.
+PostgreSQL's CPU per pgbench -N commit: ${pg_ms_per_commit} ms (the machine's busy CPU over the run, less pgbench's own).
 
 Soak: POST /orders at ${HALF[1]}/s for ${SOAK}s (p99 ${soak_p99:-n/a} ms), RSS every 10 s ($STATE_DIR/soak-rss.tsv):
 
