@@ -323,7 +323,7 @@ impl Store {
             },
         );
         outbox::enqueue(&mut tx, &created).await?;
-        tx.commit().await?;
+        outbox::commit(tx).await?;
         // The order as written (RETURNING, and the lines at the prices just
         // set: `reserved` is the order's lines, in their order).
         let items = reserved
@@ -412,7 +412,7 @@ impl Store {
             .await?;
         let event = Event::new(id, order.user_id, (change.event)(&order));
         outbox::enqueue(&mut tx, &event).await?;
-        tx.commit().await?;
+        outbox::commit(tx).await?;
         Ok(Transition::Done(self.must_get(id).await?))
     }
 

@@ -99,7 +99,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         };
         let outcome = Event::new(event.order_id, event.user_id, payload);
         outbox::enqueue(&mut tx, &outcome).await?;
-        tx.commit().await?;
+        outbox::commit(tx).await?;
         self.outcomes.with_label_values(&[status.as_str()]).inc();
         tracing::info!(
             order_id = %event.order_id,
@@ -159,7 +159,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
             );
             outbox::enqueue(&mut tx, &refund).await?;
         }
-        tx.commit().await?;
+        outbox::commit(tx).await?;
         if refunded.is_some() {
             self.outcomes
                 .with_label_values(&[PaymentStatus::Refunded.as_str()])

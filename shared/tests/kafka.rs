@@ -19,7 +19,7 @@ use rdkafka::producer::FutureRecord;
 use shared::kafka::KafkaMetrics;
 use shared::kafka::consumer::{ConsumerConfig, Handler, HandlerError};
 use shared::kafka::events::{Event, EventPayload};
-use shared::kafka::outbox::{enqueue, run_relay};
+use shared::kafka::outbox::{commit, enqueue, run_relay};
 use shared::kafka::{KafkaConfig, claim, migrate};
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
@@ -33,6 +33,9 @@ fn kafka() -> KafkaConfig {
         retry_max_backoff: Duration::from_millis(200),
         outbox_poll: Duration::from_millis(200),
         outbox_retention: Duration::from_secs(3600),
+        // Smaller than most tests' event counts, so the relay publishes in
+        // several rounds and keeps the order across them.
+        outbox_batch: 3,
         group_prefix: String::new(),
         lag_interval: Duration::from_millis(200),
         commit_interval: Duration::from_millis(200),
@@ -639,7 +642,7 @@ async fn two_relays_on_one_database_publish_each_event_once() {
     for seq in 0..30 {
         let mut tx = pool.begin().await.unwrap();
         enqueue(&mut tx, &event(seq % 3 + 1, seq)).await.unwrap();
-        tx.commit().await.unwrap();
+        commit(tx).await.unwrap();
     }
     assert_eq!(
         wait_for(
@@ -723,7 +726,7 @@ async fn consumer_lag_counts_the_events_waiting_and_drains_to_zero() {
                 // One order id: every event on one partition.
                 let mut tx = pool.begin().await.unwrap();
                 enqueue(&mut tx, &event(7, seq)).await.unwrap();
-                tx.commit().await.unwrap();
+                commit(tx).await.unwrap();
             }
         }
     };
@@ -813,7 +816,7 @@ async fn offsets_are_committed_in_batches_and_on_the_way_down() {
     for order in 1..=9 {
         let mut tx = pool.begin().await.unwrap();
         enqueue(&mut tx, &event(order, 1)).await.unwrap();
-        tx.commit().await.unwrap();
+        commit(tx).await.unwrap();
     }
     assert_eq!(wait_for(&pool, "SELECT count(*) FROM effects", 9).await, 9);
     // All nine handled; still nothing committed (the interval is 10 min),
@@ -877,7 +880,7 @@ async fn a_restarted_static_member_takes_its_own_place_and_a_fenced_one_stops() 
         async move {
             let mut tx = pool.begin().await.unwrap();
             enqueue(&mut tx, &event(order_id, 1)).await.unwrap();
-            tx.commit().await.unwrap();
+            commit(tx).await.unwrap();
         }
     };
 
@@ -969,4 +972,83 @@ async fn dropping_a_consumer_mid_rebalance_does_not_wait_for_the_group() {
         .expect("the consumer is closed in the background")
         .unwrap();
     drop(first);
+}
+
+/// A relay of `kafka` on `pool` that holds the relay lock and has made its
+/// first look at the outbox, so what is committed next is found by a
+/// wake-up or a later look.
+async fn idle_relay(kafka: &KafkaConfig, pool: &PgPool, stop: &CancellationToken) {
+    let metrics = KafkaMetrics::new(&shared::metrics::Metrics::new("kafka-test"));
+    spawn_relay(kafka, pool, &metrics, stop);
+    let leader = wait_for(
+        pool,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        1,
+    )
+    .await;
+    assert_eq!(leader, 1, "the relay never took its lock");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// `outbox::commit` wakes the relay of its own process, whose next look is a
+/// minute away, and sends no `NOTIFY`: a notifying commit holds a lock of
+/// the whole PostgreSQL cluster until it is flushed, so such commits went
+/// one at a time (docs/saga.md).
+#[tokio::test]
+async fn an_outbox_commit_wakes_the_relay_and_notifies_no_one() {
+    let kafka = KafkaConfig {
+        outbox_poll: Duration::from_secs(60),
+        ..kafka()
+    };
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener.listen("outbox").await.unwrap();
+    idle_relay(&kafka, &pool, &stop).await;
+
+    let mut tx = pool.begin().await.unwrap();
+    enqueue(&mut tx, &event(5, 1)).await.unwrap();
+    commit(tx).await.unwrap();
+
+    // wait_for gives up after 20 s, well before the relay's next look.
+    let sent = wait_for(
+        &pool,
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+        1,
+    )
+    .await;
+    assert_eq!(sent, 1, "the commit did not wake the relay");
+    let notified = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
+    assert!(notified.is_err(), "the commit sent a NOTIFY: {notified:?}");
+    stop.cancel();
+}
+
+/// Rows committed with nothing to wake this relay, as another replica's
+/// are, are published by its next look.
+#[tokio::test]
+async fn another_replicas_events_are_found_by_the_next_look() {
+    let kafka = kafka();
+    kafka.ensure_topics().await.unwrap();
+    let pool = database().await;
+    let stop = CancellationToken::new();
+    idle_relay(&kafka, &pool, &stop).await;
+
+    let mut tx = pool.begin().await.unwrap();
+    enqueue(&mut tx, &event(6, 1)).await.unwrap();
+    enqueue(&mut tx, &event(6, 2)).await.unwrap();
+    // A plain commit: this process's relays hear nothing of it.
+    tx.commit().await.unwrap();
+
+    let sent = wait_for(
+        &pool,
+        "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL",
+        2,
+    )
+    .await;
+    assert_eq!(sent, 2);
+    stop.cancel();
 }

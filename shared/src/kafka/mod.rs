@@ -84,10 +84,15 @@ pub struct KafkaConfig {
     /// a handler that fails transiently (default 5 s). It is retried until
     /// it succeeds, so this bounds how late a recovered database is noticed.
     pub retry_max_backoff: Duration,
-    /// `OUTBOX_POLL_MS`: the relay's look for unsent events without a notification.
+    /// `OUTBOX_POLL_MS`: how often the relay looks for unsent events it was
+    /// not woken for (default 100).
     pub outbox_poll: Duration,
     /// `OUTBOX_RETENTION_SECS`: how long sent outbox rows are kept.
     pub outbox_retention: Duration,
+    /// `OUTBOX_BATCH`: the most events the relay reads and has in flight to
+    /// the broker at once (default 200). It bounds the relay's memory; a
+    /// larger batch saves round trips only while a backlog is draining.
+    pub outbox_batch: u32,
     /// `KAFKA_GROUP_PREFIX`: put before every consumer group name (default
     /// none), so two deployments (or parallel tests) can share a broker
     /// without joining each other's groups.
@@ -187,8 +192,10 @@ impl KafkaConfig {
                 5_000,
                 100..=300_000,
             )),
-            outbox_poll: env.millis("OUTBOX_POLL_MS", 500),
+            // Short, as it is how the relay finds another replica's events.
+            outbox_poll: env.millis("OUTBOX_POLL_MS", 100),
             outbox_retention: Duration::from_secs(env.get("OUTBOX_RETENTION_SECS", 7 * 24 * 3600)),
+            outbox_batch: env.in_range("OUTBOX_BATCH", 200, 1..=10_000),
             group_prefix: env.get("KAFKA_GROUP_PREFIX", String::new()),
             lag_interval: env.millis("KAFKA_LAG_INTERVAL_MS", 5_000),
             // librdkafka takes 0 as "never commit in the background".
@@ -245,6 +252,7 @@ impl KafkaConfig {
             topic: self.topic.clone(),
             poll_interval: self.outbox_poll,
             retention: self.outbox_retention,
+            batch: self.outbox_batch,
         }
     }
 
