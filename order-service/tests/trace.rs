@@ -294,7 +294,13 @@ async fn one_order_is_one_trace_across_the_five_services() {
         let last_hop = spans
             .iter()
             .any(|s| s.service == "notification-service" && s.name == "order_confirmed process");
-        if services == expected && last_hop {
+        // A parent is exported when it ends, after its children: wait for
+        // every parent too, or a span looks orphaned when it is only early.
+        let ids: HashSet<&str> = spans.iter().map(|s| s.span_id.as_str()).collect();
+        let parents_in = spans
+            .iter()
+            .all(|s| s.parent == CLIENT_SPAN || ids.contains(s.parent.as_str()));
+        if services == expected && last_hop && parents_in {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
