@@ -14,8 +14,7 @@ use redis::aio::ConnectionManager;
 
 const KEY: &str = "minishop-bench:redis-bound";
 
-async fn read(State(conn): State<ConnectionManager>) -> impl IntoResponse {
-    let mut conn = conn;
+async fn read(State(mut conn): State<ConnectionManager>) -> impl IntoResponse {
     let found: redis::RedisResult<(Option<i64>, Option<String>)> = redis::cmd("HMGET")
         .arg(KEY)
         .arg("v")

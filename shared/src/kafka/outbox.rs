@@ -3,18 +3,15 @@
 //! [`enqueue`] writes an event in the caller's transaction, and [`commit`]
 //! commits it and wakes the relays of this process. The relay publishes
 //! unsent rows in id order with an idempotent producer (`acks=all`) and
-//! marks them sent; it also looks every `OUTBOX_POLL_MS`, which is how rows
-//! committed by another replica (or by a process that crashed before its
-//! wake-up) are found.
+//! marks them sent. Events of one order are written by transactions that
+//! lock that order one after another, so their ids are in the order's own
+//! order, and publishing by id keeps it.
 //!
-//! Why not `LISTEN`/`NOTIFY`: a transaction that notifies takes one lock
-//! for the whole PostgreSQL cluster from its commit until the commit is
-//! flushed, so every notifying commit of every database waits for the one
-//! before it, fsync included. On the development machine 8 clients made
-//! 2,700 commits/s without a notification and 750 with one; two databases
-//! with 4 clients each, 2,775 against 834 (`docs/saga.md` has the probe). Events of one order are written by
-//! transactions that lock that order one after another, so their ids are in
-//! the order's own order, and publishing by id keeps it.
+//! The relay also looks every `OUTBOX_POLL_MS`: that is how it finds rows
+//! committed by another replica, or by a process that crashed before its
+//! wake-up. No `NOTIFY` wakes it, because a notifying commit holds a lock
+//! of the whole PostgreSQL cluster until it is flushed, so such commits, in
+//! every database, went one at a time (docs/saga.md has the measurement).
 //!
 //! Only one relay publishes at a time, however many replicas run: each holds
 //! out for a session-level advisory lock and the holder publishes; if it
@@ -22,13 +19,12 @@
 //! A crash between publish and marking re-publishes a few events; consumers
 //! are idempotent (the inbox), so that is harmless, while losing one is not.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::future::join_all;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use std::sync::LazyLock;
-
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
