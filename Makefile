@@ -1,5 +1,5 @@
 # minishop: the two commands of the README are `make up` and `make test`.
-.PHONY: up down restart test lint fmt bench broker seed compose-up compose-down check-deploy
+.PHONY: up down restart test lint fmt bench broker seed compose-up compose-down check-deploy asyncapi
 
 up:        ## build and start the whole local stack, print the URLs
 	scripts/up.sh
@@ -24,5 +24,7 @@ compose-up:   ## the whole system in containers (needs a Docker engine): docker 
 	docker compose up -d --build
 compose-down: ## stop the containers (volumes are kept; add -v to drop them)
 	docker compose down
+asyncapi:  ## regenerate docs/asyncapi.yaml from the event types
+	cargo run --quiet -p ops --bin minishop-ops -- --topic order_events asyncapi > docs/asyncapi.yaml
 check-deploy: ## validate deploy/, docker-compose.yml, the Dockerfile and the CI workflow offline
 	scripts/check-deploy.sh

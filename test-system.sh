@@ -170,6 +170,34 @@ check "paid order: order_created, payment_success, order_confirmed" \
 check "failed order: order_created, payment_failed, order_cancelled" \
   wait_for "$SETTLE_SECONDS" has_notifications "$FAILED" "order_cancelled,order_created,payment_failed"
 
+section "Timelines"
+# timeline_is ID STEPS PUBLISHED: the order's steps, but its publications,
+# are STEPS, and the events published are PUBLISHED (the relay records
+# those in its own time, so they are compared apart).
+timeline_is() {
+  call GET "$ORDER_URL/api/v1/orders/$1/timeline" "" -H "$(auth "$TOKEN")"
+  [ "$STATUS" = 200 ] \
+    && [ "$(field '[.steps[] | select(.step != "event_published") | .step] | join(",")')" = "$2" ] \
+    && [ "$(field '[.steps[] | select(.step == "event_published") | .event_type] | join(",")')" = "$3" ]
+}
+show_timeline() {
+  call GET "$ORDER_URL/api/v1/orders/$1/timeline" "" -H "$(auth "$TOKEN")"
+  jq -r '.steps[] | "      \(.at[11:23])  \(.step)  by \(.cause)"
+    + (if .event_type then " \(.event_type)" else "" end)
+    + (if .detail then ": \(.detail)" else "" end)
+    + (if .trace_id then "  trace \(.trace_id[0:12])…" else "" end)' <<<"$BODY"
+}
+check "paid order ${PAID:-0}: placed, reserved, payment received, paid, committed; 2 events published" \
+  wait_for "$SETTLE_SECONDS" timeline_is "${PAID:-0}" \
+  "placed,stock_reserved,payment_received,paid,stock_committed" "order_created,order_confirmed"
+show_timeline "${PAID:-0}"
+check "compensated order $FAILED: placed, reserved, payment received, failed, released; 2 events published" \
+  wait_for "$SETTLE_SECONDS" timeline_is "$FAILED" \
+  "placed,stock_reserved,payment_received,failed,stock_released" "order_created,order_cancelled"
+show_timeline "$FAILED"
+call GET "$ORDER_URL/api/v1/orders/$FAILED/timeline" ""
+check "a timeline without a token is 401" is "$STATUS" 401
+
 section "Metrics"
 for entry in "${ROSTER[@]}"; do
   read -r service _ _ var <<<"$entry"

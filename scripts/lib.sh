@@ -8,6 +8,8 @@ source "$ROOT/scripts/roster.sh"
 STATE_DIR=${MINISHOP_STATE_DIR:-$ROOT/.local}
 # Things built once per machine and reused by every checkout (the broker binary).
 CACHE_DIR=${MINISHOP_CACHE_DIR:-$HOME/.cache/minishop}
+# Where scripts/deps.sh installs AsyncAPI's parser (scripts/asyncapi-check.mjs).
+export ASYNCAPI_PARSER_DIR=$CACHE_DIR/asyncapi-parser-3.6.6
 PG_HOST=${PG_HOST:-127.0.0.1}
 PG_PORT=${PG_PORT:-5432}
 PG_USER=${PG_USER:-postgres}

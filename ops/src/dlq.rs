@@ -3,41 +3,30 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 use shared::kafka::KafkaConfig;
 use shared::kafka::consumer::dlq_headers;
 
+use crate::events::Record;
+
 /// How long one broker request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One message of the dead-letter topic.
+/// One message of the dead-letter topic: a [`Record`] whose dead-letter
+/// headers say where it came from and why.
 #[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub partition: i32,
-    /// Its offset in the dead-letter topic: how an operator names it.
-    pub offset: i64,
-    /// When it was dead-lettered (ms since the epoch), if the broker says.
-    pub timestamp: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub payload: Option<Vec<u8>>,
-    /// Every header, the dead-letter ones first.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+pub struct DeadLetter(pub Record);
+
+impl std::ops::Deref for DeadLetter {
+    type Target = Record;
+    fn deref(&self) -> &Record {
+        &self.0
+    }
 }
 
 impl DeadLetter {
-    fn header(&self, key: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.as_deref())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
-
     /// Why it was dead-lettered.
     pub fn error(&self) -> String {
         self.header(dlq_headers::ERROR).unwrap_or_default()
@@ -60,14 +49,10 @@ impl DeadLetter {
         )
     }
 
-    fn payload_json(&self) -> Option<Value> {
-        serde_json::from_slice(self.payload.as_deref()?).ok()
-    }
-
     /// `name` from the event's header of that name, else its envelope's field.
     fn event_field(&self, name: &str) -> Option<String> {
         self.header(name)
-            .or_else(|| self.payload_json()?.get(name)?.as_str().map(str::to_string))
+            .or_else(|| self.payload_json().get(name)?.as_str().map(str::to_string))
     }
 
     /// The event's type, if it has one.
@@ -78,13 +63,6 @@ impl DeadLetter {
     /// The event's id, if it has one.
     pub fn event_id(&self) -> Option<String> {
         self.event_field("event_id")
-    }
-
-    /// The message key: the order id.
-    pub fn key_text(&self) -> Option<String> {
-        self.key
-            .as_deref()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
     }
 
     /// The headers the message had before it was dead-lettered.
@@ -118,23 +96,6 @@ impl DeadLetter {
 
     /// Everything about it, for `show` and `list --json`.
     pub fn to_json(&self) -> Value {
-        let headers: serde_json::Map<String, Value> = self
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let v = v
-                    .as_deref()
-                    .map(|v| Value::String(String::from_utf8_lossy(v).into_owned()))
-                    .unwrap_or(Value::Null);
-                (k.clone(), v)
-            })
-            .collect();
-        let payload = self.payload_json().unwrap_or_else(|| {
-            self.payload
-                .as_deref()
-                .map(|p| Value::String(String::from_utf8_lossy(p).into_owned()))
-                .unwrap_or(Value::Null)
-        });
         json!({
             "dlq_partition": self.partition,
             "dlq_offset": self.offset,
@@ -144,8 +105,8 @@ impl DeadLetter {
             "event_type": self.event_type(),
             "event_id": self.event_id(),
             "key": self.key_text(),
-            "headers": headers,
-            "payload": payload,
+            "headers": self.headers_json(),
+            "payload": self.payload_json(),
         })
     }
 }
@@ -189,75 +150,10 @@ impl Selection {
 
 /// Every message on `topic` (the dead-letter topic) at the time of the call.
 pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<DeadLetter>> {
-    let consumer: BaseConsumer = KafkaConfig::at(brokers)
-        .client()
-        .set("group.id", "minishop-ops")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .with_context(|| format!("cannot create a Kafka client for {brokers}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .with_context(|| format!("cannot reach the broker at {brokers}"))?;
-    let Some(described) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        bail!("the broker does not know topic {topic}");
-    };
-    if described.error().is_some() || described.partitions().is_empty() {
-        bail!("topic {topic} does not exist on {brokers}");
-    }
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    let mut ends = std::collections::HashMap::new();
-    for p in described.partitions() {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p.id(), TIMEOUT)
-            .with_context(|| format!("cannot read the offsets of {topic}/{}", p.id()))?;
-        if high > low {
-            assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-            remaining += high - low;
-            ends.insert(p.id(), high);
-        }
-    }
-    let mut letters = Vec::new();
-    if remaining == 0 {
-        return Ok(letters);
-    }
-    consumer.assign(&assignment)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut done = std::collections::HashSet::new();
-    while done.len() < ends.len() {
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "reading {topic} took over 60 s; {} letters read",
-                letters.len()
-            );
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let message = message.with_context(|| format!("reading {topic} failed"))?;
-        let headers = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if message.offset() + 1 >= ends[&message.partition()] {
-            done.insert(message.partition());
-        }
-        letters.push(DeadLetter {
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers,
-        });
-    }
-    letters.sort_by_key(|l| (l.partition, l.offset));
-    Ok(letters)
+    Ok(crate::events::read_all(brokers, topic)?
+        .into_iter()
+        .map(DeadLetter)
+        .collect())
 }
 
 /// Sends the `selected` letters back to their original topic (or

@@ -1,5 +1,9 @@
-//! `minishop-ops`: the operator's command for the saga's topic. Today its
-//! dead-letter topic (`<topic>.dlq`, written by [`shared::kafka::consumer`]
+//! `minishop-ops`: the operator's command for the saga's topic, what kcat
+//! would be for this system against any Kafka-protocol broker
+//! ([`events`]): `tail` its events, live or from the start, filtered by
+//! order or type, as lines or JSON; `lag` of every consumer group per
+//! partition; `asyncapi` prints the events' contract (docs/asyncapi.yaml).
+//! And its dead-letter topic (`<topic>.dlq`, written by [`shared::kafka::consumer`]
 //! with only what can never be processed): list what is there, show one
 //! letter with its error and origin, and replay one, a filtered set or all
 //! of them onto their original topic with their key, headers and event id
@@ -11,3 +15,4 @@
 //! listing never disturbs anyone.
 
 pub mod dlq;
+pub mod events;

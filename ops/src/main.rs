@@ -1,10 +1,13 @@
-//! `minishop-ops`: see the crate docs ([`ops`]) and docs/saga.md,
-//! "Dead letters".
+//! `minishop-ops`: see the crate docs ([`ops`]), docs/saga.md, "Dead
+//! letters", and docs/operations.md, "Events at the terminal".
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use ops::dlq::{self, Selection};
+use ops::events::{self, Filter, TailOptions};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +37,48 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Prints the topic's events, one line each (or JSON): from now on, or
+    /// from the oldest kept; until Ctrl-C, or to the end with --exit.
+    Tail {
+        /// From the oldest event kept, not only new ones.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop at the topic's end (as it was when tail started).
+        #[arg(long, short = 'e')]
+        exit: bool,
+        /// Only this order's events.
+        #[arg(long)]
+        order: Option<String>,
+        /// Only events of this type (may be given more than once).
+        #[arg(long = "type")]
+        event_types: Vec<String>,
+        /// One JSON object per line: partition, offset, key, headers, event.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max: Option<usize>,
+    },
+    /// How far each consumer group is behind on the topic, per partition.
+    Lag {
+        /// Only this group (may be given more than once); default: every
+        /// group with offsets on the topic.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Put in front of the saga's group names when the broker cannot
+        /// list its groups (the services' KAFKA_GROUP_PREFIX).
+        #[arg(long, env = "KAFKA_GROUP_PREFIX", default_value = "")]
+        group_prefix: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints the AsyncAPI document of the topic's events (docs/asyncapi.yaml).
+    Asyncapi {
+        /// As JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
     /// The dead-letter topic.
     Dlq {
         #[command(subcommand)]
@@ -91,7 +136,81 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let Command::Dlq { command } = cli.command;
+    let command = match cli.command {
+        Command::Tail {
+            from_beginning,
+            exit,
+            order,
+            event_types,
+            json,
+            max,
+        } => {
+            let filter = Filter { order, event_types };
+            let options = TailOptions {
+                from_beginning,
+                exit_at_end: exit,
+                max,
+            };
+            let stopped = Arc::new(AtomicBool::new(false));
+            let on_signal = stopped.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    on_signal.store(true, Ordering::SeqCst);
+                }
+            });
+            let printed = tokio::task::spawn_blocking(move || {
+                let stop = || stopped.load(Ordering::SeqCst);
+                events::tail(
+                    &cli.brokers,
+                    &cli.topic,
+                    &filter,
+                    options,
+                    &stop,
+                    &mut |record| {
+                        if json {
+                            println!("{}", record.to_json());
+                        } else {
+                            println!("{}", record.line());
+                        }
+                    },
+                )
+            })
+            .await??;
+            eprintln!("{printed} events");
+            return Ok(());
+        }
+        Command::Lag {
+            groups,
+            group_prefix,
+            json,
+        } => {
+            let lags = tokio::task::spawn_blocking(move || {
+                events::lag(&cli.brokers, &cli.topic, &groups, &group_prefix)
+            })
+            .await??;
+            if !json {
+                println!("{}", events::lag_header());
+            }
+            for lag in &lags {
+                if json {
+                    println!("{}", lag.to_json());
+                } else {
+                    println!("{}", lag.line());
+                }
+            }
+            return Ok(());
+        }
+        Command::Asyncapi { json } => {
+            let document = shared::kafka::contract::asyncapi(&cli.topic);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&document)?);
+            } else {
+                print!("{}", shared::kafka::contract::to_yaml(&document));
+            }
+            return Ok(());
+        }
+        Command::Dlq { command } => command,
+    };
     let dlq_topic = format!("{}.dlq", cli.topic);
     let letters = {
         let (brokers, topic) = (cli.brokers.clone(), dlq_topic.clone());

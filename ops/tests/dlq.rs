@@ -4,6 +4,8 @@
 //! onto the original topic, where they are applied once, with their
 //! original event ids, while replaying again does nothing more.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,6 +17,8 @@ use shared::kafka::events::{Event, EventPayload};
 use shared::kafka::{KafkaConfig, KafkaMetrics, claim};
 use shared::shutdown::CancellationToken;
 use sqlx::PgPool;
+
+use common::ops;
 
 /// Applies order_confirmed events with the inbox, or refuses them for
 /// good while `broken`.
@@ -40,20 +44,6 @@ impl Handler for Applier {
             .await?;
         Ok(tx.commit().await?)
     }
-}
-
-async fn ops(kafka: &KafkaConfig, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_minishop-ops"))
-        .args(["--brokers", &kafka.brokers, "--topic", &kafka.topic])
-        .args(args)
-        .output()
-        .await
-        .expect("minishop-ops runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 async fn letters(kafka: &KafkaConfig, expected: usize) -> Vec<Value> {

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::model::{IdempotencyKey, InvalidKey, OrderReason, OrderStatus, OrderView};
 use crate::saga::{PlaceError, Saga};
 use crate::store::Transition;
+use crate::timeline::Timeline;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -30,6 +31,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
         .routes(routes!(get_order))
+        .routes(routes!(order_timeline))
         .routes(routes!(cancel_order))
 }
 
@@ -221,6 +223,24 @@ async fn get_order(
 ) -> Result<Json<OrderView>, ApiError> {
     let order = caller.owned(state.saga.store.get(id).await?, "order", id)?;
     Ok(Json(OrderView::from(&order)))
+}
+
+/// Every step of one order's saga, first to last, each with its time, its
+/// cause (the request, an event, the recovery loop, the payment timeout, the
+/// customer's cancel, the relay) and its trace id (its owner or an admin).
+#[utoipa::path(
+    get, path = "/orders/{id}/timeline", tag = "orders", security(("bearer" = [])), params(IdPath),
+    responses(
+        (status = 200, description = "The order's steps", body = Timeline),
+        (status = 404, description = "No such order, or another user's", body = ErrorBody),
+    )
+)]
+async fn order_timeline(
+    State(state): State<ApiState>,
+    caller: AuthUser,
+    IdPath(id): IdPath<OrderId>,
+) -> Result<Json<Timeline>, ApiError> {
+    Ok(Json(state.saga.timeline(&caller, id).await?))
 }
 
 /// Cancels a pending order and gives its stock back (its owner or an admin).

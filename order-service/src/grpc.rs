@@ -9,6 +9,7 @@ use shared::id::OrderId;
 use shared::proto::order::order_service_server::OrderService;
 use shared::proto::order::{
     CreateOrderRequest, GetOrderRequest, Order as ProtoOrder, OrderItem as ProtoItem,
+    OrderTimeline, TimelineStep,
 };
 use shared::ratelimit::RateLimits;
 use shared::stock::OrderLine;
@@ -119,5 +120,33 @@ impl OrderService for OrderGrpc {
         // Another user's order is as missing as one that does not exist.
         let order = caller.owned(found, "order", id)?;
         Ok(Response::new(to_proto(&order)))
+    }
+
+    async fn get_order_timeline(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<OrderTimeline>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = OrderId::new(request.into_inner().id)
+            .map_err(|_| Status::invalid_argument("id must be a positive integer"))?;
+        let timeline = self.saga.timeline(&caller, id).await?;
+        Ok(Response::new(OrderTimeline {
+            order_id: timeline.order_id.get(),
+            status: timeline.status.as_str().to_string(),
+            steps: timeline
+                .steps
+                .into_iter()
+                .map(|s| TimelineStep {
+                    seq: s.seq,
+                    step: s.step.as_str().to_string(),
+                    at: s.at.to_rfc3339(),
+                    cause: s.cause.as_str().to_string(),
+                    event_id: s.event_id.map(|e| e.to_string()).unwrap_or_default(),
+                    event_type: s.event_type.unwrap_or_default(),
+                    trace_id: s.trace_id.unwrap_or_default(),
+                    detail: s.detail.unwrap_or_default(),
+                })
+                .collect(),
+        }))
     }
 }

@@ -15,5 +15,6 @@ pub mod model;
 pub mod product_client;
 pub mod saga;
 pub mod store;
+pub mod timeline;
 
 pub use config::Config;

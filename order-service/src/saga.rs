@@ -39,6 +39,7 @@ use tonic::Code;
 use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderReason, OrderStatus, StockState};
 use crate::product_client::{CallError, ProductClient};
 use crate::store::{Change, Claims, Inserted, Store, Transition};
+use crate::timeline::{Cause, Timeline};
 
 /// How the saga paces itself.
 #[derive(Debug, Clone)]
@@ -155,6 +156,16 @@ enum Caller {
     Recovery,
 }
 
+impl Caller {
+    /// The cause of the steps it takes, in the timeline.
+    fn cause(self) -> Cause<'static> {
+        match self {
+            Caller::Request => Cause::Request,
+            Caller::Recovery => Cause::Recovery,
+        }
+    }
+}
+
 /// The orchestrator: cheap to clone, shared by REST, gRPC, the consumer and the recovery loop.
 #[derive(Clone)]
 pub struct Saga {
@@ -264,6 +275,7 @@ impl Saga {
                         None,
                         StockState::None,
                         true,
+                        caller,
                     )
                     .await?;
                     return Err(PlaceError::Refused(
@@ -272,7 +284,12 @@ impl Saga {
                 }
                 match self
                     .store
-                    .hold(order.id, &reserved, Money(answer.total_cents))
+                    .hold(
+                        order.id,
+                        &reserved,
+                        Money(answer.total_cents),
+                        caller.cause(),
+                    )
                     .await?
                 {
                     Some(held) => {
@@ -298,6 +315,7 @@ impl Saga {
                     Some(short),
                     StockState::None,
                     false,
+                    caller,
                 )
                 .await?;
                 Err(PlaceError::Insufficient {
@@ -321,6 +339,7 @@ impl Saga {
                     None,
                     StockState::Released,
                     true,
+                    caller,
                 )
                 .await?;
                 Err(PlaceError::Refused(
@@ -343,6 +362,7 @@ impl Saga {
                     None,
                     StockState::Unknown,
                     true,
+                    caller,
                 )
                 .await?;
                 Err(PlaceError::Refused(
@@ -364,6 +384,7 @@ impl Saga {
                     None,
                     StockState::None,
                     false,
+                    caller,
                 )
                 .await
                 .map(|_| PlaceError::ProductNotFound {
@@ -378,6 +399,7 @@ impl Saga {
                     None,
                     StockState::Unknown,
                     true,
+                    caller,
                 )
                 .await
                 .map(|_| PlaceError::Refused(status.message().to_string()))
@@ -402,6 +424,7 @@ impl Saga {
                         None,
                         stock,
                         true,
+                        caller,
                     )
                     .await
                     .map(|_| PlaceError::Unavailable {
@@ -424,10 +447,11 @@ impl Saga {
         short: Option<Shortfall>,
         stock: StockState,
         free_key: bool,
+        caller: Caller,
     ) -> Result<(), sqlx::Error> {
         if self
             .store
-            .reject(order.id, reason, short, stock, free_key)
+            .reject(order.id, reason, short, stock, free_key, caller.cause())
             .await?
         {
             self.metrics.finished(&Order {
@@ -443,6 +467,21 @@ impl Saga {
         Ok(())
     }
 
+    /// Order `id`'s timeline, for its owner or an admin; to anyone else it
+    /// is as missing as an order that does not exist.
+    pub async fn timeline(
+        &self,
+        caller: &AuthUser,
+        id: OrderId,
+    ) -> Result<Timeline, shared::error::ApiError> {
+        let order = caller.owned(self.store.get(id).await?, "order", id)?;
+        Ok(Timeline {
+            order_id: id,
+            status: order.status,
+            steps: self.store.steps(id).await?,
+        })
+    }
+
     async fn current(&self, id: OrderId) -> Result<Order, sqlx::Error> {
         self.store.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
@@ -450,35 +489,46 @@ impl Saga {
     /// A payment result: the order is paid (stock committed) or failed
     /// (stock released). Once per event; never moves a finished order.
     pub async fn on_payment(&self, event: &Event) -> Result<(), HandlerError> {
-        let change = match event.payload {
+        let change = match &event.payload {
             EventPayload::PaymentSuccess { amount, .. } => Change {
+                cause: Cause::Event(event),
                 to: OrderStatus::Paid,
                 reason: None,
+                detail: None,
                 claims: Some(Claims {
                     user_id: event.user_id,
-                    amount,
+                    amount: *amount,
                 }),
                 event: Box::new(|order: &Order| EventPayload::OrderConfirmed {
                     total_price: order.total_price.unwrap_or(Money(0)),
                 }),
             },
-            EventPayload::PaymentFailed { amount, .. } => Change {
+            EventPayload::PaymentFailed { amount, reason, .. } => Change {
+                cause: Cause::Event(event),
                 to: OrderStatus::Failed,
                 reason: Some(OrderReason::PaymentFailed),
+                detail: Some(format!("declined: {reason}")),
                 claims: Some(Claims {
                     user_id: event.user_id,
-                    amount,
+                    amount: *amount,
                 }),
                 event: Box::new(|_: &Order| EventPayload::OrderCancelled {
                     reason: OrderReason::PaymentFailed.as_str().into(),
                 }),
             },
+            EventPayload::PaymentRefunded { amount, reason, .. } => {
+                if !self
+                    .store
+                    .refunded(event, format!("{amount}: {reason}"))
+                    .await?
+                {
+                    tracing::warn!(order_id = %event.order_id, "a refund for an order this service does not have");
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
-        let transition = self
-            .store
-            .transition(event.order_id, Some(event), change)
-            .await?;
+        let transition = self.store.transition(event.order_id, change).await?;
         match transition {
             Transition::Done(order) => {
                 self.metrics.finished(&order);
@@ -487,7 +537,7 @@ impl Saga {
                     status = order.status.as_str(),
                     "payment result applied"
                 );
-                self.settle(&order).await;
+                self.settle(&order, Cause::Event(event)).await;
             }
             Transition::Refused(order) => tracing::info!(
                 order_id = %order.id,
@@ -515,14 +565,19 @@ impl Saga {
         id: OrderId,
         reason: OrderReason,
     ) -> Result<Transition, sqlx::Error> {
+        let cause = match reason {
+            OrderReason::Timeout => Cause::PaymentTimeout,
+            _ => Cause::CustomerCancel,
+        };
         let transition = self
             .store
             .transition(
                 id,
-                None,
                 Change {
+                    cause,
                     to: OrderStatus::Cancelled,
                     reason: Some(reason),
+                    detail: Some(reason.to_string()),
                     claims: None,
                     event: Box::new(move |_: &Order| EventPayload::OrderCancelled {
                         reason: reason.as_str().into(),
@@ -533,7 +588,7 @@ impl Saga {
         if let Transition::Done(order) = &transition {
             self.metrics.finished(order);
             tracing::info!(order_id = %id, reason = reason.as_str(), "order cancelled");
-            self.settle(order).await;
+            self.settle(order, cause).await;
         }
         Ok(transition)
     }
@@ -541,7 +596,7 @@ impl Saga {
     /// Makes product-service match a finished order: commit a paid order's
     /// units, release everyone else's. False when that failed: it is left
     /// to the recovery loop.
-    pub async fn settle(&self, order: &Order) -> bool {
+    pub async fn settle(&self, order: &Order, cause: Cause<'_>) -> bool {
         let (how, from, to): (_, &[_], _) = match (order.status, order.stock) {
             (OrderStatus::Paid, StockState::Held) => (
                 Settlement::Commit,
@@ -561,7 +616,7 @@ impl Saga {
         let result = match self.products.settle(order.id, how).await {
             Ok(_) => self
                 .store
-                .set_stock(order.id, from, to)
+                .set_stock(order.id, from, to, cause)
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -628,7 +683,7 @@ impl Saga {
                         }
                     }
                 }
-                _ => self.settle(&order).await,
+                _ => self.settle(&order, Cause::Recovery).await,
             };
             if !finished {
                 self.store

@@ -17,6 +17,7 @@ use shared::stock::Shortfall;
 use sqlx::{PgPool, Row};
 
 use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderReason, OrderStatus, StockState};
+use crate::timeline::{self, Cause, MAX_STEPS, NewStep, Step, StepKind};
 
 const COLUMNS: &str = "id, user_id, status, stock, (total_price * 100)::bigint AS total_cents, \
      currency, reason, short_product_id, available_stock, request_fingerprint, created_at, updated_at";
@@ -110,8 +111,13 @@ impl Claims {
 
 /// A guarded status change and the event that announces it.
 pub struct Change<'a> {
+    /// What takes it: a payment result (claimed in the inbox in the same
+    /// transaction), the customer's cancel or the payment timeout.
+    pub cause: Cause<'a>,
     pub to: OrderStatus,
     pub reason: Option<OrderReason>,
+    /// What the timeline says of the new status (a reason).
+    pub detail: Option<String>,
     /// What the cause claims of the order; the change happens only if the
     /// order agrees.
     pub claims: Option<Claims>,
@@ -141,16 +147,23 @@ impl Store {
         // outage between our insert and our lookup, which frees its key.
         for _ in 0..2 {
             let mut tx = self.pool.begin().await?;
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO orders (user_id, idempotency_key, request_fingerprint, customer_email) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {COLUMNS}"
-            )))
-            .bind(user_id)
-            .bind(key)
-            .bind(key.map(|_| lines.fingerprint()))
-            .bind(email)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let step = NewStep::new(StepKind::Placed, Cause::Request);
+            let row = step
+                .bind(
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "WITH placed AS (\
+                         INSERT INTO orders (user_id, idempotency_key, request_fingerprint, customer_email) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (user_id, idempotency_key) DO NOTHING \
+                         RETURNING {COLUMNS}), step AS ({}) SELECT * FROM placed",
+                        NewStep::insert_from("placed", 5)
+                    )))
+                    .bind(user_id)
+                    .bind(key)
+                    .bind(key.map(|_| lines.fingerprint()))
+                    .bind(email),
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some(row) = row else {
                 tx.rollback().await?;
                 let existing: Option<OrderId> = sqlx::query_scalar(
@@ -286,16 +299,34 @@ impl Store {
         id: OrderId,
         reserved: &[EventItem],
         total: Money,
+        cause: Cause<'_>,
     ) -> Result<Option<Order>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
-             WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING {COLUMNS}, customer_email"
-        )))
-        .bind(id)
-        .bind(total.cents())
-        .fetch_optional(&mut *tx)
-        .await?;
+        let prices: Vec<String> = reserved
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} x product {} at {}",
+                    i.quantity, i.product_id, i.unit_price
+                )
+            })
+            .collect();
+        let step = NewStep::new(StepKind::StockReserved, cause)
+            .detail(format!("{}; total {total}", prices.join(", ")));
+        let row = step
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "WITH held AS (\
+                     UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
+                     WHERE id = $1 AND status = 'pending' AND stock = 'unknown' \
+                     RETURNING {COLUMNS}, customer_email), step AS ({}) SELECT * FROM held",
+                    NewStep::insert_from("held", 3)
+                )))
+                .bind(id)
+                .bind(total.cents()),
+            )
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             tx.rollback().await?;
             return Ok(None);
@@ -350,43 +381,68 @@ impl Store {
         short: Option<Shortfall>,
         stock: StockState,
         free_key: bool,
+        cause: Cause<'_>,
     ) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE orders SET status = 'rejected', stock = $2, reason = $3, short_product_id = $4, \
-             available_stock = $5, updated_at = now(), \
-             idempotency_key = CASE WHEN $6 THEN NULL ELSE idempotency_key END \
-             WHERE id = $1 AND status = 'pending' AND stock = 'unknown'",
-        )
-        .bind(id)
-        .bind(stock.as_str())
-        .bind(reason.as_str())
-        .bind(short.map(|s| s.product_id))
-        .bind(short.map(|s| s.available))
-        .bind(free_key)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        // An answer of product-service's refused the stock; an outage did not.
+        let kind = match reason {
+            OrderReason::StockServiceUnavailable => StepKind::Rejected,
+            _ => StepKind::StockRefused,
+        };
+        let detail = match short {
+            Some(s) => format!(
+                "{reason}: product {} has {} in stock",
+                s.product_id, s.available
+            ),
+            None => reason.to_string(),
+        };
+        let step = NewStep::new(kind, cause).detail(detail);
+        let done = step
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "WITH rejected AS (\
+                     UPDATE orders SET status = 'rejected', stock = $2, reason = $3, short_product_id = $4, \
+                     available_stock = $5, updated_at = now(), \
+                     idempotency_key = CASE WHEN $6 THEN NULL ELSE idempotency_key END \
+                     WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING id) {}",
+                    NewStep::insert_from("rejected", 7)
+                )))
+                .bind(id)
+                .bind(stock.as_str())
+                .bind(reason.as_str())
+                .bind(short.map(|s| s.product_id))
+                .bind(short.map(|s| s.available))
+                .bind(free_key),
+            )
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(done == 1)
     }
 
-    /// Moves a pending order to `change.to` and writes its event, in one
-    /// transaction with the inbox claim of `cause` (the event that caused
-    /// it, if any).
+    /// Moves a pending order to `change.to` and writes its event and its
+    /// steps, in one transaction with the inbox claim of the event that
+    /// caused it, if an event did.
     #[tracing::instrument(name = "TX transition order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn transition(
         &self,
         id: OrderId,
-        cause: Option<&Event>,
         change: Change<'_>,
     ) -> Result<Transition, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if let Some(cause) = cause
-            && !claim(&mut tx, cause).await?
+        let event = match change.cause {
+            Cause::Event(event) => Some(event),
+            _ => None,
+        };
+        if let Some(event) = event
+            && !claim(&mut tx, event).await?
         {
             return Ok(Transition::AlreadyProcessed);
         }
+        // NO KEY UPDATE: it serialises this order's transitions and updates
+        // as FOR UPDATE would, without blocking the key-share lock the
+        // relay's timeline step takes on the order (its foreign key).
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
+            "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR NO KEY UPDATE"
         )))
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -400,7 +456,14 @@ impl Store {
             return Ok(Transition::Contradicted(why));
         }
         if order.status != OrderStatus::Pending {
-            // Keep the inbox claim: the event is handled, by doing nothing.
+            // Keep the inbox claim: the event is handled, by doing nothing,
+            // and the timeline says so.
+            if event.is_some() {
+                let ignored = NewStep::new(StepKind::PaymentReceived, change.cause).detail(
+                    format!("ignored: the order is already {}", order.status.as_str()),
+                );
+                timeline::record(&mut tx, id, &[ignored]).await?;
+            }
             tx.commit().await?;
             return Ok(Transition::Refused(self.must_get(id).await?));
         }
@@ -410,8 +473,23 @@ impl Store {
             .bind(change.reason.map(OrderReason::as_str))
             .execute(&mut *tx)
             .await?;
-        let event = Event::new(id, order.user_id, (change.event)(&order));
-        outbox::enqueue(&mut tx, &event).await?;
+        let mut steps = Vec::with_capacity(2);
+        if event.is_some() {
+            steps.push(NewStep::new(StepKind::PaymentReceived, change.cause));
+        }
+        let kind = match change.to {
+            OrderStatus::Paid => StepKind::Paid,
+            OrderStatus::Failed => StepKind::Failed,
+            _ => StepKind::Cancelled,
+        };
+        let step = NewStep::new(kind, change.cause);
+        steps.push(match change.detail {
+            Some(detail) => step.detail(detail),
+            None => step,
+        });
+        timeline::record(&mut tx, id, &steps).await?;
+        let announced = Event::new(id, order.user_id, (change.event)(&order));
+        outbox::enqueue(&mut tx, &announced).await?;
         outbox::commit(tx).await?;
         Ok(Transition::Done(self.must_get(id).await?))
     }
@@ -424,18 +502,68 @@ impl Store {
         id: OrderId,
         from: &[StockState],
         to: StockState,
+        cause: Cause<'_>,
     ) -> Result<bool, sqlx::Error> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let done = sqlx::query(
-            "UPDATE orders SET stock = $3, updated_at = now() WHERE id = $1 AND stock = ANY($2)",
+        let kind = match to {
+            StockState::Committed => StepKind::StockCommitted,
+            _ => StepKind::StockReleased,
+        };
+        let step = NewStep::new(kind, cause);
+        let done = step
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "WITH settled AS (\
+                     UPDATE orders SET stock = $3, updated_at = now() WHERE id = $1 AND stock = ANY($2) \
+                     RETURNING id) {}",
+                    NewStep::insert_from("settled", 4)
+                )))
+                .bind(id)
+                .bind(&from)
+                .bind(to.as_str()),
+            )
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(done == 1)
+    }
+
+    /// payment-service refunded order `refund.order_id`'s payment: a step
+    /// of its timeline, once per event (the inbox claim in the same
+    /// transaction). False when the order is not here.
+    #[tracing::instrument(name = "TX record refund", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn refunded(&self, refund: &Event, detail: String) -> Result<bool, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if !claim(&mut tx, refund).await? {
+            return Ok(true);
+        }
+        let step = NewStep::new(StepKind::Refunded, Cause::Event(refund)).detail(detail);
+        let done = step
+            .bind(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "WITH target AS (SELECT id FROM orders WHERE id = $1) {}",
+                    NewStep::insert_from("target", 2)
+                )))
+                .bind(refund.order_id),
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(done == 1)
+    }
+
+    /// The steps of order `id`, first to last (at most [`MAX_STEPS`]).
+    #[tracing::instrument(name = "SELECT order_steps", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn steps(&self, id: OrderId) -> Result<Vec<Step>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT seq, step, at, cause, event_id, event_type, trace_id, detail \
+             FROM order_steps WHERE order_id = $1 ORDER BY seq LIMIT $2",
         )
         .bind(id)
-        .bind(&from)
-        .bind(to.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(done == 1)
+        .bind(MAX_STEPS)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// How many orders are pending, and the age of the oldest (seconds).

@@ -87,8 +87,8 @@ async fn saga(stand_in: StandIn, payment_timeout: Duration) -> (Saga, PgPool) {
     let pool = PgPool::connect(&shared::testing::fresh_database("recovery").await)
         .await
         .unwrap();
-    order_service::app::MIGRATOR.run(&pool).await.unwrap();
     shared::kafka::migrate(&pool).await.unwrap();
+    order_service::app::MIGRATOR.run(&pool).await.unwrap();
     let metrics = Metrics::new("order-test");
     let products = ProductClient::new(
         ProductClientConfig {

@@ -339,6 +339,91 @@ impl Stack {
         response.json().await.unwrap()
     }
 
+    /// Waits (at most 30 s) until order `id`'s timeline, as customer `user`
+    /// reads it, is `saga` (step, cause, causing event type) with the
+    /// events of `published` published among them, and returns it. Each
+    /// publication comes after the step that wrote its event; when it is
+    /// recorded relative to later steps depends on the relay, so it is
+    /// checked apart from them.
+    async fn timeline(&self, user: i64, id: i64, saga: &[Step], published: &[&str]) -> Value {
+        self.timeline_at(&self.order, user, id, saga, published)
+            .await
+    }
+
+    /// [`Self::timeline`], read from the order-service at `base`.
+    async fn timeline_at(
+        &self,
+        base: &str,
+        user: i64,
+        id: i64,
+        saga: &[Step],
+        published: &[&str],
+    ) -> Value {
+        let url = format!("{base}/orders/{id}/timeline");
+        let mut timeline = Value::Null;
+        for _ in 0..300 {
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(testing::token(user, Role::Customer))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            timeline = body;
+            if steps_of(&timeline) == (saga.to_vec(), published.to_vec()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            steps_of(&timeline),
+            (saga.to_vec(), published.to_vec()),
+            "{timeline:#}"
+        );
+        assert_eq!(timeline["order_id"], id);
+        let steps = timeline["steps"].as_array().unwrap();
+        let seqs: Vec<i64> = steps.iter().map(|s| s["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.is_sorted(), "{timeline:#}");
+        for step in steps {
+            let at = step["at"].as_str().unwrap();
+            assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{step}");
+            if step["cause"] == "event" || step["step"] == "event_published" {
+                assert!(
+                    step["event_id"].as_str().is_some_and(|e| e.len() == 36),
+                    "{step}"
+                );
+            }
+        }
+        for publication in steps.iter().filter(|s| s["step"] == "event_published") {
+            let writers: &[&str] = match publication["event_type"].as_str().unwrap() {
+                "order_created" => &["stock_reserved"],
+                "order_confirmed" => &["paid"],
+                _ => &["failed", "cancelled"],
+            };
+            let writer = steps
+                .iter()
+                .find(|s| writers.contains(&s["step"].as_str().unwrap()))
+                .unwrap_or_else(|| panic!("nothing wrote {publication}: {timeline:#}"));
+            assert!(
+                writer["seq"].as_i64() < publication["seq"].as_i64(),
+                "{timeline:#}"
+            );
+        }
+        timeline
+    }
+
+    /// Checks every event on this stack's topic against docs/asyncapi.yaml
+    /// and that they are, by type, `expected`.
+    async fn check_contract(&self, expected: &[(&str, usize)]) {
+        let seen = testing::contract::check_topic(&self.kafka).await;
+        let expected: std::collections::BTreeMap<String, usize> =
+            expected.iter().map(|(t, n)| (t.to_string(), *n)).collect();
+        assert_eq!(seen, expected, "the events on the topic, by type");
+    }
+
     /// Events of `event_type` this order's service wrote to its outbox for `order`.
     async fn outbox(&self, db: &PgPool, order: i64, event_type: &str) -> i64 {
         self.count(
@@ -349,6 +434,62 @@ impl Stack {
         )
         .await
     }
+}
+
+/// A step of a timeline as the tests expect it: its name, its cause and
+/// the causing event's type.
+type Step = (&'static str, &'static str, Option<&'static str>);
+
+/// A timeline's steps but its publications, and the types of the events
+/// it says were published, in order.
+fn steps_of(timeline: &Value) -> (Vec<Step>, Vec<&'static str>) {
+    // The names the tests use, so the steps read back can be compared as
+    // `Step`s (an unknown name stays unknown and fails the comparison).
+    const NAMES: &[&str] = &[
+        "placed",
+        "stock_reserved",
+        "stock_refused",
+        "rejected",
+        "event_published",
+        "payment_received",
+        "paid",
+        "failed",
+        "cancelled",
+        "stock_committed",
+        "stock_released",
+        "refunded",
+        "request",
+        "customer_cancel",
+        "event",
+        "recovery",
+        "payment_timeout",
+        "relay",
+        "order_created",
+        "order_confirmed",
+        "order_cancelled",
+        "payment_success",
+        "payment_failed",
+        "payment_refunded",
+    ];
+    let name = |v: &Value| {
+        let text = v.as_str().unwrap_or("");
+        NAMES
+            .iter()
+            .copied()
+            .find(|n| *n == text)
+            .unwrap_or("unknown")
+    };
+    let mut saga = Vec::new();
+    let mut published = Vec::new();
+    for step in timeline["steps"].as_array().into_iter().flatten() {
+        if step["step"] == "event_published" {
+            published.push(name(&step["event_type"]));
+        } else {
+            let event = (!step["event_type"].is_null()).then(|| name(&step["event_type"]));
+            saga.push((name(&step["step"]), name(&step["cause"]), event));
+        }
+    }
+    (saga, published)
 }
 
 /// A gRPC CreateOrder of `items` (product, quantity) with `key`, signed by
@@ -442,6 +583,32 @@ async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_eve
         .await;
     assert_eq!(addressed, 3);
 
+    // Its timeline, step by step; to another customer it does not exist.
+    let success = Some("payment_success");
+    stack
+        .timeline(
+            7,
+            id,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("payment_received", "event", success),
+                ("paid", "event", success),
+                ("stock_committed", "event", success),
+            ],
+            &["order_created", "order_confirmed"],
+        )
+        .await;
+    let (status, _) = stack.get(8, &format!("/orders/{id}/timeline")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    stack
+        .check_contract(&[
+            ("order_created", 1),
+            ("payment_success", 1),
+            ("order_confirmed", 1),
+        ])
+        .await;
+
     // The owner sees it in their list; to another customer it does not
     // exist: the same 404 as an id nobody has.
     let (status, list) = stack.get(7, "/api/v1/orders").await;
@@ -501,6 +668,35 @@ async fn a_declined_payment_fails_the_order_and_gives_the_stock_back() {
         )
         .await;
     assert_eq!(kept, 0, "a failed order keeps no money");
+    let failed = Some("payment_failed");
+    let timeline = stack
+        .timeline(
+            3,
+            id,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("payment_received", "event", failed),
+                ("failed", "event", failed),
+                ("stock_released", "event", failed),
+            ],
+            &["order_created", "order_cancelled"],
+        )
+        .await;
+    let failed = &timeline["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "failed");
+    let detail = failed.unwrap()["detail"].as_str().unwrap();
+    assert!(detail.starts_with("declined: "), "{detail}");
+    stack
+        .check_contract(&[
+            ("order_created", 1),
+            ("payment_failed", 1),
+            ("order_cancelled", 1),
+        ])
+        .await;
 }
 
 #[tokio::test]
@@ -811,6 +1007,41 @@ async fn redelivered_and_contradicting_payment_events_change_nothing() {
         0
     );
     assert_eq!(stack.stock(product).await, 4);
+    // The repeats added no step; the late failure, a new event, is
+    // recorded as received and ignored.
+    let (success, failed) = (Some("payment_success"), Some("payment_failed"));
+    let timeline = stack
+        .timeline(
+            11,
+            id,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("payment_received", "event", success),
+                ("paid", "event", success),
+                ("stock_committed", "event", success),
+                ("payment_received", "event", failed),
+            ],
+            &["order_created", "order_confirmed"],
+        )
+        .await;
+    let last = timeline["steps"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last["event_id"], late_failure.event_id.to_string());
+    assert_eq!(last["detail"], "ignored: the order is already paid");
+    // The repeats were published as a producer would: they hold to the contract too.
+    stack
+        .check_contract(&[
+            ("order_created", 1),
+            ("payment_success", 3),
+            ("order_confirmed", 1),
+            ("payment_failed", 1),
+        ])
+        .await;
 }
 
 #[tokio::test]
@@ -866,6 +1097,22 @@ async fn an_order_interrupted_after_its_reservation_is_finished_by_the_recovery_
     assert_eq!(order["total_price"], json!(20.0));
     assert_eq!(stack.stock(product).await, 3);
     assert_eq!(stack.outbox(&stack.order_db, id, "order_created").await, 1);
+    // Written behind the service's back, so it has no `placed`; the
+    // recovery loop took the reservation step.
+    let success = Some("payment_success");
+    stack
+        .timeline(
+            12,
+            id,
+            &[
+                ("stock_reserved", "recovery", None),
+                ("payment_received", "event", success),
+                ("paid", "event", success),
+                ("stock_committed", "event", success),
+            ],
+            &["order_created", "order_confirmed"],
+        )
+        .await;
 }
 
 #[tokio::test]
@@ -980,6 +1227,113 @@ async fn a_pending_order_is_cancelled_by_its_owner_or_by_the_payment_timeout() {
             .await,
         1
     );
+    // The second cancel changed nothing, so it is no step.
+    stack
+        .timeline(
+            14,
+            first,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("cancelled", "customer_cancel", None),
+                ("stock_released", "customer_cancel", None),
+            ],
+            &["order_created", "order_cancelled"],
+        )
+        .await;
+    stack
+        .timeline(
+            14,
+            second,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("cancelled", "payment_timeout", None),
+                ("stock_released", "payment_timeout", None),
+            ],
+            &["order_created", "order_cancelled"],
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_timed_out_order_paid_late_is_refunded_and_its_timeline_survives_a_restart() {
+    // payment-service is down until the order has timed out.
+    let stack = spawn_stack(Options {
+        payment_timeout_secs: "2",
+        ..Options::default()
+    })
+    .await;
+    stack.payment_stop.cancel();
+    let product = stack.product(10.0, 5).await;
+    let (_, order) = stack
+        .place(16, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    let cancelled = stack.settled(id).await;
+    assert_eq!(cancelled["reason"], "timeout", "{cancelled}");
+
+    // order-service restarts; then payment-service comes back, pays the
+    // order_created it had not read, and refunds it on order_cancelled.
+    stack.order_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restart = CancellationToken::new();
+    let (restarted, _) = start_order(
+        &stack.kafka,
+        &stack.order_url,
+        &stack.product_grpc,
+        &stack.options,
+        &restart,
+    )
+    .await;
+    let payment = start_payment(&stack.kafka, &stack.payment_url, &stack.options).await;
+    let (success, refunded) = (Some("payment_success"), Some("payment_refunded"));
+    let timeline = stack
+        .timeline_at(
+            &restarted,
+            16,
+            id,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("cancelled", "payment_timeout", None),
+                ("stock_released", "payment_timeout", None),
+                ("payment_received", "event", success),
+                ("refunded", "event", refunded),
+            ],
+            &["order_created", "order_cancelled"],
+        )
+        .await;
+    payment.cancel();
+    restart.cancel();
+    let steps = timeline["steps"].as_array().unwrap();
+    assert_eq!(steps[2]["detail"], "timeout");
+    assert_eq!(
+        steps[4]["detail"],
+        "ignored: the order is already cancelled"
+    );
+    let refund = steps[5]["detail"].as_str().unwrap();
+    assert!(refund.starts_with("10.00: "), "{refund}");
+    assert_eq!(timeline["status"], "cancelled");
+    assert_eq!(
+        stack
+            .count(
+                &stack.payment_db,
+                &format!(
+                    "SELECT count(*) FROM payments WHERE order_id = {id} AND status = 'refunded'"
+                )
+            )
+            .await,
+        1
+    );
+    stack
+        .check_contract(&[
+            ("order_created", 1),
+            ("order_cancelled", 1),
+            ("payment_success", 1),
+            ("payment_refunded", 1),
+        ])
+        .await;
 }
 
 #[tokio::test]
@@ -1109,6 +1463,53 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
         Code::NotFound
     );
     assert_eq!(stack.stock(product).await, 1);
+
+    // The timeline over gRPC is the REST one.
+    let rest = stack
+        .timeline(
+            20,
+            order.id,
+            &[
+                ("placed", "request", None),
+                ("stock_reserved", "request", None),
+                ("payment_received", "event", Some("payment_success")),
+                ("paid", "event", Some("payment_success")),
+                ("stock_committed", "event", Some("payment_success")),
+            ],
+            &["order_created", "order_confirmed"],
+        )
+        .await;
+    let timeline = client
+        .get_order_timeline(get(20))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (timeline.order_id, timeline.status.as_str()),
+        (order.id, "paid")
+    );
+    let rest = rest["steps"].as_array().unwrap();
+    assert_eq!(timeline.steps.len(), rest.len());
+    for (grpc, rest) in timeline.steps.iter().zip(rest) {
+        assert_eq!(grpc.seq, rest["seq"].as_i64().unwrap());
+        assert_eq!(grpc.step, rest["step"].as_str().unwrap());
+        assert_eq!(grpc.cause, rest["cause"].as_str().unwrap());
+        assert_eq!(grpc.event_type, rest["event_type"].as_str().unwrap_or(""));
+        assert_eq!(grpc.event_id, rest["event_id"].as_str().unwrap_or(""));
+        let (a, b) = (
+            chrono::DateTime::parse_from_rfc3339(&grpc.at).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(rest["at"].as_str().unwrap()).unwrap(),
+        );
+        assert_eq!(a, b);
+    }
+    assert_eq!(
+        client.get_order_timeline(get(21)).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let unsigned = client
+        .get_order_timeline(tonic::Request::new(GetOrderRequest { id: order.id }))
+        .await;
+    assert_eq!(unsigned.unwrap_err().code(), Code::Unauthenticated);
 }
 
 #[tokio::test]

@@ -278,6 +278,30 @@ async fn one_order_is_one_trace_across_the_five_services() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, "paid");
+    // Every step of its timeline was taken in this trace: the requests',
+    // the consumers' and the relay's alike.
+    let mut steps = Vec::new();
+    for _ in 0..300 {
+        let timeline: Value = http
+            .get(format!("{order_url}/timeline"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        steps = timeline["steps"].as_array().cloned().unwrap_or_default();
+        // placed, reserved, two publications, received, paid, committed.
+        if steps.len() >= 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(steps.len(), 7, "{steps:#?}");
+    for step in &steps {
+        assert_eq!(step["trace_id"], TRACE_ID, "{steps:#?}");
+    }
     let expected: HashSet<&str> = services.iter().map(|(name, _)| *name).collect();
     let mut spans = Vec::new();
     for _ in 0..300 {

@@ -136,10 +136,12 @@ impl Infra {
         let verifier = Arc::new(JwtVerifier::from_config(spec.jwt)?);
         let pool = crate::db::connect(spec.common).await?;
         let health = DbHealth::watch(spec.common)?;
-        crate::db::migrate(&pool, spec.migrator).await?;
+        // The outbox and inbox first: a service's own tables may build on
+        // them (order-service's timeline has a trigger on the outbox).
         if spec.kafka.is_some() {
             crate::kafka::migrate(&pool).await?;
         }
+        crate::db::migrate(&pool, spec.migrator).await?;
         let metrics = Arc::new(Metrics::new(spec.service));
         crate::db::observe(&pool, &metrics);
         Ok(Self {
@@ -331,6 +333,9 @@ impl Builder {
             database: self.gate_on_database.then(|| infra.health.clone()),
             verifier: Some(infra.verifier.clone()),
             authority: infra.authority.clone(),
+            asyncapi: infra.kafka.as_ref().map(|kafka| {
+                crate::kafka::contract::to_yaml(&crate::kafka::contract::asyncapi(&kafka.topic))
+            }),
         }
         .build();
         let http = crate::http::bind(infra.http_addr).await?;

@@ -194,6 +194,9 @@ pub struct ServiceRouter {
     pub verifier: Option<Arc<crate::auth::JwtVerifier>>,
     /// What says a token's user's current role, found there too.
     pub authority: Option<Arc<dyn crate::auth::Authority>>,
+    /// The AsyncAPI document of the events, for a service on the topic:
+    /// served at `/asyncapi.yaml` ([`crate::kafka::contract`]).
+    pub asyncapi: Option<String>,
 }
 
 /// Turns requests away at once while the database is unreachable.
@@ -239,6 +242,21 @@ impl ServiceRouter {
             ]);
             router = router
                 .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi));
+        }
+        if let Some(document) = self.asyncapi {
+            let document: Arc<str> = document.into();
+            router = router.route(
+                "/asyncapi.yaml",
+                get(move || {
+                    let document = document.clone();
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+                            document.to_string(),
+                        )
+                    }
+                }),
+            );
         }
         if let Some(limits) = self.write_limits {
             router = router.layer(middleware::from_fn_with_state(

@@ -61,6 +61,21 @@ macro_rules! id_type {
             }
         }
 
+        /// A positive integer in the event contract (docs/asyncapi.yaml).
+        impl schemars::JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "integer",
+                    "minimum": 1,
+                    "format": "int64",
+                    "description": concat!("`", $what, "`: a positive integer."),
+                })
+            }
+        }
+
         impl TryFrom<i64> for $name {
             type Error = InvalidId;
             fn try_from(value: i64) -> Result<Self, InvalidId> {

@@ -18,6 +18,19 @@ pub struct Money(pub i64);
 /// The largest amount accepted from a client: what NUMERIC(12,2) holds.
 pub const MAX_CENTS: i64 = 999_999_999_999;
 
+/// A number in the event contract (docs/asyncapi.yaml), as on the wire.
+impl schemars::JsonSchema for Money {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "description": "An amount in the currency's units with at most two decimals (25.5 is 25.50); exact to the cent.",
+        })
+    }
+}
+
 impl Money {
     /// The amount in cents.
     pub fn cents(self) -> i64 {

@@ -122,6 +122,17 @@ pub fn current_traceparent() -> Option<String> {
     carrier.remove("traceparent")
 }
 
+/// The trace id (32 hex digits) of the current span, if it belongs to a
+/// trace: what Jaeger finds the trace by.
+pub fn current_trace_id() -> Option<String> {
+    let id = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .trace_id();
+    (id != opentelemetry::trace::TraceId::INVALID).then(|| id.to_string())
+}
+
 /// The trace context carried by `headers` (HTTP or gRPC metadata as HTTP headers).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
     global::get_text_map_propagator(|p| p.extract(&opentelemetry_http::HeaderExtractor(headers)))

@@ -1,9 +1,11 @@
 //! Helpers for integration tests (feature `testing`): a fresh database per
 //! test on the real PostgreSQL, tokens signed with a test key pair
 //! (`shared/testdata/`, used by tests only, never by a running system), and
-//! generated client input for property tests ([`inputs`]), and certificates
-//! from a test CA ([`pki`]).
+//! generated client input for property tests ([`inputs`]), certificates
+//! from a test CA ([`pki`]), and the event contract's check of a topic
+//! ([`contract`]).
 
+pub mod contract;
 pub mod inputs;
 pub mod pki;
 
@@ -83,17 +85,30 @@ pub async fn fresh_database(prefix: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// Publishes `event` to `kafka`'s topic, keyed by its order, as a producer of the saga would.
+/// Publishes `event` to `kafka`'s topic, keyed by its order and with its
+/// `event_type` and `event_id` headers, as the saga's relay would.
 pub async fn publish(kafka: &crate::kafka::KafkaConfig, event: &crate::kafka::events::Event) {
+    use rdkafka::message::{Header, OwnedHeaders};
     let payload = serde_json::to_string(event).expect("events serialize");
     let key = event.key();
+    let event_id = event.event_id.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "event_type",
+            value: Some(event.payload.event_type()),
+        })
+        .insert(Header {
+            key: "event_id",
+            value: Some(event_id.as_str()),
+        });
     kafka
         .producer()
         .expect("test producer")
         .send(
             rdkafka::producer::FutureRecord::to(&kafka.topic)
                 .key(&key)
-                .payload(&payload),
+                .payload(&payload)
+                .headers(headers),
             std::time::Duration::from_secs(10),
         )
         .await

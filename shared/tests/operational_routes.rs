@@ -42,6 +42,7 @@ async fn server(
         database: None,
         verifier: None,
         authority: None,
+        asyncapi: None,
     }
     .build();
     let server = tokio::spawn(shared::http::serve(

@@ -3,6 +3,7 @@
 //! consumers.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -10,42 +11,57 @@ use crate::id::{OrderId, ProductId, UserId};
 use crate::money::Money;
 
 /// A line of an order as events carry it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventItem {
     pub product_id: ProductId,
+    /// Units of the product, 1 or more.
     pub quantity: i32,
+    /// The price product-service reserved the units at.
     pub unit_price: Money,
 }
 
 /// What happened, with the fields of its type (`event_type` is the tag).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Each variant's doc is its message's description in docs/asyncapi.yaml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event_type", rename_all = "snake_case")]
 pub enum EventPayload {
+    /// The order's stock is held at product-service: payment may charge it.
     OrderCreated {
+        /// Its lines at their reserved prices.
         items: Vec<EventItem>,
+        /// The sum of the lines: what payment charges.
         total_price: Money,
+        /// ISO 4217, `USD` today.
         currency: String,
         /// Where the customer wants mail (their token's email); absent in
         /// events from older producers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         customer_email: Option<String>,
     },
+    /// The order's total was charged.
     PaymentSuccess {
+        /// payment-service's id of the payment.
         payment_id: i64,
         amount: Money,
+        /// The gateway's reference of the charge.
         transaction_id: String,
     },
+    /// The charge was declined: the order fails and its stock is released.
     PaymentFailed {
         payment_id: i64,
         amount: Money,
+        /// The gateway's reason.
         reason: String,
     },
-    OrderConfirmed {
-        total_price: Money,
-    },
+    /// The order is paid and its stock committed.
+    OrderConfirmed { total_price: Money },
+    /// The order is over without a sale (declined, cancelled by its owner,
+    /// or no payment in time); payment refunds what it charged.
     OrderCancelled {
+        /// `payment_failed`, `user_cancelled`, `timeout`, ...
         reason: String,
     },
+    /// A charge for an order cancelled meanwhile was refunded.
     PaymentRefunded {
         payment_id: i64,
         amount: Money,
@@ -78,11 +94,15 @@ impl EventPayload {
 }
 
 /// The envelope: ids and time, then the type's fields, flat in one object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
+    /// Unique per event: consumers apply an event once by it (their inbox).
     pub event_id: Uuid,
+    /// When the change it announces was made.
     pub occurred_at: DateTime<Utc>,
+    /// The order it is about; also the message key.
     pub order_id: OrderId,
+    /// The order's owner.
     pub user_id: UserId,
     #[serde(flatten)]
     pub payload: EventPayload,
@@ -161,6 +181,27 @@ mod tests {
         assert!(json.contains(r#""total_price":20.00"#), "{json}");
         assert!(json.contains(r#""order_id":42"#), "{json}");
         match decode(json.as_bytes()) {
+            Decoded::Event(decoded) => assert_eq!(*decoded, event),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A producer of a newer version may add fields: this version reads
+    /// the event as it knows it (docs/contracts.md, "Evolving the events").
+    #[test]
+    fn a_consumer_ignores_fields_it_does_not_know() {
+        let event = Event::new(
+            OrderId::new(5).unwrap(),
+            UserId::new(2).unwrap(),
+            EventPayload::OrderCancelled {
+                reason: "timeout".into(),
+            },
+        );
+        let mut value = serde_json::to_value(&event).unwrap();
+        value["schema_version"] = serde_json::json!(2);
+        value["cancelled_by"] = serde_json::json!({"kind": "operator", "id": 9});
+        let bytes = serde_json::to_vec(&value).unwrap();
+        match decode(&bytes) {
             Decoded::Event(decoded) => assert_eq!(*decoded, event),
             other => panic!("{other:?}"),
         }

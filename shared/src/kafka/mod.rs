@@ -1,10 +1,12 @@
-//! Kafka plumbing every saga service uses: the event types ([`events`]),
+//! Kafka plumbing every saga service uses: the event types ([`events`])
+//! and their AsyncAPI document ([`contract`]),
 //! the transactional outbox and its relay ([`outbox`]), the inbox
 //! ([`claim`]), and the consumer with retries and a dead-letter topic
 //! ([`consumer`]). Their tables live in `shared/migrations/`, applied by
 //! [`migrate`] next to each service's own migrations.
 
 pub mod consumer;
+pub mod contract;
 pub mod events;
 pub mod outbox;
 

@@ -1,0 +1,205 @@
+//! An order's timeline (docs/saga.md, "The timeline"): every step of its
+//! saga with its time, its cause and its trace, as `GET
+//! /orders/{id}/timeline` and gRPC `GetOrderTimeline` show it.
+//!
+//! A step is written by the statement or transaction that takes it
+//! ([`crate::store`]), the inbox claim of a causing event included, so a
+//! redelivered event adds no step and the timeline never disagrees with
+//! the order. `event_published` is written by a trigger on the outbox, in
+//! the relay's transaction that marks the event sent
+//! (migrations/0004_order_steps.sql).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shared::id::OrderId;
+use shared::kafka::events::Event;
+use sqlx::Postgres;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::model::OrderStatus;
+
+shared::text_enum! {
+    /// A step of an order's saga.
+    pub enum StepKind {
+        /// The order was written, pending.
+        Placed = "placed",
+        /// product-service holds its units at the prices in `detail`.
+        StockReserved = "stock_reserved",
+        /// product-service refused the reservation (`detail`: why); the order is rejected.
+        StockRefused = "stock_refused",
+        /// Rejected without an answer from product-service (`detail`: why).
+        Rejected = "rejected",
+        /// The relay published the event `event_type`/`event_id` (the broker acknowledged it).
+        EventPublished = "event_published",
+        /// A payment result (`event_type`) arrived; `detail` says if it was ignored.
+        PaymentReceived = "payment_received",
+        /// The order is paid.
+        Paid = "paid",
+        /// The payment was declined (`detail`: the gateway's reason).
+        Failed = "failed",
+        /// The order was cancelled (`detail`: why).
+        Cancelled = "cancelled",
+        /// product-service sold the held units.
+        StockCommitted = "stock_committed",
+        /// product-service gave the units back.
+        StockReleased = "stock_released",
+        /// payment-service refunded the payment of a cancelled order (`detail`: amount and why).
+        Refunded = "refunded",
+    }
+}
+
+shared::text_enum! {
+    /// What took a step.
+    pub enum CauseKind {
+        /// The customer's request that placed the order.
+        Request = "request",
+        /// The customer's (or an admin's) cancel request.
+        CustomerCancel = "customer_cancel",
+        /// An event from the topic (`event_id`, `event_type`).
+        Event = "event",
+        /// The recovery loop, finishing a saga a request or an event left unfinished.
+        Recovery = "recovery",
+        /// The payment timeout: no payment result came in time.
+        PaymentTimeout = "payment_timeout",
+        /// The outbox relay.
+        Relay = "relay",
+    }
+}
+
+/// What takes a step, as the code that takes it knows it.
+#[derive(Debug, Clone, Copy)]
+pub enum Cause<'a> {
+    Request,
+    CustomerCancel,
+    Recovery,
+    PaymentTimeout,
+    Event(&'a Event),
+}
+
+impl Cause<'_> {
+    fn kind(self) -> CauseKind {
+        match self {
+            Cause::Request => CauseKind::Request,
+            Cause::CustomerCancel => CauseKind::CustomerCancel,
+            Cause::Recovery => CauseKind::Recovery,
+            Cause::PaymentTimeout => CauseKind::PaymentTimeout,
+            Cause::Event(_) => CauseKind::Event,
+        }
+    }
+}
+
+/// A step about to be written: its kind, its cause and what it says,
+/// with the trace it is taken in.
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    kind: StepKind,
+    cause: CauseKind,
+    event_id: Option<Uuid>,
+    event_type: Option<&'static str>,
+    trace_id: Option<String>,
+    detail: Option<String>,
+}
+
+impl NewStep {
+    /// `kind`, taken now by `cause` in the current span's trace.
+    pub fn new(kind: StepKind, cause: Cause<'_>) -> Self {
+        let event = match cause {
+            Cause::Event(event) => Some(event),
+            _ => None,
+        };
+        Self {
+            kind,
+            cause: cause.kind(),
+            event_id: event.map(|e| e.event_id),
+            event_type: event.map(|e| e.payload.event_type()),
+            trace_id: shared::telemetry::current_trace_id(),
+            detail: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// SQL that writes a step for each order `id` that `source` (a CTE of
+    /// the same statement) returns, taking its values from parameters
+    /// `$first` to `$first + 5`, which [`Self::bind`] fills. A step written
+    /// this way is part of the statement that takes it, and is written
+    /// only if that statement moved the order.
+    pub fn insert_from(source: &str, first: usize) -> String {
+        let values: Vec<String> = (first..first + 6).map(|i| format!("${i}")).collect();
+        format!(
+            "INSERT INTO order_steps (order_id, step, cause, event_id, event_type, trace_id, detail) \
+             SELECT id, {} FROM {source}",
+            values.join(", ")
+        )
+    }
+
+    /// Binds this step's values, the parameters of [`Self::insert_from`].
+    pub fn bind<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(self.kind)
+            .bind(self.cause)
+            .bind(self.event_id)
+            .bind(self.event_type)
+            .bind(self.trace_id.as_deref())
+            .bind(self.detail.as_deref())
+    }
+}
+
+/// Writes `steps` of order `id` in `tx`.
+pub async fn record(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    id: OrderId,
+    steps: &[NewStep],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "WITH target AS (SELECT $1::bigint AS id) {}",
+        NewStep::insert_from("target", 2)
+    );
+    for step in steps {
+        step.bind(sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A step as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Step {
+    /// Its place in the timeline (increasing, not consecutive).
+    pub seq: i64,
+    pub step: StepKind,
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+    pub cause: CauseKind,
+    /// The causing event, or for `event_published` the event published.
+    pub event_id: Option<Uuid>,
+    pub event_type: Option<String>,
+    /// The trace it was taken in (32 hex digits; Jaeger finds it by this).
+    pub trace_id: Option<String>,
+    /// A reason, a shortfall or an amount.
+    pub detail: Option<String>,
+}
+
+/// An order's timeline.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Timeline {
+    pub order_id: OrderId,
+    /// The order's status now.
+    pub status: OrderStatus,
+    /// Its steps, first to last.
+    pub steps: Vec<Step>,
+}
+
+/// The most steps one timeline returns. An order takes about ten; more
+/// can only be repeated payment results of distinct events, each recorded.
+pub const MAX_STEPS: i64 = 1000;
