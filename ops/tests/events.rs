@@ -264,7 +264,8 @@ async fn lag_shows_how_far_a_consumer_group_is_behind_per_partition() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert_eq!(total(&caught_up), 0, "{caught_up:?}");
-    for row in &caught_up {
+    // A partition no event went to has nothing committed and no lag.
+    for row in caught_up.iter().filter(|r| r["end"] != 0) {
         assert_eq!(row["committed"], row["end"], "{row}");
     }
     let ends: i64 = caught_up.iter().map(|l| l["end"].as_i64().unwrap()).sum();
