@@ -198,6 +198,12 @@ show_timeline "$FAILED"
 call GET "$ORDER_URL/api/v1/orders/$FAILED/timeline" ""
 check "a timeline without a token is 401" is "$STATUS" 401
 
+section "The event contract"
+for url in "$ORDER_URL" "$PAYMENT_URL"; do
+  call GET "$url/asyncapi.yaml" ""
+  check "$url/asyncapi.yaml is docs/asyncapi.yaml" is "$STATUS/$(cmp -s <(printf '%s' "$BODY") docs/asyncapi.yaml && echo same)" "200/same"
+done
+
 section "Metrics"
 for entry in "${ROSTER[@]}"; do
   read -r service _ _ var <<<"$entry"

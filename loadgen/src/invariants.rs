@@ -294,9 +294,10 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Verdict> {
                 "payment-service" => {
                     matches!(event_type.as_str(), "order_created" | "order_cancelled")
                 }
-                "order-service" => {
-                    matches!(event_type.as_str(), "payment_success" | "payment_failed")
-                }
+                "order-service" => matches!(
+                    event_type.as_str(),
+                    "payment_success" | "payment_failed" | "payment_refunded"
+                ),
                 _ => true,
             };
             if needs {
@@ -321,7 +322,74 @@ pub async fn check(sources: &Sources) -> anyhow::Result<Verdict> {
     }
     checks.push(one_each);
 
-    // 5. Nothing stuck.
+    // 5. The timeline agrees with the order (docs/saga.md, "The timeline"):
+    // each step written with its change, once.
+    let mut steps: HashMap<i64, HashMap<String, i64>> = HashMap::new();
+    for r in sqlx::query(
+        "SELECT s.order_id, s.step, count(*) AS n FROM order_steps s JOIN orders o ON o.id = s.order_id \
+         WHERE o.created_at >= COALESCE($1, '-infinity'::timestamptz) GROUP BY s.order_id, s.step",
+    )
+    .bind(since)
+    .fetch_all(&orders_db)
+    .await?
+    {
+        steps
+            .entry(r.get("order_id"))
+            .or_default()
+            .insert(r.get("step"), r.get("n"));
+    }
+    let mut agrees =
+        Check::new("every order's timeline has each of its steps once, as the order says");
+    for (id, o) in &orders {
+        let of = steps.get(id);
+        let n = |step: &str| of.and_then(|s| s.get(step)).copied().unwrap_or(0);
+        let ending = match o.status.as_str() {
+            "paid" => n("paid"),
+            "failed" => n("failed"),
+            "cancelled" => n("cancelled"),
+            "rejected" => n("stock_refused") + n("rejected"),
+            _ => 0,
+        };
+        let endings = n("paid") + n("failed") + n("cancelled") + n("stock_refused") + n("rejected");
+        // A rejection may find the units released already (product-service
+        // released the order first): then no settle, and no step, released them.
+        let released = match (o.stock.as_str(), o.status.as_str()) {
+            ("released", "rejected") => n("stock_released") <= 1,
+            ("released", _) => n("stock_released") == 1,
+            _ => n("stock_released") == 0,
+        };
+        let committed = i64::from(o.stock == "committed");
+        agrees.expect(
+            n("placed") == 1
+                && n("stock_reserved") == i64::from(o.total_cents.is_some())
+                && ending == 1
+                && endings == 1
+                && n("stock_committed") == committed
+                && released,
+            || format!("order {id} ({}, stock {}): steps {of:?}", o.status, o.stock),
+        );
+    }
+    let mut announced = Check::new("every event order-service published is one step of its order");
+    for r in sqlx::query(
+        "SELECT o.event_id, o.order_id, count(s.seq) AS n FROM outbox o \
+         LEFT JOIN order_steps s ON s.event_id = o.event_id AND s.step = 'event_published' \
+         WHERE o.sent_at IS NOT NULL AND o.created_at >= COALESCE($1, '-infinity'::timestamptz) \
+         GROUP BY o.event_id, o.order_id",
+    )
+    .bind(since)
+    .fetch_all(&orders_db)
+    .await?
+    {
+        let (event, order, n): (uuid::Uuid, i64, i64) =
+            (r.get("event_id"), r.get("order_id"), r.get("n"));
+        announced.expect(n == 1, || {
+            format!("order {order}'s event {event}: {n} event_published steps")
+        });
+    }
+    checks.push(agrees);
+    checks.push(announced);
+
+    // 6. Nothing stuck.
     let mut outbox = Check::new("no outbox row left unsent (order, payment)");
     for (name, pool) in [("orderdb", &orders_db), ("paymentdb", &payments_db)] {
         let unsent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")

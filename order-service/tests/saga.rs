@@ -601,6 +601,16 @@ async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_eve
         .await;
     let (status, _) = stack.get(8, &format!("/orders/{id}/timeline")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let as_admin = stack
+        .http
+        .get(format!("{}/api/v1/orders/{id}/timeline", stack.order))
+        .bearer_auth(testing::token(ADMIN, Role::Admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_admin.status(), StatusCode::OK, "an admin reads anyone's");
+    let (status, body) = stack.get(7, "/orders/0/timeline").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     stack
         .check_contract(&[
             ("order_created", 1),
@@ -1514,6 +1524,17 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
     assert_eq!(
         client.get_order_timeline(get(21)).await.unwrap_err().code(),
         Code::NotFound
+    );
+    let mut zero = tonic::Request::new(GetOrderRequest { id: 0 });
+    zero.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", testing::token(20, Role::Customer))
+            .parse()
+            .unwrap(),
+    );
+    assert_eq!(
+        client.get_order_timeline(zero).await.unwrap_err().code(),
+        Code::InvalidArgument
     );
     let unsigned = client
         .get_order_timeline(tonic::Request::new(GetOrderRequest { id: order.id }))
