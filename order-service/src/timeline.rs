@@ -131,12 +131,7 @@ impl NewStep {
     /// this way is part of the statement that takes it, and is written
     /// only if that statement moved the order.
     pub fn insert_from(source: &str, first: usize) -> String {
-        let values: Vec<String> = (first..first + 6).map(|i| format!("${i}")).collect();
-        format!(
-            "INSERT INTO order_steps (order_id, step, cause, event_id, event_type, trace_id, detail) \
-             SELECT id, {} FROM {source}",
-            values.join(", ")
-        )
+        format!("{INSERT} SELECT id, {} FROM {source}", placeholders(first))
     }
 
     /// Binds this step's values, the parameters of [`Self::insert_from`].
@@ -154,21 +149,35 @@ impl NewStep {
     }
 }
 
-/// Writes `steps` of order `id` in `tx`.
+/// The start of every step's insert; a step's six values follow `order_id`.
+const INSERT: &str =
+    "INSERT INTO order_steps (order_id, step, cause, event_id, event_type, trace_id, detail)";
+
+/// `$first, ..., $first + 5`: the parameters of one step's values, in the
+/// order [`NewStep::bind`] binds them.
+fn placeholders(first: usize) -> String {
+    let values: Vec<String> = (first..first + 6).map(|p| format!("${p}")).collect();
+    values.join(", ")
+}
+
+/// Writes `steps` of order `id` in `tx`, in one statement.
 pub async fn record(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     id: OrderId,
     steps: &[NewStep],
 ) -> Result<(), sqlx::Error> {
-    let sql = format!(
-        "WITH target AS (SELECT $1::bigint AS id) {}",
-        NewStep::insert_from("target", 2)
-    );
-    for step in steps {
-        step.bind(sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id))
-            .execute(&mut **tx)
-            .await?;
+    if steps.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<String> = (0..steps.len())
+        .map(|i| format!("($1, {})", placeholders(2 + 6 * i)))
+        .collect();
+    let sql = format!("{INSERT} VALUES {}", rows.join(", "));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+    for step in steps {
+        query = step.bind(query);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -436,6 +436,13 @@ impl Stack {
     }
 }
 
+/// The events on the topic of a test that had one order paid.
+const ONE_PAID_ORDER: &[(&str, usize)] = &[
+    ("order_created", 1),
+    ("payment_success", 1),
+    ("order_confirmed", 1),
+];
+
 /// A step of a timeline as the tests expect it: its name, its cause and
 /// the causing event's type.
 type Step = (&'static str, &'static str, Option<&'static str>);
@@ -611,13 +618,7 @@ async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_eve
     assert_eq!(as_admin.status(), StatusCode::OK, "an admin reads anyone's");
     let (status, body) = stack.get(7, "/orders/0/timeline").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    stack
-        .check_contract(&[
-            ("order_created", 1),
-            ("payment_success", 1),
-            ("order_confirmed", 1),
-        ])
-        .await;
+    stack.check_contract(ONE_PAID_ORDER).await;
 
     // The owner sees it in their list; to another customer it does not
     // exist: the same 404 as an id nobody has.
@@ -959,6 +960,16 @@ async fn a_hundred_concurrent_orders_for_forty_units_never_oversell() {
         80,
         "order_created and order_confirmed/cancelled, all published"
     );
+    let (paid, failed) = (paid as usize, failed as usize);
+    stack
+        .check_contract(&[
+            ("order_created", 40),
+            ("payment_success", paid),
+            ("payment_failed", failed),
+            ("order_confirmed", paid),
+            ("order_cancelled", failed),
+        ])
+        .await;
 }
 
 #[tokio::test]
@@ -1166,6 +1177,19 @@ async fn a_payment_service_restart_and_a_redelivered_order_created_pay_once() {
         .await;
     let second = second["id"].as_i64().unwrap();
     assert_eq!(stack.settled(second).await["status"], "paid");
+    // Every event on the topic holds to the contract; the poison message
+    // is no event at all (and was dead-lettered).
+    let sent = "SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL";
+    testing::wait_for_count(&stack.order_db, sent, 4).await;
+    testing::wait_for_count(&stack.payment_db, sent, 2).await;
+    stack
+        .check_contract(&[
+            ("order_created", 3),
+            ("payment_success", 2),
+            ("order_confirmed", 2),
+            (testing::contract::NOT_AN_EVENT, 1),
+        ])
+        .await;
     restarted.cancel();
     assert_eq!(
         stack
@@ -1238,6 +1262,9 @@ async fn a_pending_order_is_cancelled_by_its_owner_or_by_the_payment_timeout() {
             .await,
         1
     );
+    stack
+        .check_contract(&[("order_created", 2), ("order_cancelled", 2)])
+        .await;
     // The second cancel changed nothing, so it is no step.
     stack
         .timeline(
@@ -1540,6 +1567,7 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
         .get_order_timeline(tonic::Request::new(GetOrderRequest { id: order.id }))
         .await;
     assert_eq!(unsigned.unwrap_err().code(), Code::Unauthenticated);
+    stack.check_contract(ONE_PAID_ORDER).await;
 }
 
 #[tokio::test]
@@ -1821,4 +1849,16 @@ async fn forged_payment_results_are_refused_and_pay_nothing() {
     testing::publish(&stack.kafka, &success(id, 41, 2000)).await;
     assert_eq!(stack.settled(id).await["status"], "paid");
     assert_eq!(stack.stock(product).await, 3);
+    // Forged, yet well-formed: they hold to the contract's shape, and the
+    // saga's own events too.
+    let seen = testing::contract::check_topic(&stack.kafka).await;
+    assert!(
+        !seen.contains_key(testing::contract::NOT_AN_EVENT),
+        "{seen:?}"
+    );
+    assert!(
+        seen.get("payment_success")
+            .is_some_and(|n| *n > forged.len()),
+        "the forgeries and the genuine result: {seen:?}"
+    );
 }

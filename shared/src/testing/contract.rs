@@ -110,16 +110,17 @@ fn validator(document: &Value, name: &str) -> jsonschema::Validator {
         .unwrap_or_else(|e| panic!("the document's schema {name} compiles: {e}"))
 }
 
-/// Why `message` breaks the contract `document` states, if it does.
+/// What [`check_topic`] counts messages that are no event at all under
+/// (a poison message a test put there): no JSON object with an `event_type`.
+pub const NOT_AN_EVENT: &str = "(not an event)";
+
+/// Why `message` breaks the contract `document` states, if it does. A
+/// message that is not an event at all is [`NOT_AN_EVENT`], not a breach:
+/// consumers dead-letter it.
 pub fn violation(document: &Value, message: &Raw) -> Option<String> {
     let at = format!("{}@{}", message.partition, message.offset);
-    let value: Value = match serde_json::from_slice(&message.payload) {
-        Ok(v) => v,
-        Err(e) => return Some(format!("{at}: not JSON: {e}")),
-    };
-    let Some(event_type) = value["event_type"].as_str() else {
-        return Some(format!("{at}: no event_type: {value}"));
-    };
+    let value = serde_json::from_slice::<Value>(&message.payload).ok()?;
+    let event_type = value["event_type"].as_str()?;
     let schemas = &document["components"]["schemas"];
     let name = format!("{event_type}_payload");
     if schemas.get(&name).is_none() {
@@ -166,8 +167,8 @@ pub fn violation(document: &Value, message: &Raw) -> Option<String> {
 }
 
 /// Checks every message on `kafka`'s topic against the contract; returns
-/// how many events of each type it found. Panics naming the first that
-/// breaks it.
+/// how many events of each type it found (and of [`NOT_AN_EVENT`]). Panics
+/// naming the first that breaks it.
 pub async fn check_topic(kafka: &KafkaConfig) -> BTreeMap<String, usize> {
     let document = crate::kafka::contract::asyncapi(&kafka.topic);
     let mut seen = BTreeMap::new();
@@ -176,9 +177,82 @@ pub async fn check_topic(kafka: &KafkaConfig) -> BTreeMap<String, usize> {
             panic!("an event off the saga's topic breaks docs/asyncapi.yaml: {why}");
         }
         let value: Value = serde_json::from_slice(&message.payload).unwrap_or_default();
-        *seen
-            .entry(value["event_type"].as_str().unwrap_or_default().to_string())
-            .or_insert(0) += 1;
+        let event_type = value["event_type"].as_str().unwrap_or(NOT_AN_EVENT);
+        *seen.entry(event_type.to_string()).or_insert(0) += 1;
     }
     seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::events::{Event, EventPayload};
+    use crate::money::Money;
+
+    fn message(payload: Value, key: &str, event_type: &str, event_id: &str) -> Raw {
+        Raw {
+            partition: 0,
+            offset: 7,
+            key: Some(key.into()),
+            headers: [("event_type", event_type), ("event_id", event_id)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            payload: serde_json::to_vec(&payload).unwrap(),
+        }
+    }
+
+    /// The check passes what the saga sends and fails each way a message
+    /// can break the contract.
+    #[test]
+    fn a_message_breaking_the_contract_is_caught() {
+        let document = crate::kafka::contract::asyncapi("order_events");
+        let event = Event::new(
+            crate::testing::order(9),
+            crate::testing::user(4),
+            EventPayload::OrderConfirmed {
+                total_price: Money(1250),
+            },
+        );
+        let good = serde_json::to_value(&event).unwrap();
+        let id = event.event_id.to_string();
+        assert_eq!(
+            violation(
+                &document,
+                &message(good.clone(), "9", "order_confirmed", &id)
+            ),
+            None
+        );
+        let mut as_text = good.clone();
+        as_text["total_price"] = json!("12.50");
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("occurred_at");
+        let mut zero = good.clone();
+        zero["user_id"] = json!(0);
+        for (why, bad) in [
+            (
+                "money as text",
+                message(as_text, "9", "order_confirmed", &id),
+            ),
+            (
+                "no occurred_at",
+                message(missing, "9", "order_confirmed", &id),
+            ),
+            ("user 0", message(zero, "9", "order_confirmed", &id)),
+            (
+                "another key",
+                message(good.clone(), "10", "order_confirmed", &id),
+            ),
+            (
+                "another header type",
+                message(good.clone(), "9", "order_created", &id),
+            ),
+            (
+                "a header id not a uuid",
+                message(good.clone(), "9", "order_confirmed", "x"),
+            ),
+        ] {
+            assert!(violation(&document, &bad).is_some(), "{why} passed");
+        }
+    }
 }
