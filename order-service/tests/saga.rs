@@ -447,6 +447,18 @@ const ONE_PAID_ORDER: &[(&str, usize)] = &[
 /// the causing event's type.
 type Step = (&'static str, &'static str, Option<&'static str>);
 
+/// The timeline of an order placed by a request and paid, but its
+/// publications ([`PAID_PUBLISHED`]).
+const PAID_STEPS: &[Step] = &[
+    ("placed", "request", None),
+    ("stock_reserved", "request", None),
+    ("payment_received", "event", Some("payment_success")),
+    ("paid", "event", Some("payment_success")),
+    ("stock_committed", "event", Some("payment_success")),
+];
+/// The events a paid order publishes.
+const PAID_PUBLISHED: &[&str] = &["order_created", "order_confirmed"];
+
 /// A timeline's steps but its publications, and the types of the events
 /// it says were published, in order.
 fn steps_of(timeline: &Value) -> (Vec<Step>, Vec<&'static str>) {
@@ -591,21 +603,7 @@ async fn an_order_is_paid_end_to_end_with_one_payment_and_a_notification_per_eve
     assert_eq!(addressed, 3);
 
     // Its timeline, step by step; to another customer it does not exist.
-    let success = Some("payment_success");
-    stack
-        .timeline(
-            7,
-            id,
-            &[
-                ("placed", "request", None),
-                ("stock_reserved", "request", None),
-                ("payment_received", "event", success),
-                ("paid", "event", success),
-                ("stock_committed", "event", success),
-            ],
-            &["order_created", "order_confirmed"],
-        )
-        .await;
+    stack.timeline(7, id, PAID_STEPS, PAID_PUBLISHED).await;
     let (status, _) = stack.get(8, &format!("/orders/{id}/timeline")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let as_admin = stack
@@ -1030,21 +1028,9 @@ async fn redelivered_and_contradicting_payment_events_change_nothing() {
     assert_eq!(stack.stock(product).await, 4);
     // The repeats added no step; the late failure, a new event, is
     // recorded as received and ignored.
-    let (success, failed) = (Some("payment_success"), Some("payment_failed"));
+    let ignored = [("payment_received", "event", Some("payment_failed"))];
     let timeline = stack
-        .timeline(
-            11,
-            id,
-            &[
-                ("placed", "request", None),
-                ("stock_reserved", "request", None),
-                ("payment_received", "event", success),
-                ("paid", "event", success),
-                ("stock_committed", "event", success),
-                ("payment_received", "event", failed),
-            ],
-            &["order_created", "order_confirmed"],
-        )
+        .timeline(11, id, &[PAID_STEPS, &ignored].concat(), PAID_PUBLISHED)
         .await;
     let last = timeline["steps"]
         .as_array()
@@ -1512,18 +1498,7 @@ async fn grpc_create_and_get_order_follow_the_rest_rules() {
 
     // The timeline over gRPC is the REST one.
     let rest = stack
-        .timeline(
-            20,
-            order.id,
-            &[
-                ("placed", "request", None),
-                ("stock_reserved", "request", None),
-                ("payment_received", "event", Some("payment_success")),
-                ("paid", "event", Some("payment_success")),
-                ("stock_committed", "event", Some("payment_success")),
-            ],
-            &["order_created", "order_confirmed"],
-        )
+        .timeline(20, order.id, PAID_STEPS, PAID_PUBLISHED)
         .await;
     let timeline = client
         .get_order_timeline(get(20))
