@@ -129,6 +129,7 @@ fn customer() -> AuthUser {
         email: "c@example.com".into(),
         role: Role::Customer,
         token_version: 0,
+        token_id: None,
     }
 }
 

@@ -54,6 +54,10 @@ pub struct Claims {
     /// version is checked ([`Authority`]). Absent (0) in older tokens.
     #[serde(default)]
     pub ver: i64,
+    /// The token's own id, so that it alone can be revoked (`POST
+    /// /logout`). Absent in older tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<uuid::Uuid>,
 }
 
 /// Why a token was refused; each becomes a 401 with its own message.
@@ -183,6 +187,7 @@ impl JwtVerifier {
             email: claims.email,
             role: claims.role,
             token_version: claims.ver,
+            token_id: claims.jti,
         })
     }
 }
@@ -293,6 +298,7 @@ impl JwtSigner {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             ver: version,
+            jti: Some(uuid::Uuid::new_v4()),
         })
     }
 
@@ -345,6 +351,8 @@ pub struct AuthUser {
     pub role: Role,
     /// The token's version (its `ver` claim).
     pub token_version: i64,
+    /// The token's id (its `jti` claim), if it has one.
+    pub token_id: Option<uuid::Uuid>,
 }
 
 impl AuthUser {
@@ -491,8 +499,10 @@ mod tests {
                 email: "a@b.c".into(),
                 role: Role::Admin,
                 token_version: 0,
+                token_id: user.token_id,
             }
         );
+        assert!(user.token_id.is_some(), "every token has an id of its own");
     }
 
     #[test]
@@ -508,6 +518,7 @@ mod tests {
             iss: "iss".into(),
             aud: "aud".into(),
             ver: 0,
+            jti: None,
         };
         let expired = signer.sign_claims(&base).unwrap();
         assert_eq!(verifier.verify(&expired).unwrap_err(), AuthError::Expired);

@@ -147,6 +147,38 @@ impl RateLimits {
     }
 }
 
+/// The client's address as the limits see it (the TCP peer, or the
+/// trusted `X-Forwarded-For` entry), for handlers that count per address;
+/// set by [`note_client_ip`], `None` where it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ClientIp>()
+            .copied()
+            .unwrap_or(ClientIp(None)))
+    }
+}
+
+/// Middleware that tells the handlers the client's address ([`ClientIp`]).
+pub async fn note_client_ip(
+    State(limits): State<Arc<RateLimits>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let ip = limits.client_ip(&req);
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
 /// Middleware for the credential routes: limits per client IP.
 pub async fn limit_per_ip(
     State(limits): State<Arc<RateLimits>>,

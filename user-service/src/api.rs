@@ -10,12 +10,13 @@ use axum::{Json, middleware};
 use serde::{Deserialize, Serialize};
 use shared::auth::{AdminUser, AuthUser, JwtSigner, Role};
 use shared::error::{ApiError, ApiJson, ErrorBody, ErrorCode, IdPath};
-use shared::ratelimit::{RateLimits, limit_per_ip};
+use shared::ratelimit::{ClientIp, RateLimits, limit_per_ip, note_client_ip};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::email::Email;
+use crate::lockout::Lockout;
 use crate::passwords::Passwords;
 use crate::store::{Store, StoreError, User};
 
@@ -24,6 +25,8 @@ use crate::store::{Store, StoreError, User};
 pub struct ApiState {
     pub store: Store,
     pub passwords: Passwords,
+    /// Limits password checks per account and per address.
+    pub lockout: Lockout,
     pub signer: Arc<JwtSigner>,
     /// `{"keys": [...]}`, computed once at start-up.
     pub jwks: Arc<serde_json::Value>,
@@ -38,13 +41,16 @@ pub fn routes(limits: Arc<RateLimits>) -> OpenApiRouter<ApiState> {
     let credentials = OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
-        .route_layer(middleware::from_fn_with_state(limits, limit_per_ip));
+        .route_layer(middleware::from_fn_with_state(limits.clone(), limit_per_ip));
     OpenApiRouter::new()
         .merge(credentials)
         .routes(routes!(get_profile, update_profile))
         .routes(routes!(session))
+        .routes(routes!(logout))
         .routes(routes!(set_role))
         .routes(routes!(jwks))
+        // The password checks count per client address.
+        .route_layer(middleware::from_fn_with_state(limits, note_client_ip))
 }
 
 pub const MIN_PASSWORD: usize = 8;
@@ -162,24 +168,34 @@ pub struct LoginResponse {
 }
 
 /// Exchanges email and password for a token. A wrong password and an
-/// unknown email get the same answer, in about the same time.
+/// unknown email get the same answer, in about the same time; too many
+/// wrong ones for an account or from an address are a 429 before any
+/// check (`crate::lockout`).
 #[utoipa::path(
     post, path = "/login", tag = "users", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Wrong email or password", body = ErrorBody),
-        (status = 429, description = "Too many attempts from this address", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address, or failed ones for this account", body = ErrorBody),
     )
 )]
 async fn login(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let refused =
         || ApiError::unauthorized(ErrorCode::InvalidCredentials, "invalid email or password");
+    let email = Email::parse(&req.email);
+    // A malformed email is counted under its text as given.
+    let account = email.as_ref().map_or_else(
+        |_| req.email.trim().to_lowercase(),
+        |e| e.as_str().to_owned(),
+    );
+    let attempt = state.lockout.attempt(&account, ip)?;
     // A malformed email can't belong to anyone; still spend the hashing time.
-    let found = match Email::parse(&req.email) {
-        Ok(email) => state.store.by_email(&email).await?,
+    let found = match &email {
+        Ok(email) => state.store.by_email(email).await?,
         Err(_) => None,
     };
     let (user, hash) = match found {
@@ -187,8 +203,10 @@ async fn login(
         None => (None, None),
     };
     if !state.passwords.verify(req.password, hash).await? {
+        attempt.failed();
         return Err(refused());
     }
+    attempt.succeeded();
     let (user, version) = user.ok_or_else(refused)?;
     let token = state
         .signer
@@ -215,6 +233,28 @@ async fn session(caller: AuthUser) -> Json<Session> {
         role: caller.role,
         token_version: caller.token_version,
     })
+}
+
+/// Ends the caller's token now, at every service: user-service refuses it
+/// at once, and the others within `SESSION_CACHE_MS` (5 s), as after a
+/// password change. Other tokens of the user stay good (a token from before
+/// tokens had ids ends them all). Again with the same token: a 401.
+#[utoipa::path(
+    post, path = "/logout", tag = "users", security(("bearer" = [])),
+    responses((status = 204, description = "The token is revoked"))
+)]
+async fn logout(State(state): State<ApiState>, caller: AuthUser) -> Result<StatusCode, ApiError> {
+    match caller.token_id {
+        // It expires no later than a token signed now would.
+        Some(jti) => {
+            let expires_at =
+                chrono::Utc::now() + chrono::Duration::seconds(state.token_ttl_seconds);
+            state.store.revoke(jti, caller.id.get(), expires_at).await?;
+        }
+        None => state.store.revoke_all(caller.id.get()).await?,
+    }
+    tracing::info!(user_id = %caller.id, "logged out");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /session`.
@@ -288,11 +328,13 @@ impl ProfileUpdate {
         (status = 200, description = "Updated", body = User),
         (status = 403, description = "current_password is wrong", body = ErrorBody),
         (status = 404, description = "The account no longer exists", body = ErrorBody),
+        (status = 429, description = "Too many failed password checks for this account or from this address", body = ErrorBody),
     )
 )]
 async fn update_profile(
     State(state): State<ApiState>,
     caller: AuthUser,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<ProfileUpdate>,
 ) -> Result<Json<User>, ApiError> {
     req.validate()?;
@@ -307,11 +349,14 @@ async fn update_profile(
             // validate() refused a new password without current_password;
             // were it missing, an empty one fails the check below anyway.
             let given = req.current_password.unwrap_or_default();
+            // Counted with the logins of the same account.
+            let attempt = state.lockout.attempt(current.user.email.as_str(), ip)?;
             if !state
                 .passwords
                 .verify(given, Some(current.password_hash))
                 .await?
             {
+                attempt.failed();
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     ErrorCode::WrongPassword,
@@ -319,6 +364,7 @@ async fn update_profile(
                 )
                 .with("field", "current_password"));
             }
+            attempt.succeeded();
             Some(state.passwords.hash(password).await?)
         }
     };

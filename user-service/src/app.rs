@@ -13,6 +13,7 @@ use crate::api::{self, ApiState};
 use crate::authority::LocalAuthority;
 use crate::config::Config;
 use crate::email::Email;
+use crate::lockout::Lockout;
 use crate::passwords::Passwords;
 use crate::store::Store;
 
@@ -58,15 +59,32 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     match &config.admin {
         Some((email, password)) => {
             let email = Email::parse(email).map_err(|e| Error::start("reading ADMIN_EMAIL", e))?;
-            let hash = passwords
-                .hash(password.clone())
+            let existing = store
+                .by_email(&email)
                 .await
-                .map_err(|e| Error::start("hashing the admin's password", e))?;
-            let admin = store
-                .upsert_admin(&email, &hash)
-                .await
-                .map_err(|e| Error::start("bootstrapping the admin", e))?;
-            tracing::info!(user_id = admin.id, email = %admin.email, "admin account ready");
+                .map_err(|e| Error::start("looking up the admin", e))?;
+            // A restart with the same password keeps the admin's tokens; a
+            // new password (or an account that was not an admin) ends them.
+            let current = match existing {
+                Some(c) if c.user.role == Role::Admin => passwords
+                    .verify(password.clone(), Some(c.password_hash))
+                    .await
+                    .map_err(|e| Error::start("checking the admin's password", e))?,
+                _ => false,
+            };
+            if current {
+                tracing::info!(email = %email, "admin account ready (unchanged)");
+            } else {
+                let hash = passwords
+                    .hash(password.clone())
+                    .await
+                    .map_err(|e| Error::start("hashing the admin's password", e))?;
+                let admin = store
+                    .upsert_admin(&email, &hash)
+                    .await
+                    .map_err(|e| Error::start("bootstrapping the admin", e))?;
+                tracing::info!(user_id = admin.id, email = %admin.email, "admin account ready; its older tokens are revoked");
+            }
         }
         None => tracing::warn!("ADMIN_PASSWORD is not set: no admin account is bootstrapped"),
     }
@@ -75,6 +93,7 @@ pub async fn build(config: Config) -> Result<Application, Error> {
     let state = ApiState {
         store,
         passwords,
+        lockout: Lockout::new(config.lockout),
         signer: Arc::new(signer),
         jwks: Arc::new(jwks),
         token_ttl_seconds: config.token_ttl_seconds,

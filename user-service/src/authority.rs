@@ -1,6 +1,7 @@
 //! user-service's own [`Authority`]: every token is checked against the
-//! user's row, so the role is the current one and a token older than the
-//! user's version (a role or password change since) is refused. The other
+//! user's row, so the role is the current one, and a token older than the
+//! user's version (a role or password change since) or ended by `POST
+//! /logout` is refused. The other
 //! services ask the same question through `GET /session`
 //! ([`shared::authority`]).
 
@@ -21,12 +22,12 @@ impl LocalAuthority {
 impl Authority for LocalAuthority {
     fn current<'a>(&'a self, _token: &'a str, user: AuthUser) -> Current<'a> {
         Box::pin(async move {
-            match self.store.by_id(user.id.get()).await? {
-                Some(now) if now.token_version == user.token_version => Ok(AuthUser {
-                    role: now.user.role,
-                    ..user
-                }),
-                // Deleted since, or signed before the last role or password change.
+            match self.store.standing(user.id.get(), user.token_id).await? {
+                Some((version, role, false)) if version == user.token_version => {
+                    Ok(AuthUser { role, ..user })
+                }
+                // Deleted since, signed before the last role or password
+                // change, or logged out.
                 _ => Err(AuthError::Revoked.into()),
             }
         })

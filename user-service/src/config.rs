@@ -5,6 +5,7 @@ use shared::config::{
 };
 use shared::ratelimit::RateLimitConfig;
 
+use crate::lockout::LockoutConfig;
 use crate::passwords::HashCost;
 
 /// Everything user-service reads at start-up.
@@ -27,6 +28,8 @@ pub struct Config {
     pub admin: Option<(String, String)>,
     pub hash_cost: HashCost,
     pub rate_limits: RateLimitConfig,
+    /// How password guessing is limited per account and per address.
+    pub lockout: LockoutConfig,
 }
 
 impl FromEnv for Config {
@@ -55,6 +58,7 @@ impl FromEnv for Config {
                 queue: env.in_range("HASH_QUEUE", 4 * cores(), 0..=10_000),
             },
             rate_limits: RateLimitConfig::read(&mut env),
+            lockout: LockoutConfig::read(&mut env),
         };
         env.finish()?;
         Ok(config)

@@ -42,15 +42,20 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
+/// The role a `role` column's text names (the column's CHECK allows these two).
+fn role_of(text: &str) -> Role {
+    match text {
+        "admin" => Role::Admin,
+        _ => Role::Customer,
+    }
+}
+
 const COLUMNS: &str = "id, name, email, role, created_at, password_hash, token_version";
 
 impl sqlx::FromRow<'_, PgRow> for Credentials {
     fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
         let id: i64 = row.try_get("id")?;
-        let role = match row.try_get::<&str, _>("role")? {
-            "admin" => Role::Admin,
-            _ => Role::Customer,
-        };
+        let role = role_of(row.try_get("role")?);
         Ok(Credentials {
             user: User {
                 id,
@@ -103,6 +108,62 @@ impl Store {
 
     pub async fn by_id(&self, id: i64) -> Result<Option<Credentials>, sqlx::Error> {
         self.find("id = $1", id).await
+    }
+
+    /// The token version and role of user `id` now, and whether token
+    /// `jti` was revoked; `None` when the user is gone. One round trip.
+    #[tracing::instrument(name = "SELECT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn standing(
+        &self,
+        id: i64,
+        jti: Option<uuid::Uuid>,
+    ) -> Result<Option<(i64, Role, bool)>, sqlx::Error> {
+        let row: Option<(i64, String, bool)> = sqlx::query_as(
+            "SELECT token_version, role, \
+             EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS revoked \
+             FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .bind(jti)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(version, role, revoked)| (version, role_of(&role), revoked)))
+    }
+
+    /// Ends token `jti` of user `user_id` early: refused from now until
+    /// `expires_at`, after which it is refused as expired anyway and its
+    /// row is pruned (here, with the expired rows of others).
+    #[tracing::instrument(name = "INSERT revoked_tokens", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn revoke(
+        &self,
+        jti: uuid::Uuid,
+        user_id: i64,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "WITH pruned AS (DELETE FROM revoked_tokens WHERE expires_at < now()) \
+             INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every token of user `id` (a logout with a token that has no
+    /// id of its own).
+    #[tracing::instrument(name = "UPDATE users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn revoke_all(&self, id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE users SET token_version = token_version + 1, updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The user `condition` (with `$1` = `value`) selects, if any.
@@ -172,13 +233,15 @@ impl Store {
     }
 
     /// Creates the configured admin, or makes an existing account with that
-    /// email an admin with the configured password.
+    /// email an admin with the configured password. Its older tokens end
+    /// (`token_version` bumped), as on any role or password change; the
+    /// caller only calls it when the role or the password does change.
     #[tracing::instrument(name = "UPSERT users", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn upsert_admin(&self, email: &Email, hash: &str) -> Result<User, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users (name, email, password_hash, role) VALUES ('Administrator', $1, $2, 'admin') \
              ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash, role = 'admin', \
-             updated_at = now() RETURNING {COLUMNS}"
+             token_version = users.token_version + 1, updated_at = now() RETURNING {COLUMNS}"
         )))
         .bind(email.as_str())
         .bind(hash)

@@ -240,3 +240,123 @@ async fn product_service_asks_user_service_for_a_tokens_current_standing() {
     assert_eq!(create(bobs_new_token, "by bob, kept").await.0, 403);
     stop.cancel();
 }
+
+async fn logout(app: &TestApp, token: &str) -> u16 {
+    app.http
+        .post(app.url("/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `POST /logout` ends that token at user-service at once and at another
+/// service within its session cache, while the user's other tokens (another
+/// device) stay good; logging out again with it is a 401.
+#[tokio::test]
+async fn logout_revokes_that_token_everywhere_and_only_that_one() {
+    let users = spawn_app().await;
+    let stop = shared::shutdown::CancellationToken::new();
+    let (product_http, _) = product_service::testing::spawn_with(
+        &stop,
+        &[
+            ("USER_SERVICE_URL", users.base.as_str()),
+            ("SESSION_CACHE_MS", "1000"),
+        ],
+    )
+    .await;
+    let root = users.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let laptop = users.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let http = reqwest::Client::new();
+    let create = |token: String| {
+        let http = http.clone();
+        async move {
+            let response = http
+                .post(format!("http://{product_http}/products"))
+                .bearer_auth(token)
+                .json(&json!({"name": "Lamp", "price": 1.5, "stock": 3}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(create(root.clone()).await.0, 201);
+    let logged_out = std::time::Instant::now();
+    assert_eq!(logout(&users, &root).await, 204);
+    let (status, body) = session(&users, &root).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("token_revoked")),
+        "{body}"
+    );
+    // At product-service: refused once its kept answer (1 s) is stale.
+    let mut refused = None;
+    while logged_out.elapsed() < std::time::Duration::from_secs(10) {
+        let (status, body) = create(root.clone()).await;
+        if status == 401 {
+            assert_eq!(body["code"], "token_revoked", "{body}");
+            refused = Some(logged_out.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("the logged-out token is refused at product-service");
+    assert!(refused < std::time::Duration::from_secs(3), "{refused:?}");
+    assert_eq!(
+        logout(&users, &root).await,
+        401,
+        "a revoked token cannot log out"
+    );
+    // The other token of the same user still works, here and there.
+    assert_eq!(session(&users, &laptop).await.0, 200);
+    assert_eq!(create(laptop.clone()).await.0, 201);
+    // Without a token: 401.
+    let anonymous = users.http.post(users.url("/logout")).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    stop.cancel();
+}
+
+/// Running the admin bootstrap again with a new `ADMIN_PASSWORD` ends the
+/// admin's older tokens (a password change); with the same password it
+/// keeps them.
+#[tokio::test]
+async fn the_admin_bootstrap_with_a_new_password_revokes_older_tokens() {
+    let first = spawn_app().await;
+    let database_url = first.database_url.clone();
+    let old = first.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    drop(first);
+
+    // The same password: the token stays good.
+    let again = common::spawn_app_at(database_url.clone(), &[]).await;
+    assert_eq!(
+        session(&again, &old).await.0,
+        200,
+        "same password, same tokens"
+    );
+    drop(again);
+
+    let rotated =
+        common::spawn_app_at(database_url, &[("ADMIN_PASSWORD", "admin-password-2")]).await;
+    let (status, body) = session(&rotated, &old).await;
+    assert_eq!(
+        (status, &body["code"]),
+        (401, &json!("token_revoked")),
+        "{body}"
+    );
+    let (status, _) = rotated
+        .post(
+            "/login",
+            json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 401, "the old password no longer signs in");
+    let new = rotated.login(ADMIN_EMAIL, "admin-password-2").await;
+    assert_eq!(session(&rotated, &new).await.1["role"], "admin");
+}
