@@ -87,6 +87,34 @@ if [ ! -f "$secrets/tls_ca.pem" ] || [ "$tls/ca.pem" -nt "$secrets/tls_ca.pem" ]
   chmod 644 "$secrets"/tls_*
 fi
 
+# Each producer's event signing key (Ed25519), and the keyring every
+# consumer trusts: a line `<producer> <base64 of the public key's DER>` per
+# key (docs/security.md, "Event signatures"). To rotate a key by hand, add
+# the new key's line to the keyring, restart the consumers, then the
+# producer with its new key; drop the old line once nothing signed with it
+# is left to consume.
+events=$dir/events
+mkdir -p "$events"; chmod 700 "$events"
+for name in "${EVENT_PRODUCERS[@]}"; do
+  [ -f "$events/$name-key.pem" ] && continue
+  (umask 077; openssl genpkey -algorithm ed25519 -out "$events/$name-key.pem")
+  log "generated $name's event signing key"
+done
+keyring=$(for name in "${EVENT_PRODUCERS[@]}"; do
+  printf '%s %s\n' "$name" "$(openssl pkey -in "$events/$name-key.pem" -pubout -outform DER | base64 | tr -d '\n')"
+done)
+if [ "$(cat "$events/keyring" 2>/dev/null)" != "$keyring" ]; then
+  (umask 077; printf '%s\n' "$keyring" >"$events/keyring")
+fi
+# For compose: each producer's key and the keyring.
+(umask 022
+ for name in "${EVENT_PRODUCERS[@]}"; do
+   cmp -s "$events/$name-key.pem" "$secrets/event_$name-key.pem" 2>/dev/null \
+     || cp "$events/$name-key.pem" "$secrets/event_$name-key.pem"
+ done
+ cmp -s "$events/keyring" "$secrets/event_keyring" 2>/dev/null || cp "$events/keyring" "$secrets/event_keyring")
+chmod 644 "$secrets"/event_*
+
 # For the Kubernetes dev overlay: the files its secretGenerator reads
 # (deploy/k8s/overlays/dev/kustomization.yaml), copied beside it because
 # kustomize reads nothing outside an overlay's folder. Git ignores them.
@@ -98,6 +126,7 @@ mkdir -p "$k8s_secrets"
  for name in jwt_private.pem jwt_public.pem admin_password postgres_password \
              db_user_service db_product_service db_order_service db_payment_service \
              db_notification_service tls_ca.pem tls_product-service.pem \
-             tls_product-service-key.pem tls_order-service.pem tls_order-service-key.pem; do
+             tls_product-service-key.pem tls_order-service.pem tls_order-service-key.pem \
+             event_order-service-key.pem event_payment-service-key.pem event_keyring; do
    cmp -s "$secrets/$name" "$k8s_secrets/$name" 2>/dev/null || cp "$secrets/$name" "$k8s_secrets/$name"
  done)

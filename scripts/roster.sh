@@ -15,6 +15,9 @@ ROSTER=(
 # The services of the saga, which can run a second replica
 # (MINISHOP_REPLICAS=2, scripts/up.sh): NAME-2, HTTP on NAME's port + 10.
 SAGA_SERVICES=(order-service payment-service notification-service)
+# The services that produce events, each signing them with a key of its own
+# (scripts/keys.sh; shared::kafka::events::Producer in the code).
+EVENT_PRODUCERS=(order-service payment-service)
 
 # roster_field NAME COLUMN: column 1 (port offset), 2 (database) or 3 (URL
 # variable) of NAME's entry; NAME-2 is NAME's second replica.

@@ -5,6 +5,8 @@
 # Running it again only starts what is not running. `make down` stops it.
 #   MINISHOP_PROFILE=release scripts/up.sh    optimised build (for benchmarks)
 #   BROKER_MODE=memory scripts/up.sh          throwaway broker storage
+#   BIND_ADDR=0.0.0.0 scripts/up.sh           listen on every interface (by default
+#       only on 127.0.0.1: a laptop's APIs, /metrics and /docs stay off its network)
 #   MINISHOP_REPLICAS=2 scripts/up.sh         a second replica of order-,
 #       payment- and notification-service (HTTP on the first's port + 10,
 #       order-service's gRPC on ORDER_GRPC_PORT + 2): they share the
@@ -20,6 +22,8 @@ case $PROFILE in
   *) die "MINISHOP_PROFILE must be dev or release" ;;
 esac
 BIN_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/$target_dir
+# The address every service's HTTP and gRPC listen on.
+BIND_ADDR=${BIND_ADDR:-127.0.0.1}
 
 "$ROOT/scripts/deps.sh"
 "$ROOT/scripts/keys.sh"
@@ -36,9 +40,9 @@ cargo build --profile "$PROFILE" --bins
 extra_env() {
   case $1 in
     user-service) echo "ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD" ;;
-    product-service) echo "GRPC_ADDR=0.0.0.0:$PRODUCT_GRPC_PORT" ;;
-    order-service) echo "GRPC_ADDR=0.0.0.0:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
-    order-service-2) echo "GRPC_ADDR=0.0.0.0:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    product-service) echo "GRPC_ADDR=$BIND_ADDR:$PRODUCT_GRPC_PORT" ;;
+    order-service) echo "GRPC_ADDR=$BIND_ADDR:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    order-service-2) echo "GRPC_ADDR=$BIND_ADDR:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
   esac
 }
 
@@ -65,7 +69,7 @@ for entry in "${SERVICES[@]}"; do
   if port_open "127.0.0.1:$port"; then die "port $port is taken; is another $name running?"; fi
   # shellcheck disable=SC2086,SC2046
   start_bg "$name" env \
-    HTTP_ADDR="0.0.0.0:$port" \
+    HTTP_ADDR="$BIND_ADDR:$port" \
     DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$db" \
     REDIS_URL="redis://$REDIS_HOST:$REDIS_PORT" \
     KAFKA_BROKERS="$BROKER_ADDR" \
@@ -75,6 +79,8 @@ for entry in "${SERVICES[@]}"; do
     TLS_CA_FILE="$STATE_DIR/keys/tls/ca.pem" \
     TLS_CERT_FILE="$STATE_DIR/keys/tls/${name%-[0-9]}.pem" \
     TLS_KEY_FILE="$STATE_DIR/keys/tls/${name%-[0-9]}-key.pem" \
+    EVENT_SIGNING_KEY_FILE="$STATE_DIR/keys/events/${name%-[0-9]}-key.pem" \
+    EVENT_KEYS_FILE="$STATE_DIR/keys/events/keyring" \
     $(broker_login_env "${name%-[0-9]}") \
     RUST_LOG="${RUST_LOG:-info}" \
     $extra \

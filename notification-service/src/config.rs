@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
+use shared::kafka::signing::EventKeys;
 
 use crate::delivery::DeliveryConfig;
 
@@ -27,7 +28,11 @@ impl FromEnv for Config {
         let config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "notificationdb"),
             jwt: JwtConfig::read(&mut env),
-            kafka: KafkaConfig::read(&mut env),
+            kafka: {
+                let kafka = KafkaConfig::read(&mut env);
+                let events = EventKeys::read(&mut env, crate::app::SERVICE, None);
+                kafka.with_events(events)
+            },
             smtp_url: env.opt("SMTP_URL").filter(|u: &String| !u.is_empty()),
             smtp_from: env.get(
                 "SMTP_FROM",

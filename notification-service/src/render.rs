@@ -29,7 +29,8 @@ pub fn render(event: &Event) -> (String, String) {
         EventPayload::PaymentFailed { amount, reason, .. } => (
             format!("Payment failed for order #{order}"),
             format!(
-                "Your payment of {amount} did not go through: {reason}. The order has been cancelled and nothing was charged."
+                "Your payment of {amount} did not go through: {}. The order has been cancelled and nothing was charged.",
+                reason.describe()
             ),
         ),
         EventPayload::OrderConfirmed { total_price } => (
@@ -38,14 +39,14 @@ pub fn render(event: &Event) -> (String, String) {
         ),
         EventPayload::OrderCancelled { reason } => (
             format!("Order #{order} cancelled"),
-            format!(
-                "Your order #{order} was cancelled ({}).",
-                reason.replace('_', " ")
-            ),
+            format!("Your order #{order} was cancelled ({}).", reason.describe()),
         ),
         EventPayload::PaymentRefunded { amount, reason, .. } => (
             format!("Refund for order #{order}"),
-            format!("We refunded {amount} for order #{order}: {reason}."),
+            format!(
+                "We refunded {amount} for order #{order}: {}.",
+                reason.describe()
+            ),
         ),
     }
 }

@@ -63,21 +63,24 @@ async fn spawn_app() -> TestApp {
     let database_url = testing::fresh_database("notification").await;
     let topic = format!("test_notify_{}", uuid::Uuid::new_v4().simple());
     let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let config = Config::from_env(Env::with_overrides(&[
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", &database_url),
-        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
-        // No user-service here: admin tokens are taken at their word.
-        ("USER_SERVICE_URL", "none"),
-        ("KAFKA_BROKERS", &brokers),
-        ("KAFKA_TOPIC", &topic),
-        ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
-        ("KAFKA_PARTITIONS", "2"),
-        ("NOTIFY_MAX_ATTEMPTS", "3"),
-        ("NOTIFY_BACKOFF_MS", "100"),
-        ("NOTIFY_SEND_TIMEOUT_MS", "500"),
-        ("NOTIFY_POLL_MS", "100"),
-    ]))
+    let config = Config::from_env(
+        Env::with_overrides(&[
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", &database_url),
+            ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+            // No user-service here: admin tokens are taken at their word.
+            ("USER_SERVICE_URL", "none"),
+            ("KAFKA_BROKERS", &brokers),
+            ("KAFKA_TOPIC", &topic),
+            ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
+            ("KAFKA_PARTITIONS", "2"),
+            ("NOTIFY_MAX_ATTEMPTS", "3"),
+            ("NOTIFY_BACKOFF_MS", "100"),
+            ("NOTIFY_SEND_TIMEOUT_MS", "500"),
+            ("NOTIFY_POLL_MS", "100"),
+        ])
+        .and(&testing::event_vars("notification-service")),
+    )
     .unwrap();
     let kafka = config.kafka.clone();
     let mail = Arc::new(FakeMail::default());
@@ -109,29 +112,29 @@ fn every_type(order_id: i64, user_id: i64) -> Vec<Event> {
         EventPayload::OrderCreated {
             items: vec![],
             total_price: Money(500),
-            currency: "USD".into(),
+            currency: shared::money::Currency::Usd,
             customer_email: None,
         },
         EventPayload::PaymentSuccess {
             payment_id: 1,
             amount: Money(500),
-            transaction_id: "t-1".into(),
+            transaction_id: shared::kafka::events::TransactionId::parse("t-1").unwrap(),
         },
         EventPayload::PaymentFailed {
             payment_id: 1,
             amount: Money(500),
-            reason: "card declined".into(),
+            reason: shared::kafka::events::DeclineReason::CardDeclined,
         },
         EventPayload::OrderConfirmed {
             total_price: Money(500),
         },
         EventPayload::OrderCancelled {
-            reason: "payment_failed".into(),
+            reason: shared::kafka::events::OrderReason::PaymentFailed,
         },
         EventPayload::PaymentRefunded {
             payment_id: 1,
             amount: Money(500),
-            reason: "order already cancelled".into(),
+            reason: shared::kafka::events::RefundReason::OrderCancelled,
         },
     ]
     .into_iter()

@@ -84,22 +84,25 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
     let database_url = testing::fresh_database("notification").await;
     let topic = format!("test_smtp_{}", uuid::Uuid::new_v4().simple());
     let brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let config = Config::from_env(Env::with_overrides(&[
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", &database_url),
-        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
-        // No user-service here: admin tokens are taken at their word.
-        ("USER_SERVICE_URL", "none"),
-        ("KAFKA_BROKERS", &brokers),
-        ("KAFKA_TOPIC", &topic),
-        ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
-        ("KAFKA_PARTITIONS", "2"),
-        ("NOTIFY_MAX_ATTEMPTS", "2"),
-        ("NOTIFY_BACKOFF_MS", "100"),
-        ("NOTIFY_POLL_MS", "100"),
-        ("SMTP_URL", &smtp_url),
-        ("SMTP_FROM", "Shop <shop@example.com>"),
-    ]))
+    let config = Config::from_env(
+        Env::with_overrides(&[
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", &database_url),
+            ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+            // No user-service here: admin tokens are taken at their word.
+            ("USER_SERVICE_URL", "none"),
+            ("KAFKA_BROKERS", &brokers),
+            ("KAFKA_TOPIC", &topic),
+            ("KAFKA_GROUP_PREFIX", &format!("{topic}.")),
+            ("KAFKA_PARTITIONS", "2"),
+            ("NOTIFY_MAX_ATTEMPTS", "2"),
+            ("NOTIFY_BACKOFF_MS", "100"),
+            ("NOTIFY_POLL_MS", "100"),
+            ("SMTP_URL", &smtp_url),
+            ("SMTP_FROM", "Shop <shop@example.com>"),
+        ])
+        .and(&testing::event_vars("notification-service")),
+    )
     .unwrap();
     let kafka = config.kafka.clone();
     let notifier = config.notifier().unwrap();
@@ -114,7 +117,7 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
         EventPayload::OrderCreated {
             items: vec![],
             total_price: Money(1250),
-            currency: "USD".into(),
+            currency: shared::money::Currency::Usd,
             customer_email: Some("ann@example.com".into()),
         },
     );
@@ -124,7 +127,7 @@ async fn notifications_are_mailed_to_the_address_of_the_order() {
         EventPayload::PaymentSuccess {
             payment_id: 1,
             amount: Money(1250),
-            transaction_id: "t-1".into(),
+            transaction_id: shared::kafka::events::TransactionId::parse("t-1").unwrap(),
         },
     );
     // An order whose order_created never carried an address.

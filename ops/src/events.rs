@@ -126,8 +126,8 @@ impl Record {
                         payment_id,
                         amount,
                         reason,
-                    }
-                    | EventPayload::PaymentRefunded {
+                    } => format!("payment {payment_id}, {amount}: {reason}"),
+                    EventPayload::PaymentRefunded {
                         payment_id,
                         amount,
                         reason,

@@ -87,6 +87,7 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
     kafka.brokers = std::env::var("TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     kafka.topic = format!("test_ops_{}", uuid::Uuid::new_v4().simple());
     kafka.partitions = 2;
+    kafka.events = shared::testing::event_keys(None);
     kafka.ensure_topics().await.unwrap();
     let pool = PgPool::connect(&shared::testing::fresh_database("ops").await)
         .await
@@ -123,28 +124,10 @@ async fn dead_letters_are_listed_shown_and_replayed_once() {
             )
         })
         .collect();
+    // Signed as order-service's relay signs them: a replayed letter keeps
+    // its signature, and is taken again.
     for e in &events {
-        let payload = serde_json::to_string(e).unwrap();
-        let event_id = e.event_id.to_string();
-        let headers = rdkafka::message::OwnedHeaders::new()
-            .insert(rdkafka::message::Header {
-                key: "event_type",
-                value: Some("order_confirmed"),
-            })
-            .insert(rdkafka::message::Header {
-                key: "event_id",
-                value: Some(event_id.as_str()),
-            });
-        producer
-            .send(
-                FutureRecord::to(&kafka.topic)
-                    .key(&e.key())
-                    .payload(&payload)
-                    .headers(headers),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        shared::testing::publish(&kafka, e).await;
     }
     producer
         .send(

@@ -30,6 +30,7 @@ async fn topic() -> KafkaConfig {
     kafka.group_prefix = format!("{}.", kafka.topic);
     kafka.partitions = 3;
     kafka.commit_interval = Duration::from_millis(200);
+    kafka.events = testing::event_keys(None);
     kafka.ensure_topics().await.unwrap();
     kafka
 }
@@ -45,7 +46,7 @@ fn created(order: i64) -> Event {
                 unit_price: Money(1250),
             }],
             total_price: Money(2500),
-            currency: "USD".into(),
+            currency: shared::money::Currency::Usd,
             customer_email: None,
         },
     )
@@ -58,7 +59,8 @@ fn paid(order: i64) -> Event {
         EventPayload::PaymentSuccess {
             payment_id: order * 10,
             amount: Money(2500),
-            transaction_id: format!("txn-{order}"),
+            transaction_id: shared::kafka::events::TransactionId::parse(&format!("txn-{order}"))
+                .unwrap(),
         },
     )
 }

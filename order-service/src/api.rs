@@ -63,6 +63,16 @@ impl From<PlaceError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ProductNotFound, message)
                     .with("order_id", order_id)
             }
+            PlaceError::TotalTooLarge { order_id } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::OrderTotalTooLarge,
+                message,
+            )
+            .with("order_id", order_id)
+            .with(
+                "max_total",
+                serde_json::to_value(shared::money::MAX_ORDER_TOTAL).unwrap_or_default(),
+            ),
             PlaceError::Unavailable { retry_after_secs } => {
                 ApiError::unavailable(message).retry_after(retry_after_secs)
             }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
+use shared::kafka::events::Producer;
+use shared::kafka::signing::EventKeys;
 use shared::ratelimit::RateLimitConfig;
 use shared::tls::GrpcConfig;
 
@@ -32,7 +34,12 @@ impl FromEnv for Config {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "orderdb"),
             grpc: GrpcConfig::read(&mut env, crate::app::SERVICE, 50051),
             jwt: JwtConfig::read(&mut env),
-            kafka: KafkaConfig::read(&mut env),
+            kafka: {
+                let kafka = KafkaConfig::read(&mut env);
+                let events =
+                    EventKeys::read(&mut env, crate::app::SERVICE, Some(Producer::OrderService));
+                kafka.with_events(events)
+            },
             rate_limits: RateLimitConfig::read(&mut env),
             product: ProductClientConfig {
                 url: env.get("PRODUCT_GRPC_URL", "https://127.0.0.1:50052".to_string()),

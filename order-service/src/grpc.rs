@@ -45,6 +45,7 @@ impl From<PlaceError> for Status {
                 "Product not available: product {product_id} has {stock} in stock"
             )),
             PlaceError::ProductNotFound { .. } => Status::not_found(message),
+            PlaceError::TotalTooLarge { .. } => Status::out_of_range(message),
             PlaceError::Unavailable { .. } | PlaceError::Overloaded { .. } => {
                 Status::unavailable(message)
             }

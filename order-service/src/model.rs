@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::id::{OrderId, ProductId, UserId};
-use shared::money::Money;
+use shared::money::{Currency, Money};
 use shared::stock::{OrderLine, Shortfall};
 use utoipa::ToSchema;
 
@@ -36,25 +36,8 @@ impl OrderStatus {
     }
 }
 
-shared::text_enum! {
-    /// Why an order was rejected, failed or cancelled (its `reason`).
-    pub enum OrderReason {
-        /// Rejected: a product had fewer units than ordered.
-        InsufficientStock = "insufficient_stock",
-        /// Rejected: a product does not exist.
-        ProductNotFound = "product_not_found",
-        /// Rejected: product-service could not be reached.
-        StockServiceUnavailable = "stock_service_unavailable",
-        /// Rejected: product-service refused the reservation.
-        StockRefused = "stock_refused",
-        /// Failed: the payment was declined.
-        PaymentFailed = "payment_failed",
-        /// Cancelled by its customer (or an admin).
-        UserCancelled = "user_cancelled",
-        /// Cancelled: no payment result within `PAYMENT_TIMEOUT_SECS`.
-        Timeout = "timeout",
-    }
-}
+/// Why an order was rejected, failed or cancelled: the events carry it too.
+pub use shared::kafka::events::OrderReason;
 
 shared::text_enum! {
     /// Where an order's units are at product-service.
@@ -86,7 +69,7 @@ pub struct Order {
     pub status: OrderStatus,
     pub stock: StockState,
     pub total_price: Option<Money>,
-    pub currency: String,
+    pub currency: Currency,
     pub reason: Option<OrderReason>,
     /// For a rejection for lack of stock: the short product and its stock then.
     pub short: Option<Shortfall>,
@@ -120,7 +103,7 @@ pub struct OrderView {
     pub status: OrderStatus,
     /// The sum of the reserved lines; `null` until stock is held.
     pub total_price: Option<Money>,
-    pub currency: String,
+    pub currency: Currency,
     pub items: Vec<OrderItem>,
     /// The first item's product, for clients of the single-item API.
     pub product_id: i64,
@@ -140,7 +123,7 @@ impl From<&Order> for OrderView {
             user_id: o.user_id,
             status: o.status,
             total_price: o.total_price,
-            currency: o.currency.clone(),
+            currency: o.currency,
             items: o.items.clone(),
             product_id: first.map_or(0, |i| i.product_id.get()),
             quantity: first.map_or(0, |i| i.quantity),

@@ -30,7 +30,7 @@ use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::metrics::prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
 };
-use shared::money::Money;
+use shared::money::{Money, order_total};
 use shared::proto::product::ReservationStatus;
 use shared::shutdown::CancellationToken;
 use shared::stock::{OrderLine, Settlement, Shortfall};
@@ -131,6 +131,8 @@ pub enum PlaceError {
     },
     #[error("a product of the order does not exist: {message}")]
     ProductNotFound { order_id: OrderId, message: String },
+    #[error("{}", shared::money::TotalTooLarge)]
+    TotalTooLarge { order_id: OrderId },
     #[error("the stock service is unavailable; try again shortly")]
     Unavailable { retry_after_secs: u64 },
     #[error("too many orders are being processed; try again shortly")]
@@ -282,18 +284,59 @@ impl Saga {
                         "order id already used at product-service".into(),
                     ));
                 }
-                match self
-                    .store
-                    .hold(
-                        order.id,
-                        &reserved,
-                        Money(answer.total_cents),
-                        caller.cause(),
+                // The total is the lines' (checked); product-service refuses
+                // a reservation over the largest total, but one that did
+                // not (an older version) must not leave its units held.
+                let Ok(total) = order_total(reserved.iter().map(|i| (i.unit_price, i.quantity)))
+                else {
+                    tracing::error!(order_id = %order.id, "reserved lines over the largest order total: releasing them");
+                    self.reject(
+                        &order,
+                        OrderReason::TotalTooLarge,
+                        None,
+                        StockState::Unknown,
+                        false,
+                        caller,
                     )
-                    .await?
+                    .await?;
+                    self.settle(&self.current(order.id).await?, caller.cause())
+                        .await;
+                    return Err(PlaceError::TotalTooLarge { order_id: order.id });
+                };
+                if total.cents() != answer.total_cents {
+                    tracing::warn!(order_id = %order.id, lines = %total, answered = %Money(answer.total_cents), "product-service's total is not its lines': using the lines'");
+                }
+                let held = match self
+                    .store
+                    .hold(order.id, &reserved, total, caller.cause())
+                    .await
                 {
+                    Ok(held) => held,
+                    // Trying again fails the same way: end the order now
+                    // and give its units back, rather than hold them and
+                    // fail every round of the recovery loop on it.
+                    Err(e) if !shared::db::is_transient(&e) => {
+                        tracing::error!(order_id = %order.id, error = %e, "the held order could not be recorded: rejecting it, releasing its units");
+                        self.reject(
+                            &order,
+                            OrderReason::StepFailed,
+                            None,
+                            StockState::Unknown,
+                            false,
+                            caller,
+                        )
+                        .await?;
+                        self.settle(&self.current(order.id).await?, caller.cause())
+                            .await;
+                        return Err(PlaceError::Refused(format!(
+                            "the order could not be recorded: {e}"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match held {
                     Some(held) => {
-                        tracing::info!(order_id = %order.id, total = %Money(answer.total_cents), "stock held; order_created queued");
+                        tracing::info!(order_id = %order.id, %total, "stock held; order_created queued");
                         Ok(held)
                     }
                     // Someone else moved it on meanwhile (a cancel, the recovery loop).
@@ -391,6 +434,18 @@ impl Saga {
                     order_id: order.id,
                     message: status.message().to_string(),
                 }),
+            // Nothing was held: product-service refuses before it holds.
+            CallError::Refused(status) if status.code() == Code::OutOfRange => self
+                .reject(
+                    order,
+                    OrderReason::TotalTooLarge,
+                    None,
+                    StockState::None,
+                    false,
+                    caller,
+                )
+                .await
+                .map(|_| PlaceError::TotalTooLarge { order_id: order.id }),
             CallError::Refused(status) => {
                 tracing::error!(order_id = %order.id, code = ?status.code(), message = status.message(), "ReserveStock refused");
                 self.reject(
@@ -513,7 +568,7 @@ impl Saga {
                     amount: *amount,
                 }),
                 event: Box::new(|_: &Order| EventPayload::OrderCancelled {
-                    reason: OrderReason::PaymentFailed.as_str().into(),
+                    reason: OrderReason::PaymentFailed,
                 }),
             },
             EventPayload::PaymentRefunded { amount, reason, .. } => {
@@ -579,9 +634,7 @@ impl Saga {
                     reason: Some(reason),
                     detail: Some(reason.to_string()),
                     claims: None,
-                    event: Box::new(move |_: &Order| EventPayload::OrderCancelled {
-                        reason: reason.as_str().into(),
-                    }),
+                    event: Box::new(move |_: &Order| EventPayload::OrderCancelled { reason }),
                 },
             )
             .await?;
@@ -652,7 +705,18 @@ impl Saga {
         let mut count = overdue.len();
         for order in overdue {
             tracing::warn!(order_id = %order.id, "no payment result in time: cancelling");
-            self.cancel(order.id, OrderReason::Timeout).await?;
+            // One order that cannot be cancelled does not keep the others
+            // waiting; it is found again next round.
+            if let Err(e) = self.cancel(order.id, OrderReason::Timeout).await {
+                tracing::warn!(order_id = %order.id, error = %e, "recovery: timed-out order not cancelled yet");
+                self.store
+                    .defer(
+                        order.id,
+                        self.config.recovery_interval,
+                        RECOVERY_MAX_BACKOFF,
+                    )
+                    .await?;
+            }
         }
         let orders = self
             .store
@@ -672,7 +736,11 @@ impl Saga {
                             );
                             true
                         }
-                        Err(PlaceError::Db(e)) => return Err(e),
+                        // Backed off on its own: the others go on.
+                        Err(PlaceError::Db(e)) => {
+                            tracing::warn!(order_id = %id, error = %e, "recovery: order not moved on");
+                            false
+                        }
                         Err(e @ PlaceError::Unavailable { .. }) => {
                             tracing::info!(order_id = %id, outcome = %e, "recovery: reservation not made yet");
                             false
@@ -738,6 +806,9 @@ fn replay(order: Order, lines: &Lines) -> Result<Placed, PlaceError> {
                 product_id,
                 stock,
             })
+        }
+        (OrderStatus::Rejected, _, Some(OrderReason::TotalTooLarge)) => {
+            Err(PlaceError::TotalTooLarge { order_id: order.id })
         }
         (OrderStatus::Rejected, _, Some(OrderReason::ProductNotFound)) => {
             Err(PlaceError::ProductNotFound {

@@ -592,13 +592,15 @@ impl Store {
     }
 
     /// Pending orders whose stock has been held longer than `payment_timeout`
-    /// without a payment result, oldest first: the payment timeout cancels them.
+    /// without a payment result, oldest first, but for those backed off
+    /// after a cancel that failed: the payment timeout cancels them.
     pub async fn awaiting_payment(
         &self,
         payment_timeout: Duration,
         limit: i64,
     ) -> Result<Vec<Order>, sqlx::Error> {
-        let condition = "status = 'pending' AND stock = 'held'";
+        let condition = "status = 'pending' AND stock = 'held' \
+             AND (recovery_after IS NULL OR recovery_after <= now())";
         self.untouched_for(payment_timeout, condition, "updated_at", limit)
             .await
     }

@@ -78,19 +78,22 @@ async fn start_payment(
     database_url: &str,
     options: &Options,
 ) -> CancellationToken {
-    let config = payment_service::Config::from_env(Env::with_overrides(&[
-        ("HTTP_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", database_url),
-        ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
-        // No user-service here: admin tokens are taken at their word.
-        ("USER_SERVICE_URL", "none"),
-        ("KAFKA_BROKERS", &kafka.brokers),
-        ("KAFKA_TOPIC", &kafka.topic),
-        ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
-        ("OUTBOX_POLL_MS", "200"),
-        ("PAYMENT_SUCCESS_RATE", options.success_rate),
-        ("PAYMENT_MAX_AMOUNT", options.max_amount),
-    ]))
+    let config = payment_service::Config::from_env(
+        Env::with_overrides(&[
+            ("HTTP_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", database_url),
+            ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+            // No user-service here: admin tokens are taken at their word.
+            ("USER_SERVICE_URL", "none"),
+            ("KAFKA_BROKERS", &kafka.brokers),
+            ("KAFKA_TOPIC", &kafka.topic),
+            ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
+            ("OUTBOX_POLL_MS", "200"),
+            ("PAYMENT_SUCCESS_RATE", options.success_rate),
+            ("PAYMENT_MAX_AMOUNT", options.max_amount),
+        ])
+        .and(&testing::event_vars("payment-service")),
+    )
     .unwrap();
     let app = payment_service::app::build(config).await.unwrap();
     let stop = CancellationToken::new();
@@ -133,6 +136,7 @@ async fn start_order(
         ("RATE_LIMIT_WRITES_BURST", options.writes_burst),
     ];
     vars.extend(testing::pki::trusted().vars("order-service"));
+    vars.extend(testing::event_vars("order-service"));
     let config = order_service::Config::from_env(Env::with_overrides(&vars)).unwrap();
     let app = order_service::app::build(config).await.unwrap();
     let urls = (
@@ -169,17 +173,20 @@ async fn spawn_stack(options: Options) -> Stack {
     let notification_url = testing::fresh_database("notification").await;
 
     let notification = notification_service::app::build(
-        notification_service::Config::from_env(Env::with_overrides(&[
-            ("HTTP_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", &notification_url),
-            ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
-            // No user-service here: admin tokens are taken at their word.
-            ("USER_SERVICE_URL", "none"),
-            ("KAFKA_BROKERS", &kafka.brokers),
-            ("KAFKA_TOPIC", &kafka.topic),
-            ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
-            ("NOTIFY_POLL_MS", "200"),
-        ]))
+        notification_service::Config::from_env(
+            Env::with_overrides(&[
+                ("HTTP_ADDR", "127.0.0.1:0"),
+                ("DATABASE_URL", &notification_url),
+                ("JWT_PUBLIC_KEY", testing::TEST_PUBLIC_KEY),
+                // No user-service here: admin tokens are taken at their word.
+                ("USER_SERVICE_URL", "none"),
+                ("KAFKA_BROKERS", &kafka.brokers),
+                ("KAFKA_TOPIC", &kafka.topic),
+                ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
+                ("NOTIFY_POLL_MS", "200"),
+            ])
+            .and(&testing::event_vars("notification-service")),
+        )
         .unwrap(),
         Arc::new(notification_service::notifier::LogNotifier),
     )
@@ -997,7 +1004,7 @@ async fn redelivered_and_contradicting_payment_events_change_nothing() {
         EventPayload::PaymentFailed {
             payment_id: 1,
             amount: shared::money::Money(1000),
-            reason: "late".into(),
+            reason: shared::kafka::events::DeclineReason::CardDeclined,
         },
     );
     testing::publish(&stack.kafka, &late_failure).await;
@@ -1774,7 +1781,7 @@ async fn forged_payment_results_are_refused_and_pay_nothing() {
             EventPayload::PaymentSuccess {
                 payment_id: 99,
                 amount: shared::money::Money(cents),
-                transaction_id: "forged".into(),
+                transaction_id: shared::kafka::events::TransactionId::parse("forged").unwrap(),
             },
         )
     };
@@ -1835,5 +1842,376 @@ async fn forged_payment_results_are_refused_and_pay_nothing() {
         seen.get("payment_success")
             .is_some_and(|n| *n > forged.len()),
         "the forgeries and the genuine result: {seen:?}"
+    );
+}
+
+/// The money range end to end (docs/contracts.md, "Money"): at the largest
+/// price, 101 units, or many lines under it that add up past it, are over
+/// the largest order total: refused with a 422 of its own (OUT_OF_RANGE
+/// over gRPC) and nothing held; 2 units fit every column and event on the
+/// way, and are paid.
+#[tokio::test]
+async fn orders_at_the_price_cap_are_refused_or_paid_never_stuck() {
+    let stack = spawn_stack(Options {
+        // The gateway approves anything up to the largest total.
+        max_amount: "999999999999.99",
+        ..Options::default()
+    })
+    .await;
+    let priciest = stack.product(9_999_999_999.99, 1000).await;
+
+    let (status, body) = stack
+        .place(
+            51,
+            json!({"product_id": priciest, "quantity": 101}),
+            Some("cap-101"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "order_total_too_large", "{body}");
+    assert_eq!(
+        body["error"]["max_total"],
+        json!(999_999_999_999.99),
+        "{body}"
+    );
+    let refused = body["error"]["order_id"].as_i64().expect("the order's id");
+    assert_eq!(stack.stock(priciest).await, 1000, "nothing is held");
+    let order = stack.settled(refused).await;
+    assert_eq!(
+        (&order["status"], &order["reason"]),
+        (&json!("rejected"), &json!("total_too_large"))
+    );
+    // The same key again: the same answer, no second order.
+    let (again, body) = stack
+        .place(
+            51,
+            json!({"product_id": priciest, "quantity": 101}),
+            Some("cap-101"),
+        )
+        .await;
+    assert_eq!(again, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["order_id"], refused);
+
+    // Many lines, each under the cap, over it together.
+    let mut items = Vec::new();
+    for _ in 0..11 {
+        let product = stack.product(9_999_999_999.99, 10).await;
+        items.push(json!({"product_id": product, "quantity": 10}));
+    }
+    let (status, body) = stack.place(51, json!({"items": items}), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "order_total_too_large", "{body}");
+    for item in &items {
+        let product = item["product_id"].as_i64().unwrap();
+        assert_eq!(stack.stock(product).await, 10, "nothing is held");
+    }
+
+    // Over gRPC: OUT_OF_RANGE, nothing held.
+    let mut client = stack.order_client().await;
+    let over = client
+        .create_order(create_request(Some(51), vec![(priciest, 101)], ""))
+        .await
+        .unwrap_err();
+    assert_eq!(over.code(), tonic::Code::OutOfRange, "{over:?}");
+    assert_eq!(stack.stock(priciest).await, 1000);
+
+    // Two units: 19,999,999,999.98, paid, in every column and event.
+    let (status, body) = stack
+        .place(51, json!({"product_id": priciest, "quantity": 2}), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let paid = stack.settled(id).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(paid["total_price"], json!(19_999_999_999.98));
+    let amount: String =
+        sqlx::query_scalar("SELECT amount::text FROM payments WHERE order_id = $1")
+            .bind(id)
+            .fetch_one(&stack.payment_db)
+            .await
+            .unwrap();
+    assert_eq!(amount, "19999999999.98");
+    assert_eq!(stack.stock(priciest).await, 998);
+    // No order waits for recovery, and nothing was dead-lettered.
+    let unsettled = stack
+        .count(
+            &stack.order_db,
+            "SELECT count(*) FROM orders WHERE status = 'pending' OR stock IN ('unknown', 'held')",
+        )
+        .await;
+    assert_eq!(unsettled, 0);
+    let seen = testing::contract::check_topic(&stack.kafka).await;
+    assert_eq!(seen.get("payment_success"), Some(&1), "{seen:?}");
+    let dlq = KafkaConfig {
+        topic: stack.kafka.dlq_topic(),
+        ..stack.kafka.clone()
+    };
+    let dead = testing::contract::read_topic(&dlq).await;
+    assert!(dead.is_empty(), "dead letters: {dead:?}");
+}
+
+/// A poison order (one whose step fails for good: here the database
+/// refuses to record it held, as it refused a total too large for its
+/// column) among 20 normal ones left to the recovery loop: it is rejected
+/// and its units released, and the 20 are all paid.
+#[tokio::test]
+async fn a_poison_order_is_rejected_and_released_and_never_blocks_recovery() {
+    let stack = spawn_stack(Options::default()).await;
+    let normal = stack.product(3.0, 100).await;
+    let poison = stack.product(4.0, 10).await;
+    // The fault: recording an order held fails, for good, for any order
+    // with a line of `poison` (SQLSTATE 22003, numeric_value_out_of_range).
+    for statement in [
+        format!(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.stock = 'held' AND EXISTS (SELECT 1 FROM order_items \
+             WHERE order_id = NEW.id AND product_id = {poison}) THEN \
+             RAISE EXCEPTION 'numeric field overflow' USING ERRCODE = '22003'; \
+             END IF; RETURN NEW; END $$"
+        ),
+        "CREATE TRIGGER poison BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION poison()"
+            .to_string(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&stack.order_db)
+            .await
+            .unwrap();
+    }
+    // Left as a crash before the reservation leaves them: pending, stock
+    // unknown; the poison order the oldest, so the loop meets it first.
+    stack.order_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ids = Vec::new();
+    for (age, product) in std::iter::once((120, poison)).chain((0..20).map(|_| (60, normal))) {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO orders (user_id, updated_at) \
+             VALUES (13, now() - $1 * interval '1 second') RETURNING id",
+        )
+        .bind(f64::from(age))
+        .fetch_one(&stack.order_db)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, $2, 1)")
+            .bind(id)
+            .bind(product)
+            .execute(&stack.order_db)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let restart = CancellationToken::new();
+    let (restarted, _) = start_order(
+        &stack.kafka,
+        &stack.order_url,
+        &stack.product_grpc,
+        &stack.options,
+        &restart,
+    )
+    .await;
+    let rejected = stack.settled_at(&restarted, ids[0]).await;
+    assert_eq!(
+        (&rejected["status"], &rejected["reason"]),
+        (&json!("rejected"), &json!("step_failed")),
+        "{rejected}"
+    );
+    for &id in &ids[1..] {
+        let order = stack.settled_at(&restarted, id).await;
+        assert_eq!(order["status"], "paid", "{order}");
+    }
+    let released: String = sqlx::query_scalar("SELECT stock FROM orders WHERE id = $1")
+        .bind(ids[0])
+        .fetch_one(&stack.order_db)
+        .await
+        .unwrap();
+    assert_eq!(released, "released");
+    assert_eq!(
+        stack.stock(poison).await,
+        10,
+        "the poison order's unit is back"
+    );
+    assert_eq!(stack.stock(normal).await, 80);
+    restart.cancel();
+}
+
+/// Reads the dead-letter topic until it holds `at_least` letters (at most
+/// 30 s); returns the errors they were dead-lettered with.
+async fn dead_letters(kafka: &KafkaConfig, at_least: usize) -> Vec<String> {
+    let dlq = KafkaConfig {
+        topic: kafka.dlq_topic(),
+        ..kafka.clone()
+    };
+    let mut errors = Vec::new();
+    for _ in 0..60 {
+        errors = testing::contract::read_topic(&dlq)
+            .await
+            .into_iter()
+            .map(|letter| {
+                let error = letter
+                    .headers
+                    .get(shared::kafka::consumer::dlq_headers::ERROR);
+                error.cloned().unwrap_or_default()
+            })
+            .collect();
+        if errors.len() >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    errors
+}
+
+/// Any login to the broker can write to the saga's topic; only the service
+/// that produces an event type can sign it. Forged `order_created` (naming
+/// a real customer, with a phishing text where the currency goes) and
+/// `payment_success` events, unsigned, signed by a key nobody trusts, or
+/// signed by the other producer, are refused by every consumer: dead-
+/// lettered with the reason, counted, nothing recorded or notified. The
+/// producer's own signature still pays.
+#[tokio::test]
+async fn events_not_signed_by_their_producer_are_refused_and_change_nothing() {
+    use shared::kafka::events::{EventItem, Producer};
+
+    let stack = spawn_stack(Options::default()).await;
+    // A real order of the customer the forgeries name, paid as usual.
+    let product = stack.product(10.0, 5).await;
+    let (_, order) = stack
+        .place(61, json!({"product_id": product, "quantity": 2}), None)
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    let paid = stack.settled(id).await;
+    assert_eq!(paid["status"], "paid");
+
+    let order_key = testing::event_signer(Producer::OrderService);
+    let payment_key = testing::event_signer(Producer::PaymentService);
+    let stranger = testing::untrusted_event_signer();
+    let forged_order = 990_001;
+    let created = Event::new(
+        testing::order(forged_order),
+        testing::user(61),
+        EventPayload::OrderCreated {
+            items: vec![EventItem {
+                product_id: testing::product(product),
+                quantity: 1,
+                unit_price: shared::money::Money(1000),
+            }],
+            total_price: shared::money::Money(1000),
+            currency: shared::money::Currency::Usd,
+            customer_email: Some("user61@example.com".into()),
+        },
+    );
+    for signer in [None, Some(&stranger), Some(&payment_key)] {
+        let mut forged = created.clone();
+        forged.event_id = uuid::Uuid::new_v4();
+        testing::publish_signed(&stack.kafka, &forged, signer).await;
+    }
+    // The phishing text where the currency goes is no event at all.
+    let mut phishing = serde_json::to_value(&created).unwrap();
+    phishing["event_id"] = json!(uuid::Uuid::new_v4());
+    phishing["currency"] =
+        json!("USD. URGENT: your card was blocked, re-enter it at http://evil.example/verify");
+    let producer = stack.kafka.producer().unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::to(&stack.kafka.topic)
+                .key(&forged_order.to_string())
+                .payload(&phishing.to_string()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    // payment_success for the order nobody paid twice: signed by
+    // order-service's key, and unsigned.
+    let success = Event::new(
+        testing::order(forged_order),
+        testing::user(61),
+        EventPayload::PaymentSuccess {
+            payment_id: 7,
+            amount: shared::money::Money(1000),
+            transaction_id: shared::kafka::events::TransactionId::parse("forged").unwrap(),
+        },
+    );
+    testing::publish_signed(&stack.kafka, &success, Some(&order_key)).await;
+    let mut unsigned = success.clone();
+    unsigned.event_id = uuid::Uuid::new_v4();
+    testing::publish_signed(&stack.kafka, &unsigned, None).await;
+
+    // order_created: 3 forgeries refused by payment- and notification-service
+    // each, the phishing one malformed for both; payment_success: 2 refused
+    // by order- and notification-service each.
+    let errors = dead_letters(&stack.kafka, 12).await;
+    assert_eq!(errors.len(), 12, "{errors:#?}");
+    let refused = |text: &str| errors.iter().filter(|e| e.contains(text)).count();
+    assert_eq!(
+        refused("refused: the event is not signed"),
+        4,
+        "{errors:#?}"
+    );
+    assert_eq!(
+        refused("refused: the event is signed with key"),
+        2,
+        "{errors:#?}"
+    );
+    assert_eq!(
+        refused(
+            "refused: order_created is signed by payment-service, but only order-service produces it"
+        ),
+        2,
+        "{errors:#?}"
+    );
+    assert_eq!(
+        refused(
+            "refused: payment_success is signed by order-service, but only payment-service produces it"
+        ),
+        2,
+        "{errors:#?}"
+    );
+    assert_eq!(refused("bad order_created"), 2, "{errors:#?}");
+    let on_order = testing::wait_for_metric(
+        &stack.http,
+        &stack.order,
+        "kafka_events_consumed_total",
+        &["event_type=\"payment_success\"", "outcome=\"refused\""],
+        2.0,
+    )
+    .await;
+    assert_eq!(on_order, Some(2.0));
+    // Nothing recorded, nothing told the customer.
+    let payments = stack
+        .count(
+            &stack.payment_db,
+            &format!("SELECT count(*) FROM payments WHERE order_id = {forged_order}"),
+        )
+        .await;
+    assert_eq!(payments, 0, "no payment for a forged order_created");
+    let notified = stack
+        .count(
+            &stack.notification_db,
+            &format!(
+                "SELECT count(*) FROM notifications WHERE order_id = {forged_order} \
+                 OR body LIKE '%evil.example%'"
+            ),
+        )
+        .await;
+    assert_eq!(notified, 0, "nothing forged reaches the customer");
+    let handled = stack
+        .count(
+            &stack.order_db,
+            &format!(
+                "SELECT count(*) FROM processed_events WHERE event_id = '{}'",
+                success.event_id
+            ),
+        )
+        .await;
+    assert_eq!(handled, 0);
+    // The real order's events were all taken: it was paid and notified.
+    let real = stack
+        .count(
+            &stack.notification_db,
+            &format!("SELECT count(*) FROM notifications WHERE order_id = {id}"),
+        )
+        .await;
+    assert!(
+        real >= 2,
+        "the genuine order_created and payment_success: {real}"
     );
 }

@@ -207,6 +207,7 @@ async fn one_order_is_one_trace_across_the_five_services() {
             .envs(common.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .envs(testing::pki::trusted().vars(name))
+            .envs(testing::event_vars(name))
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("DATABASE_URL", database)
             .stdout(Stdio::null())

@@ -2,6 +2,8 @@
 
 use shared::config::{CommonConfig, ConfigError, Env, FromEnv, JwtConfig};
 use shared::kafka::KafkaConfig;
+use shared::kafka::events::Producer;
+use shared::kafka::signing::EventKeys;
 use shared::money::Money;
 
 use crate::gateway::SimulatedGateway;
@@ -33,7 +35,15 @@ impl FromEnv for Config {
         let config = Self {
             common: CommonConfig::read(&mut env, DEFAULT_HTTP_PORT, "paymentdb"),
             jwt: JwtConfig::read(&mut env),
-            kafka: KafkaConfig::read(&mut env),
+            kafka: {
+                let kafka = KafkaConfig::read(&mut env);
+                let events = EventKeys::read(
+                    &mut env,
+                    crate::app::SERVICE,
+                    Some(Producer::PaymentService),
+                );
+                kafka.with_events(events)
+            },
             gateway: SimulatedGateway {
                 success_rate,
                 max_amount,

@@ -6,13 +6,14 @@
 //! can never flip an outcome. To force a decline in tests and demos, order
 //! more than `PAYMENT_MAX_AMOUNT`: such amounts are always declined.
 
+use shared::kafka::events::{DeclineReason, TransactionId};
 use shared::money::Money;
 
 /// What the gateway answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
-    Approved { transaction_id: String },
-    Declined { reason: String },
+    Approved { transaction_id: TransactionId },
+    Declined { reason: DeclineReason },
 }
 
 /// A payment gateway.
@@ -48,16 +49,21 @@ impl PaymentGateway for SimulatedGateway {
     fn charge(&self, order_id: i64, amount: Money) -> Charge {
         if amount > self.max_amount {
             return Charge::Declined {
-                reason: format!("amount {amount} is over the limit of {}", self.max_amount),
+                reason: DeclineReason::OverLimit,
             };
         }
         if Self::draw(order_id) < self.success_rate {
             Charge::Approved {
-                transaction_id: format!("sim-{order_id}-{:016x}", mix(order_id)),
+                // Digits, letters and dashes: always a valid reference.
+                transaction_id: TransactionId::parse(&format!(
+                    "sim-{order_id}-{:016x}",
+                    mix(order_id)
+                ))
+                .unwrap_or_else(|| unreachable!("a simulated reference is valid")),
             }
         } else {
             Charge::Declined {
-                reason: "card declined".into(),
+                reason: DeclineReason::CardDeclined,
             }
         }
     }

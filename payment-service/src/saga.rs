@@ -8,10 +8,10 @@
 
 use shared::id::UserId;
 use shared::kafka::consumer::{Handler, HandlerError};
-use shared::kafka::events::{Event, EventPayload};
+use shared::kafka::events::{DeclineReason, Event, EventPayload, RefundReason};
 use shared::kafka::{claim, outbox};
 use shared::metrics::prometheus::IntCounterVec;
-use shared::money::Money;
+use shared::money::{Money, order_total};
 use sqlx::{PgPool, Row};
 
 use crate::gateway::{Charge, PaymentGateway};
@@ -28,8 +28,21 @@ pub struct PaymentHandler<G> {
 impl<G: PaymentGateway> Handler for PaymentHandler<G> {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         match &event.payload {
-            EventPayload::OrderCreated { total_price, .. } => {
-                self.charge(event, *total_price).await
+            EventPayload::OrderCreated {
+                items, total_price, ..
+            } => {
+                // A total within the range of every total, and its lines':
+                // anything else is refused before anything is charged.
+                match order_total(items.iter().map(|i| (i.unit_price, i.quantity))) {
+                    Ok(lines) if lines == *total_price => self.charge(event, lines).await,
+                    Ok(lines) => Err(HandlerError::Refused(
+                        format!("order_created's total {total_price} is not its lines' ({lines})")
+                            .into(),
+                    )),
+                    Err(e) => Err(HandlerError::Refused(
+                        format!("order_created's lines: {e}").into(),
+                    )),
+                }
             }
             EventPayload::OrderCancelled { .. } => self.cancelled(event).await,
             _ => Ok(()), // not ours
@@ -62,16 +75,18 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         .await?;
         let charge = if cancelled {
             Charge::Declined {
-                reason: "order already cancelled".into(),
+                reason: DeclineReason::OrderCancelled,
             }
         } else {
             self.gateway.charge(event.order_id.get(), amount)
         };
         let (status, transaction_id, reason) = match &charge {
-            Charge::Approved { transaction_id } => {
-                (PaymentStatus::Succeeded, Some(transaction_id.clone()), None)
-            }
-            Charge::Declined { reason } => (PaymentStatus::Failed, None, Some(reason.clone())),
+            Charge::Approved { transaction_id } => (
+                PaymentStatus::Succeeded,
+                Some(transaction_id.as_str()),
+                None,
+            ),
+            Charge::Declined { reason } => (PaymentStatus::Failed, None, Some(reason.as_str())),
         };
         let payment_id: i64 = sqlx::query_scalar(
             "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, reason) \
@@ -81,8 +96,8 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         .bind(event.user_id)
         .bind(amount.cents())
         .bind(status.as_str())
-        .bind(&transaction_id)
-        .bind(&reason)
+        .bind(transaction_id)
+        .bind(reason)
         .fetch_one(&mut *tx)
         .await?;
         let payload = match charge {
@@ -141,10 +156,11 @@ impl<G: PaymentGateway> PaymentHandler<G> {
             .execute(&mut *tx)
             .await?;
         let refunded = sqlx::query(
-            "UPDATE payments SET status = 'refunded', reason = 'order already cancelled', updated_at = now() \
+            "UPDATE payments SET status = 'refunded', reason = $2, updated_at = now() \
              WHERE order_id = $1 AND status = 'succeeded' RETURNING id, (amount * 100)::bigint AS amount_cents",
         )
         .bind(event.order_id)
+        .bind(RefundReason::OrderCancelled)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = &refunded {
@@ -154,7 +170,7 @@ impl<G: PaymentGateway> PaymentHandler<G> {
                 EventPayload::PaymentRefunded {
                     payment_id: row.get("id"),
                     amount: Money(row.get("amount_cents")),
-                    reason: "order already cancelled".into(),
+                    reason: RefundReason::OrderCancelled,
                 },
             );
             outbox::enqueue(&mut tx, &refund).await?;

@@ -40,6 +40,7 @@ impl From<StockError> for Status {
                 Status::not_found(e.to_string())
             }
             StockError::FailedPrecondition(m) => Status::failed_precondition(m),
+            StockError::TotalTooLarge(e) => Status::out_of_range(e.to_string()),
             StockError::Db(e) => db_status(e),
         }
     }
@@ -137,6 +138,7 @@ impl ProductService for ProductGrpc {
         let change = self.store.reserve(order_id, &items).await?;
         self.invalidate(&change).await;
         let reservation = change.outcome;
+        let total = reservation.total().map_err(StockError::from)?;
         tracing::info!(%order_id, status = ?reservation.status, "reserve stock");
         // The proto says 0 for "no short product".
         let (short_product_id, available_stock) = reservation
@@ -144,7 +146,7 @@ impl ProductService for ProductGrpc {
             .map_or((0, 0), |s| (s.product_id.get(), s.available));
         Ok(Response::new(ReserveStockResponse {
             status: proto_status(reservation.status),
-            total_cents: reservation.total().cents(),
+            total_cents: total.cents(),
             items: reservation
                 .items
                 .iter()

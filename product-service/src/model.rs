@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::error::{ApiError, ErrorCode};
-use shared::money::{MAX_CENTS, Money};
+use shared::money::{MAX_PRICE, Money};
 use utoipa::ToSchema;
 
 /// Longest product name, in characters.
@@ -73,10 +73,10 @@ pub fn validate_price(price: Money) -> Result<(), ApiError> {
             "price must be greater than 0",
         ));
     }
-    if price.cents() > MAX_CENTS {
+    if price > MAX_PRICE {
         return Err(ApiError::invalid_field(
             "price",
-            format!("price must be at most {}", Money(MAX_CENTS)),
+            format!("price must be at most {MAX_PRICE}"),
         ));
     }
     Ok(())

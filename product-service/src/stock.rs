@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use shared::id::{OrderId, ProductId};
-use shared::money::Money;
+use shared::money::{Money, TotalTooLarge, order_total};
 use shared::stock::{OrderLine, Settlement, Shortfall};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -48,13 +48,10 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    pub fn total(&self) -> Money {
-        Money(
-            self.items
-                .iter()
-                .map(|i| i.unit_price.cents() * i64::from(i.quantity))
-                .sum(),
-        )
+    /// What its lines come to ([`order_total`]: checked, within the range
+    /// of every total; a reservation over it is never made).
+    pub fn total(&self) -> Result<Money, TotalTooLarge> {
+        order_total(self.items.iter().map(|i| (i.unit_price, i.quantity)))
     }
 }
 
@@ -87,12 +84,16 @@ pub enum StockError {
     #[error("{0}")]
     FailedPrecondition(String),
     #[error(transparent)]
+    TotalTooLarge(#[from] TotalTooLarge),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
 impl Store {
     /// Holds stock for every item of `order_id`, all or nothing. A repeat
-    /// returns what the first call decided and changes nothing.
+    /// returns what the first call decided and changes nothing. Lines whose
+    /// total at today's prices is over the largest order total hold nothing
+    /// and record nothing ([`StockError::TotalTooLarge`]).
     #[tracing::instrument(name = "TX reserve stock", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn reserve(
         &self,
@@ -151,13 +152,18 @@ impl Store {
                 unit_price,
             });
         }
+        let reservation = Reservation {
+            status: ReservationStatus::Reserved,
+            items: reserved,
+            short: None,
+        };
+        if let Err(e) = reservation.total() {
+            tx.rollback().await?;
+            return Err(e.into());
+        }
         tx.commit().await?;
         Ok(StockChange {
-            outcome: Reservation {
-                status: ReservationStatus::Reserved,
-                items: reserved,
-                short: None,
-            },
+            outcome: reservation,
             touched,
         })
     }

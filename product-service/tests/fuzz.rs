@@ -6,7 +6,8 @@
 use product_service::model::{MAX_NAME_CHARS, NewProduct, ProductPatch, etag, parse_if_match};
 use proptest::prelude::*;
 use shared::error::{ApiError, parse_json};
-use shared::money::MAX_CENTS;
+use shared::money::MAX_PRICE;
+const MAX_CENTS: i64 = MAX_PRICE.0;
 use shared::testing::inputs::{body, check_bad_request, object, text, value};
 
 fn valid_name(name: &str) -> bool {

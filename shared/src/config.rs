@@ -46,6 +46,16 @@ impl Env {
         }
     }
 
+    /// These overrides too, after (and over) the ones before.
+    pub fn and(mut self, overrides: &[(&str, &str)]) -> Self {
+        self.overrides.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        self
+    }
+
     fn lookup(&self, name: &str) -> Option<String> {
         if let Some((_, v)) = self.overrides.iter().rev().find(|(k, _)| k == name) {
             return Some(v.clone());

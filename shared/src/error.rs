@@ -52,6 +52,7 @@ crate::text_enum! {
         IdempotencyKeyReused = "idempotency_key_reused",
         NotCancellable = "not_cancellable",
         Overloaded = "overloaded",
+        OrderTotalTooLarge = "order_total_too_large",
     }
 }
 

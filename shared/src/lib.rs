@@ -43,6 +43,8 @@ pub mod tls;
 // What `text_enum!` expands to names these, so a crate using it needs no
 // dependency of its own on them.
 #[doc(hidden)]
+pub use schemars as __schemars;
+#[doc(hidden)]
 pub use serde as __serde;
 #[doc(hidden)]
 pub use sqlx as __sqlx;
@@ -141,6 +143,22 @@ macro_rules! text_enum {
         }
 
         impl $crate::__utoipa::ToSchema for $name {}
+
+        /// Its texts, in the event contract (docs/asyncapi.yaml).
+        impl $crate::__schemars::JsonSchema for $name {
+            fn schema_name() -> ::std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut $crate::__schemars::SchemaGenerator) -> $crate::__schemars::Schema {
+                let doc: &[&str] = &[$($doc),*];
+                let doc = doc.iter().map(|line| line.trim()).collect::<Vec<_>>().join(" ");
+                $crate::__schemars::json_schema!({
+                    "type": "string",
+                    "enum": Self::NAMES,
+                    "description": doc,
+                })
+            }
+        }
 
         impl $crate::__sqlx::Type<$crate::__sqlx::Postgres> for $name {
             fn type_info() -> $crate::__sqlx::postgres::PgTypeInfo {

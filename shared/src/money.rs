@@ -5,9 +5,23 @@
 //! is exactly what the client wrote for any amount of up to 15 significant
 //! digits, so that text is parsed as a decimal, and more than two decimal
 //! places is an error rather than a silent rounding.
+//!
+//! Money has one range, end to end (docs/contracts.md, "Money"): a price is
+//! at most [`MAX_PRICE`] and an order's total at most [`MAX_ORDER_TOTAL`],
+//! which every column that holds a total (`orders.total_price`,
+//! `payments.amount`: `NUMERIC(14,2)`) and every event (a JSON number exact
+//! to 15 significant digits) can hold. A total is only ever made by
+//! [`order_total`], whose arithmetic is checked.
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+crate::text_enum! {
+    /// A currency, by its ISO 4217 code: the ones the shop takes.
+    pub enum Currency {
+        Usd = "USD",
+    }
+}
 
 /// An amount of money in cents. In SQL it is a `bigint` of cents: the
 /// stores read `NUMERIC(12,2)` columns as `(amount * 100)::bigint`.
@@ -15,8 +29,37 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[sqlx(transparent)]
 pub struct Money(pub i64);
 
-/// The largest amount accepted from a client: what NUMERIC(12,2) holds.
-pub const MAX_CENTS: i64 = 999_999_999_999;
+/// The largest price of a product: what `NUMERIC(12,2)` holds (9,999,999,999.99).
+pub const MAX_PRICE: Money = Money(999_999_999_999);
+
+/// The largest total of one order: what `NUMERIC(14,2)` holds
+/// (999,999,999,999.99), the columns of every total and of every payment.
+pub const MAX_ORDER_TOTAL: Money = Money(99_999_999_999_999);
+
+/// An order's lines come to more than [`MAX_ORDER_TOTAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the order's total is over the largest total accepted ({MAX_ORDER_TOTAL})")]
+pub struct TotalTooLarge;
+
+/// The total of lines of `(unit price, quantity)`, checked: no overflow, and
+/// not over [`MAX_ORDER_TOTAL`]. A negative quantity or price is no line of
+/// an order either way, and is refused the same.
+pub fn order_total(lines: impl IntoIterator<Item = (Money, i32)>) -> Result<Money, TotalTooLarge> {
+    let mut total = 0i64;
+    for (price, quantity) in lines {
+        let line = price
+            .0
+            .checked_mul(i64::from(quantity))
+            .filter(|line| *line >= 0)
+            .ok_or(TotalTooLarge)?;
+        total = total.checked_add(line).ok_or(TotalTooLarge)?;
+    }
+    let total = Money(total);
+    if total > MAX_ORDER_TOTAL {
+        return Err(TotalTooLarge);
+    }
+    Ok(total)
+}
 
 /// A number in the event contract (docs/asyncapi.yaml), as on the wire.
 impl schemars::JsonSchema for Money {
@@ -132,6 +175,41 @@ mod tests {
         assert_eq!(serde_json::to_string(&Money(5)).unwrap(), "0.05");
         assert_eq!(serde_json::from_str::<Money>("12").unwrap(), Money(1200));
         assert_eq!(serde_json::from_str::<Money>("0.1").unwrap(), Money(10));
+    }
+
+    #[test]
+    fn a_total_is_checked_against_overflow_and_the_largest_total() {
+        assert_eq!(
+            order_total([(Money(250), 4), (Money(1), 1)]),
+            Ok(Money(1001))
+        );
+        assert_eq!(order_total([]), Ok(Money(0)));
+        // Two units at the largest price fit; 101 do not.
+        assert_eq!(order_total([(MAX_PRICE, 2)]), Ok(Money(1_999_999_999_998)));
+        assert_eq!(
+            order_total([(MAX_PRICE, 100)]),
+            Ok(Money(99_999_999_999_900))
+        );
+        assert_eq!(order_total([(MAX_PRICE, 101)]), Err(TotalTooLarge));
+        assert_eq!(order_total([(MAX_ORDER_TOTAL, 1)]), Ok(MAX_ORDER_TOTAL));
+        assert_eq!(
+            order_total([(MAX_ORDER_TOTAL, 1), (Money(1), 1)]),
+            Err(TotalTooLarge)
+        );
+        // Lines that each fit but overflow i64 together, and one that overflows alone.
+        assert_eq!(
+            order_total(std::iter::repeat_n((Money(i64::MAX / 4), 1), 5)),
+            Err(TotalTooLarge)
+        );
+        assert_eq!(order_total([(Money(i64::MAX), 2)]), Err(TotalTooLarge));
+        assert_eq!(order_total([(Money(100), -1)]), Err(TotalTooLarge));
+        // The largest total is exact as a JSON number (an f64).
+        let json = serde_json::to_string(&MAX_ORDER_TOTAL).unwrap();
+        assert_eq!(json, "999999999999.99");
+        assert_eq!(
+            serde_json::from_str::<Money>(&json).unwrap(),
+            MAX_ORDER_TOTAL
+        );
     }
 
     #[test]

@@ -85,14 +85,95 @@ pub async fn fresh_database(prefix: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The test key of each producer of events (fixed: used by tests only,
+/// never by a running system).
+fn event_key(producer: crate::kafka::events::Producer) -> ed25519_dalek::SigningKey {
+    use crate::kafka::events::Producer;
+    let seed = match producer {
+        Producer::OrderService => 0x0d,
+        Producer::PaymentService => 0x9a,
+    };
+    ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+}
+
+/// A signer with `producer`'s test key.
+pub fn event_signer(
+    producer: crate::kafka::events::Producer,
+) -> crate::kafka::signing::EventSigner {
+    crate::kafka::signing::EventSigner::new(event_key(producer))
+}
+
+/// A signer with a key no test keyring holds.
+pub fn untrusted_event_signer() -> crate::kafka::signing::EventSigner {
+    crate::kafka::signing::EventSigner::new(ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]))
+}
+
+/// The keyring of the test keys: every producer's.
+pub fn event_keyring() -> String {
+    use crate::kafka::events::Producer;
+    [Producer::OrderService, Producer::PaymentService]
+        .map(|p| event_signer(p).keyring_line(p))
+        .join("\n")
+}
+
+/// The event keys of a test producer (`Some`) or consumer: its test key,
+/// and the keyring of every producer's test key.
+pub fn event_keys(
+    producer: Option<crate::kafka::events::Producer>,
+) -> crate::kafka::signing::EventKeys {
+    crate::kafka::signing::EventKeys {
+        signer: producer.map(event_signer),
+        keyring: crate::kafka::signing::Keyring::parse(&event_keyring())
+            .expect("the test keyring parses"),
+    }
+}
+
+/// `service`'s event keys as it reads them (`EVENT_SIGNING_KEY`,
+/// `EVENT_KEYS`), for `Env::with_overrides`: the test keys.
+pub fn event_vars(service: &str) -> Vec<(&'static str, &'static str)> {
+    use crate::kafka::events::Producer;
+    use std::sync::OnceLock;
+    static KEYRING: OnceLock<String> = OnceLock::new();
+    static PEMS: OnceLock<[String; 2]> = OnceLock::new();
+    let pems = PEMS.get_or_init(|| {
+        [Producer::OrderService, Producer::PaymentService].map(|p| {
+            use ed25519_dalek::pkcs8::EncodePrivateKey;
+            event_key(p)
+                .to_pkcs8_pem(Default::default())
+                .expect("a test key encodes")
+                .to_string()
+        })
+    });
+    let mut vars = vec![("EVENT_KEYS", KEYRING.get_or_init(event_keyring).as_str())];
+    match Producer::parse(service) {
+        Some(Producer::OrderService) => vars.push(("EVENT_SIGNING_KEY", pems[0].as_str())),
+        Some(Producer::PaymentService) => vars.push(("EVENT_SIGNING_KEY", pems[1].as_str())),
+        None => {}
+    }
+    vars
+}
+
 /// Publishes `event` to `kafka`'s topic, keyed by its order and with its
-/// `event_type` and `event_id` headers, as the saga's relay would.
+/// `event_type` and `event_id` headers and the signature of the test key of
+/// the service that produces its type, as that service's relay would.
 pub async fn publish(kafka: &crate::kafka::KafkaConfig, event: &crate::kafka::events::Event) {
+    let producer = crate::kafka::events::producer_of(event.payload.event_type())
+        .expect("every event type has its producer");
+    publish_signed(kafka, event, Some(&event_signer(producer))).await
+}
+
+/// [`publish`], signed by `signer` (`None`: unsigned), as a forger would.
+pub async fn publish_signed(
+    kafka: &crate::kafka::KafkaConfig,
+    event: &crate::kafka::events::Event,
+    signer: Option<&crate::kafka::signing::EventSigner>,
+) {
+    use crate::kafka::signing::{KEY_ID_HEADER, SIGNATURE_HEADER};
     use rdkafka::message::{Header, OwnedHeaders};
     let payload = serde_json::to_string(event).expect("events serialize");
     let key = event.key();
     let event_id = event.event_id.to_string();
-    let headers = OwnedHeaders::new()
+    let mut headers = OwnedHeaders::new()
         .insert(Header {
             key: "event_type",
             value: Some(event.payload.event_type()),
@@ -101,6 +182,17 @@ pub async fn publish(kafka: &crate::kafka::KafkaConfig, event: &crate::kafka::ev
             key: "event_id",
             value: Some(event_id.as_str()),
         });
+    if let Some(signer) = signer {
+        headers = headers
+            .insert(Header {
+                key: KEY_ID_HEADER,
+                value: Some(signer.key_id().as_str()),
+            })
+            .insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(signer.sign(payload.as_bytes()).as_str()),
+            });
+    }
     kafka
         .producer()
         .expect("test producer")

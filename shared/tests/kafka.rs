@@ -40,6 +40,8 @@ fn kafka() -> KafkaConfig {
         lag_interval: Duration::from_millis(200),
         commit_interval: Duration::from_millis(200),
         group_instance_id: None,
+        // The relay signs as order-service (the tests' events are its types).
+        events: shared::testing::event_keys(Some(shared::kafka::events::Producer::OrderService)),
         // The login, if the test broker asks for one (scripts/test.sh).
         ..KafkaConfig::at("")
     }
@@ -401,7 +403,9 @@ async fn only_what_can_never_succeed_is_dead_lettered() {
     let refused = Event::new(
         shared::testing::order(2),
         shared::testing::user(1),
-        EventPayload::OrderCancelled { reason: "x".into() },
+        EventPayload::OrderCancelled {
+            reason: shared::kafka::events::OrderReason::Timeout,
+        },
     );
     send_event(&kafka, 0, &refused).await;
     send_event(&kafka, 0, &event(1, 7)).await;

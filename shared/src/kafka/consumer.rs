@@ -177,6 +177,9 @@ pub struct ConsumerConfig {
     pub max_backoff: Duration,
     /// How often the lag is measured.
     pub lag_interval: Duration,
+    /// The keys events are taken from: an event not signed by the service
+    /// that produces its type is refused ([`super::signing`]).
+    pub keyring: super::signing::Keyring,
 }
 
 /// Every `interval` until `shutdown`, sets `lag{topic,partition}` for the
@@ -496,6 +499,25 @@ impl<H: Handler> Worker<H> {
                 return Outcome::DeadLettered;
             }
         };
+        let signed = self.config.keyring.verify(
+            &event,
+            payload,
+            header_bytes(message, super::signing::KEY_ID_HEADER),
+            header_bytes(message, super::signing::SIGNATURE_HEADER),
+        );
+        if let Err(why) = signed {
+            let why = HandlerError::Refused(Box::new(why)).to_string();
+            tracing::warn!(
+                event_type = event.payload.event_type(),
+                event_id = %event.event_id,
+                offset = message.offset(),
+                error = %why,
+                "an event not signed by its producer: dead-lettering"
+            );
+            dead_letter(message, &self.dlq, &self.config, &why).await;
+            self.count(event.payload.event_type(), Outcome::Refused);
+            return Outcome::Refused;
+        }
         // The processing continues the producer's trace (parent) and links to
         // it, so one order is one trace across services.
         let span = tracing::info_span!(
@@ -610,13 +632,18 @@ impl<H: Handler> Worker<H> {
 
 /// A header's value as text.
 fn header(message: &OwnedMessage, key: &str) -> Option<String> {
+    header_bytes(message, key)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_string)
+}
+
+/// The value of the message's first header named `key`.
+fn header_bytes<'m>(message: &'m OwnedMessage, key: &str) -> Option<&'m [u8]> {
     message
         .headers()?
         .iter()
         .find(|h| h.key == key)
         .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_string)
 }
 /// The headers a dead letter gets before the original message's own: why
 /// it was dead-lettered and where it came from (`minishop-ops dlq` reads

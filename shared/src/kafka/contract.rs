@@ -10,45 +10,42 @@
 
 use serde_json::{Map, Value, json};
 
-use super::events::{EVENT_TYPES, Event};
+use super::events::{EVENT_TYPES, Event, producer_of};
 
 /// The contract's version: minor for added fields or types, major for a
 /// change old consumers would misread (docs/contracts.md).
-pub const VERSION: &str = "1.1.0";
+pub const VERSION: &str = "2.0.0";
 
-/// Who sends each event type, and who receives it (its consumer groups).
-const ROLES: &[(&str, &str, &[&str])] = &[
+/// Who receives each event type (its consumer groups); who sends it is
+/// [`producer_of`].
+const RECEIVERS: &[(&str, &[&str])] = &[
     (
         "order_created",
-        "order-service",
         &["payment-service", "notification-service"],
     ),
     (
         "payment_success",
-        "payment-service",
         &["order-service", "notification-service"],
     ),
-    (
-        "payment_failed",
-        "payment-service",
-        &["order-service", "notification-service"],
-    ),
-    (
-        "order_confirmed",
-        "order-service",
-        &["notification-service"],
-    ),
+    ("payment_failed", &["order-service", "notification-service"]),
+    ("order_confirmed", &["notification-service"]),
     (
         "order_cancelled",
-        "order-service",
         &["payment-service", "notification-service"],
     ),
     (
         "payment_refunded",
-        "payment-service",
         &["order-service", "notification-service"],
     ),
 ];
+
+/// (event type, its sender, its receivers), in [`RECEIVERS`]' order.
+fn roles() -> impl Iterator<Item = (&'static str, &'static str, &'static [&'static str])> {
+    RECEIVERS.iter().map(|(t, to)| {
+        let from = producer_of(t).map_or("", |p| p.as_str());
+        (*t, from, *to)
+    })
+}
 
 /// The services on the topic, in the order the document lists them.
 const SERVICES: &[&str] = &["order-service", "payment-service", "notification-service"];
@@ -121,8 +118,7 @@ pub fn asyncapi(topic: &str) -> Value {
     for (event_type, schema) in messages {
         let name = format!("{event_type}_payload");
         component_schemas.insert(name.clone(), schema);
-        let description = ROLES
-            .iter()
+        let description = roles()
             .find(|(t, _, _)| *t == event_type)
             .map(|(_, from, to)| format!("Sent by {from}; read by {}.", to.join(", ")))
             .unwrap_or_default();
@@ -152,13 +148,12 @@ pub fn asyncapi(topic: &str) -> Value {
     let mut operations = Map::new();
     for service in SERVICES {
         for (action, verb) in [("send", "sends"), ("receive", "receives")] {
-            let types: Vec<&str> = ROLES
-                .iter()
+            let types: Vec<&str> = roles()
                 .filter(|(_, from, to)| match action {
                     "send" => from == service,
                     _ => to.contains(service),
                 })
-                .map(|(t, _, _)| *t)
+                .map(|(t, _, _)| t)
                 .collect();
             if types.is_empty() {
                 continue;
@@ -190,7 +185,9 @@ pub fn asyncapi(topic: &str) -> Value {
             "description": "The events of minishop's order saga on one Kafka topic: \
                 a JSON envelope (event_id, occurred_at, order_id, user_id, event_type) \
                 with the type's fields flat beside it, keyed by order id, with the \
-                event_type, event_id and traceparent headers. Consumers ignore fields \
+                event_type, event_id and traceparent headers, and signed by the one \
+                service that produces its type (the signature_key_id and signature \
+                headers; docs/security.md, \"Event signatures\"). Consumers ignore fields \
                 they do not know and skip event types they do not know \
                 (docs/contracts.md, \"Evolving the events\"). Generated from the Rust \
                 event types by `minishop-ops asyncapi`; do not edit by hand.",
@@ -241,8 +238,12 @@ fn headers_schema() -> Value {
             "traceparent": {"type": "string",
                             "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
                             "description": "W3C trace context of the transaction that wrote the event; absent when it was written outside a trace."},
+            "signature_key_id": {"type": "string", "pattern": "^[0-9a-f]{16}$",
+                            "description": "Which key signed the event: the first 8 bytes of its Ed25519 public key, in hex. Consumers know each key's service from their keyring (EVENT_KEYS)."},
+            "signature": {"type": "string", "contentEncoding": "base64",
+                            "description": "Ed25519 signature, by the producing service's key, of the bytes \"minishop-event-v1\\n\" followed by the payload as sent. A consumer refuses (dead-letters, counts as refused) an event without one, with one it cannot verify, or signed by a service that does not produce its type."},
         },
-        "required": ["event_type", "event_id"],
+        "required": ["event_type", "event_id", "signature_key_id", "signature"],
     })
 }
 
@@ -365,12 +366,16 @@ mod tests {
             }
             assert_eq!(schema["properties"]["event_type"]["const"], *event_type);
         }
-        assert!(
-            ROLES
-                .iter()
-                .map(|(t, _, _)| *t)
-                .eq(EVENT_TYPES.iter().copied())
-        );
+        assert!(roles().map(|(t, _, _)| t).eq(EVENT_TYPES.iter().copied()));
+        assert!(roles().all(|(_, from, _)| !from.is_empty()));
+        // The headers the document names are the ones the relay sets.
+        let headers = headers_schema();
+        for name in [
+            super::super::signing::KEY_ID_HEADER,
+            super::super::signing::SIGNATURE_HEADER,
+        ] {
+            assert!(headers["properties"].get(name).is_some(), "{name}");
+        }
     }
 
     /// The document in the repository is what the types generate; the

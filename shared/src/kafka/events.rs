@@ -8,7 +8,131 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::id::{OrderId, ProductId, UserId};
-use crate::money::Money;
+use crate::money::{Currency, Money};
+
+// Nothing a producer writes as free text reaches a customer: every field
+// that notification-service puts into a message is a number, an id, or one
+// of these enums, whose texts are this version's own.
+
+crate::text_enum! {
+    /// Why an order was rejected, failed or cancelled (its `reason`).
+    pub enum OrderReason {
+        /// Rejected: a product had fewer units than ordered.
+        InsufficientStock = "insufficient_stock",
+        /// Rejected: a product does not exist.
+        ProductNotFound = "product_not_found",
+        /// Rejected: product-service could not be reached.
+        StockServiceUnavailable = "stock_service_unavailable",
+        /// Rejected: product-service refused the reservation.
+        StockRefused = "stock_refused",
+        /// Rejected: the lines come to more than the largest order total.
+        TotalTooLarge = "total_too_large",
+        /// Rejected: a step of its saga failed for good (the database
+        /// refused what it was to record); its units were released.
+        StepFailed = "step_failed",
+        /// Failed: the payment was declined.
+        PaymentFailed = "payment_failed",
+        /// Cancelled by its customer (or an admin).
+        UserCancelled = "user_cancelled",
+        /// Cancelled: no payment result within `PAYMENT_TIMEOUT_SECS`.
+        Timeout = "timeout",
+    }
+}
+
+impl OrderReason {
+    /// How a customer reads it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::InsufficientStock => "not enough stock",
+            Self::ProductNotFound => "a product does not exist",
+            Self::StockServiceUnavailable => "the stock service was unavailable",
+            Self::StockRefused => "the stock service refused it",
+            Self::TotalTooLarge => "its total is over the largest order total",
+            Self::StepFailed => "it could not be processed",
+            Self::PaymentFailed => "the payment was declined",
+            Self::UserCancelled => "cancelled at your request",
+            Self::Timeout => "no payment arrived in time",
+        }
+    }
+}
+
+crate::text_enum! {
+    /// Why the payment gateway (or payment-service) declined a charge.
+    pub enum DeclineReason {
+        /// The card was declined.
+        CardDeclined = "card_declined",
+        /// The amount is over what the gateway charges (`PAYMENT_MAX_AMOUNT`).
+        OverLimit = "over_limit",
+        /// The order had been cancelled before its charge.
+        OrderCancelled = "order_cancelled",
+    }
+}
+
+impl DeclineReason {
+    /// How a customer reads it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::CardDeclined => "the card was declined",
+            Self::OverLimit => "the amount is over the payment limit",
+            Self::OrderCancelled => "the order had already been cancelled",
+        }
+    }
+}
+
+crate::text_enum! {
+    /// Why a charge was refunded.
+    pub enum RefundReason {
+        /// The order was cancelled (no payment in time, or by its customer)
+        /// before the charge's result reached it.
+        OrderCancelled = "order_cancelled",
+    }
+}
+
+impl RefundReason {
+    /// How a customer reads it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::OrderCancelled => "the order had already been cancelled",
+        }
+    }
+}
+
+/// The gateway's reference of a charge: 1 to 64 ASCII letters, digits,
+/// `-` and `_`, so that it can be shown to a customer as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(description = "1 to 64 ASCII letters, digits, - and _.")]
+pub struct TransactionId(#[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))] String);
+
+impl TransactionId {
+    /// `text` if it is a valid reference.
+    pub fn parse(text: &str) -> Option<Self> {
+        let valid = (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TransactionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom("a transaction id is 1 to 64 of A-Z, a-z, 0-9, - and _")
+        })
+    }
+}
 
 /// A line of an order as events carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -31,8 +155,7 @@ pub enum EventPayload {
         items: Vec<EventItem>,
         /// The sum of the lines: what payment charges.
         total_price: Money,
-        /// ISO 4217, `USD` today.
-        currency: String,
+        currency: Currency,
         /// Where the customer wants mail (their token's email); absent in
         /// events from older producers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,40 +167,65 @@ pub enum EventPayload {
         payment_id: i64,
         amount: Money,
         /// The gateway's reference of the charge.
-        transaction_id: String,
+        transaction_id: TransactionId,
     },
     /// The charge was declined: the order fails and its stock is released.
     PaymentFailed {
         payment_id: i64,
         amount: Money,
-        /// The gateway's reason.
-        reason: String,
+        reason: DeclineReason,
     },
     /// The order is paid and its stock committed.
     OrderConfirmed { total_price: Money },
     /// The order is over without a sale (declined, cancelled by its owner,
     /// or no payment in time); payment refunds what it charged.
-    OrderCancelled {
-        /// `payment_failed`, `user_cancelled`, `timeout`, ...
-        reason: String,
-    },
+    OrderCancelled { reason: OrderReason },
     /// A charge for an order cancelled meanwhile was refunded.
     PaymentRefunded {
         payment_id: i64,
         amount: Money,
-        reason: String,
+        reason: RefundReason,
     },
 }
 
-/// Every `event_type` this version knows.
-pub const EVENT_TYPES: &[&str] = &[
-    "order_created",
-    "payment_success",
-    "payment_failed",
-    "order_confirmed",
-    "order_cancelled",
-    "payment_refunded",
+crate::text_enum! {
+    /// The services that produce events. Each event type has exactly one
+    /// ([`producer_of`]), and consumers take it from no other
+    /// ([`super::signing`]).
+    pub enum Producer {
+        OrderService = "order-service",
+        PaymentService = "payment-service",
+    }
+}
+
+/// Every `event_type` this version knows, with the one service that produces it.
+pub const EVENT_PRODUCERS: &[(&str, Producer)] = &[
+    ("order_created", Producer::OrderService),
+    ("payment_success", Producer::PaymentService),
+    ("payment_failed", Producer::PaymentService),
+    ("order_confirmed", Producer::OrderService),
+    ("order_cancelled", Producer::OrderService),
+    ("payment_refunded", Producer::PaymentService),
 ];
+
+/// Every `event_type` this version knows.
+pub const EVENT_TYPES: &[&str] = &{
+    let mut types = [""; EVENT_PRODUCERS.len()];
+    let mut i = 0;
+    while i < types.len() {
+        types[i] = EVENT_PRODUCERS[i].0;
+        i += 1;
+    }
+    types
+};
+
+/// The service that produces events of `event_type`, if this version knows the type.
+pub fn producer_of(event_type: &str) -> Option<Producer> {
+    EVENT_PRODUCERS
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, p)| *p)
+}
 
 impl EventPayload {
     /// The `event_type` string.
@@ -172,7 +320,7 @@ mod tests {
                     unit_price: Money(1000),
                 }],
                 total_price: Money(2000),
-                currency: "USD".into(),
+                currency: Currency::Usd,
                 customer_email: Some("ann@example.com".into()),
             },
         );
@@ -194,7 +342,7 @@ mod tests {
             OrderId::new(5).unwrap(),
             UserId::new(2).unwrap(),
             EventPayload::OrderCancelled {
-                reason: "timeout".into(),
+                reason: OrderReason::Timeout,
             },
         );
         let mut value = serde_json::to_value(&event).unwrap();

@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod contract;
 pub mod events;
 pub mod outbox;
+pub mod signing;
 
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ pub struct KafkaConfig {
     pub group_instance_id: Option<String>,
     /// How this service logs in to the broker (docs/security.md, "The broker").
     pub auth: Option<BrokerLogin>,
+    /// The key its events are signed with and the keys it takes events
+    /// from ([`signing::EventKeys::read`], by the services; none for tools).
+    pub events: signing::EventKeys,
 }
 
 /// A SASL/SCRAM login: `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD` (or
@@ -210,7 +214,13 @@ impl KafkaConfig {
                 .opt::<String>("KAFKA_GROUP_INSTANCE_ID")
                 .filter(|id| !id.is_empty()),
             auth: BrokerLogin::read(env),
+            events: signing::EventKeys::default(),
         }
+    }
+
+    /// This configuration with the service's event keys.
+    pub fn with_events(self, events: signing::EventKeys) -> Self {
+        Self { events, ..self }
     }
 
     /// The configuration of a tool pointed at `brokers`: everything else
@@ -245,6 +255,7 @@ impl KafkaConfig {
             initial_backoff: Duration::from_millis(100),
             max_backoff: self.retry_max_backoff,
             lag_interval: self.lag_interval,
+            keyring: self.events.keyring.clone(),
         }
     }
 
@@ -255,6 +266,7 @@ impl KafkaConfig {
             poll_interval: self.outbox_poll,
             retention: self.outbox_retention,
             batch: self.outbox_batch,
+            signer: self.events.signer.clone(),
         }
     }
 

@@ -81,6 +81,10 @@ pub struct RelayConfig {
     /// The most rows read and published per round: the relay's backlog in
     /// memory (rows, their payloads, the sends awaiting their acks).
     pub batch: u32,
+    /// The service's key: every event is published with its signature
+    /// ([`super::signing`]). A service without one (it produces nothing)
+    /// publishes unsigned, which every consumer refuses.
+    pub signer: Option<super::signing::EventSigner>,
 }
 
 /// Why the relay stopped publishing for now (it retries after a poll interval).
@@ -221,12 +225,25 @@ impl Relay {
                     value: Some(tp.as_str()),
                 });
             }
+            let payload: String = row.get("payload");
+            if let Some(signer) = &self.config.signer {
+                let signature = signer.sign(payload.as_bytes());
+                headers = headers
+                    .insert(Header {
+                        key: super::signing::KEY_ID_HEADER,
+                        value: Some(signer.key_id().as_str()),
+                    })
+                    .insert(Header {
+                        key: super::signing::SIGNATURE_HEADER,
+                        value: Some(signature.as_str()),
+                    });
+            }
             let key = row.get::<i64, _>("order_id").to_string();
             messages.push((
                 event_type.clone(),
                 row.get::<i64, _>("id"),
                 key,
-                row.get::<String, _>("payload"),
+                payload,
                 headers,
             ));
         }
