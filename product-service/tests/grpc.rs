@@ -468,3 +468,55 @@ async fn another_services_certificate_can_read_but_not_move_stock() {
         .into_inner();
     assert_eq!(product.stock, 5);
 }
+
+/// The gRPC server holds a client to the HTTP server's limits: a
+/// connection with nothing coming in for `HTTP_IDLE_TIMEOUT_MS` is closed
+/// (here one that never starts its TLS handshake), and one client address
+/// holds at most `HTTP_MAX_CONNECTIONS_PER_CLIENT`; another address is
+/// still served.
+#[tokio::test]
+async fn grpc_connections_are_capped_per_client_and_closed_when_idle() {
+    use tokio::io::AsyncReadExt;
+
+    let app = common::spawn_app_with(&[
+        ("HTTP_IDLE_TIMEOUT_MS", "500"),
+        ("HTTP_MAX_CONNECTIONS_PER_CLIENT", "2"),
+    ])
+    .await;
+    let grpc = app.grpc_addr;
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(grpc).await.unwrap()
+    };
+    let closed_within = |mut stream: tokio::net::TcpStream, wait: std::time::Duration| async move {
+        let mut buf = [0u8; 1024];
+        matches!(
+            tokio::time::timeout(wait, stream.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    };
+    let started = std::time::Instant::now();
+    let idle = from([127, 0, 0, 5]).await;
+    let held = from([127, 0, 0, 5]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let third = from([127, 0, 0, 5]).await;
+    assert!(
+        closed_within(third, std::time::Duration::from_millis(300)).await,
+        "a third connection from one address is closed at once"
+    );
+    assert!(
+        closed_within(idle, std::time::Duration::from_secs(5)).await,
+        "an idle connection is closed"
+    );
+    let after = started.elapsed();
+    assert!(after < std::time::Duration::from_secs(3), "{after:?}");
+    drop(held);
+    // A client from another address makes its calls.
+    let mut client = app.grpc().await;
+    let missing = client
+        .get_product(shared::proto::product::GetProductRequest { id: 999_999 })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}

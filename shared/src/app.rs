@@ -430,14 +430,30 @@ impl Application {
                     .set_service_status(name, tonic_health::ServingStatus::Serving)
                     .await;
             }
+            // The HTTP server's per-client cap and idle time, here counted
+            // by bytes (crate::conn).
+            let per_client =
+                crate::conn::PerClient::new(self.http_limits.max_connections_per_client);
+            let idle = self.http_limits.idle_timeout;
+            let incoming = tokio_stream::StreamExt::filter_map(
+                TcpListenerStream::new(listener),
+                move |accepted| match accepted {
+                    Ok(stream) => {
+                        let client = stream.peer_addr().ok()?.ip();
+                        let Some(slot) = per_client.admit(client) else {
+                            tracing::debug!(%client, "a gRPC client over its connection cap: closed");
+                            return None;
+                        };
+                        Some(Ok(crate::conn::IdleStream::new(stream, idle, slot)))
+                    }
+                    Err(e) => Some(Err(e)),
+                },
+            );
             server
                 .trace_fn(crate::telemetry::server_span)
                 .layer(self.metrics.grpc_layer())
                 .add_routes(grpc.routes.add_service(health))
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(listener),
-                    shutdown.clone().cancelled_owned(),
-                )
+                .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
                 .await
                 .map_err(Error::Grpc)
         };

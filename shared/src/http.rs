@@ -285,16 +285,51 @@ impl ServiceRouter {
 /// What one HTTP client may hold of a server: a slow client (slowloris)
 /// loses its connection once its headers take longer than
 /// `header_timeout`; a request that takes longer than `request_timeout` in
-/// all (its body included) is answered 503; at most `max_connections` are
-/// served at once, and further ones wait in the listen backlog.
+/// all (its body included) is answered 503; a connection with no request
+/// under way for `idle_timeout` is closed (HTTP/2 with a GOAWAY), whatever
+/// pings it answers; at most `max_connections` are served at once (further
+/// ones wait in the listen backlog), and at most `max_connections_per_client`
+/// from one client address (further ones are closed at once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// `HTTP_HEADER_TIMEOUT_MS` (default 10 s).
     pub header_timeout: Duration,
     /// `HTTP_REQUEST_TIMEOUT_MS` (default 30 s).
     pub request_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS` (default 20 s).
+    pub idle_timeout: Duration,
     /// `HTTP_MAX_CONNECTIONS` (default 1024).
     pub max_connections: usize,
+    /// `HTTP_MAX_CONNECTIONS_PER_CLIENT` (default 512: half the slots, so
+    /// one client, or one proxy in front, can never take them all).
+    pub max_connections_per_client: usize,
+}
+
+/// A response body that keeps its request under way until it is sent or
+/// dropped ([`crate::conn::Activity`]).
+struct Tracked {
+    inner: axum::body::Body,
+    _busy: crate::conn::Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` is
@@ -325,6 +360,10 @@ pub async fn serve(
         .keep_alive_timeout(limits.header_timeout);
     let builder = Arc::new(builder);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_client = crate::conn::PerClient::new(limits.max_connections_per_client);
+    // How often a connection looks whether it has been idle long enough.
+    let look_every =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     // Each connection holds a receiver; all gone means all connections ended.
     let (done_tx, done_rx) = tokio::sync::watch::channel(());
     loop {
@@ -345,27 +384,58 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        let service = router.clone().map_request(
-            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+        let Some(client) = per_client.admit(remote.ip()) else {
+            tracing::debug!(client = %remote.ip(), "a client over its connection cap: closed");
+            drop((stream, slot));
+            continue;
+        };
+        let activity = Arc::new(crate::conn::Activity::default());
+        let router = router.clone();
+        let tracked = activity.clone();
+        let service = tower::service_fn(
+            move |request: axum::extract::Request<hyper::body::Incoming>| {
+                let busy = tracked.begin();
+                let mut request = request.map(axum::body::Body::new);
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(remote));
-                request.map(axum::body::Body::new)
+                let router = router.clone();
+                async move {
+                    let response = router.oneshot(request).await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|inner| Tracked { inner, _busy: busy }),
+                    )
+                }
             },
         );
         let service = hyper_util::service::TowerToHyperService::new(service);
         let (builder, shutdown, done) = (builder.clone(), shutdown.clone(), done_rx.clone());
+        let idle_timeout = limits.idle_timeout;
         tokio::spawn(async move {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
+            let mut look = tokio::time::interval(look_every);
+            look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = connection.as_mut() => break,
+                    _ = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = connection.await;
+                        break;
+                    }
+                    _ = look.tick() => {
+                        if activity.idle_for() >= idle_timeout {
+                            tracing::debug!(client = %remote, "closing an idle connection");
+                            connection.as_mut().graceful_shutdown();
+                            // A client that does not let go is cut after a grace.
+                            let _ = tokio::time::timeout(idle_timeout, connection.as_mut()).await;
+                            break;
+                        }
+                    }
                 }
             }
-            drop((slot, done));
+            drop((slot, client, done));
         });
     }
     drop(listener);

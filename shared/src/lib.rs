@@ -23,6 +23,7 @@ pub mod app;
 pub mod auth;
 pub mod authority;
 pub mod config;
+pub mod conn;
 pub mod db;
 pub mod error;
 pub mod http;

@@ -229,8 +229,19 @@ pub async fn wait_for_count(pool: &sqlx::PgPool, sql: &str, expected: i64) -> i6
 pub struct TcpProxy {
     /// Where clients connect.
     pub addr: std::net::SocketAddr,
-    up: tokio::sync::watch::Sender<bool>,
+    mode: tokio::sync::watch::Sender<ProxyMode>,
     stop: tokio_util::sync::CancellationToken,
+}
+
+/// What a [`TcpProxy`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProxyMode {
+    Pass,
+    /// Connections are closed (refused, reset).
+    Cut,
+    /// Packets are dropped: connections are held, nothing passes either
+    /// way, nothing is refused (a partition).
+    Stall,
 }
 
 impl TcpProxy {
@@ -242,9 +253,9 @@ impl TcpProxy {
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");
-        let (up, _) = tokio::sync::watch::channel(true);
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Pass);
         let stop = tokio_util::sync::CancellationToken::new();
-        let (state, token) = (up.clone(), stop.clone());
+        let (state, token) = (mode.clone(), stop.clone());
         tokio::spawn(async move {
             loop {
                 let mut client = tokio::select! {
@@ -254,33 +265,53 @@ impl TcpProxy {
                         Err(_) => return,
                     },
                 };
-                let mut passing = state.subscribe();
+                let mut mode = state.subscribe();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    if !*passing.borrow() {
-                        return;
+                    let now = *mode.borrow_and_update();
+                    match now {
+                        ProxyMode::Cut => return,
+                        // Held until the partition ends, then closed.
+                        ProxyMode::Stall => {
+                            let _ = mode.wait_for(|m| *m != ProxyMode::Stall).await;
+                            return;
+                        }
+                        ProxyMode::Pass => {}
                     }
                     let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = passing.wait_for(|up| !*up) => {}
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    let stalled = tokio::select! {
+                        changed = mode.wait_for(|m| *m != ProxyMode::Pass) => {
+                            changed.is_ok_and(|m| *m == ProxyMode::Stall)
+                        }
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
+                    };
+                    if stalled {
+                        let _ = mode.wait_for(|m| *m != ProxyMode::Stall).await;
                     }
+                    drop((client, server));
                 });
             }
         });
-        Self { addr, up, stop }
+        Self { addr, mode, stop }
     }
 
     /// From now on, new connections are closed at once and open ones are dropped.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.mode.send_replace(ProxyMode::Cut);
+    }
+
+    /// From now on nothing passes and nothing is refused: connections, new
+    /// and open, are held with no byte forwarded (packets dropped), until
+    /// [`Self::restore`] closes them.
+    pub fn stall(&self) {
+        self.mode.send_replace(ProxyMode::Stall);
     }
 
     /// Traffic passes again.
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.mode.send_replace(ProxyMode::Pass);
     }
 }
 

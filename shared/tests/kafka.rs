@@ -291,32 +291,14 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
         40
     );
 
-    // Redeliver three events straight to the topic: the inbox absorbs them.
-    let producer = kafka.producer().unwrap();
+    // Redeliver three events straight to the topic (signed, as they were):
+    // the inbox absorbs them.
     for e in &all[..3] {
-        let payload = serde_json::to_string(e).unwrap();
-        producer
-            .send(
-                FutureRecord::to(&kafka.topic)
-                    .key(&e.key())
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        shared::testing::publish(&kafka, e).await;
     }
     // A marker after them proves the consumer got past the repeats.
     let marker = event(5, 0);
-    let payload = serde_json::to_string(&marker).unwrap();
-    producer
-        .send(
-            FutureRecord::to(&kafka.topic)
-                .key(&marker.key())
-                .payload(&payload),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    shared::testing::publish(&kafka, &marker).await;
     assert_eq!(
         wait_for(&pool, "SELECT count(*) FROM effects WHERE order_id = 5", 1).await,
         1
@@ -329,9 +311,18 @@ async fn outbox_events_arrive_once_in_order_and_redelivery_does_nothing() {
     stop.cancel();
 }
 
-/// Sends `payload` to `partition` of `kafka`'s topic with `key` (one
-/// producer per topic: a new idempotent producer first asks for an id).
-async fn send_to(kafka: &KafkaConfig, partition: i32, key: &str, payload: &str) {
+/// Sends `payload` to `partition` of `kafka`'s topic with `key` and, if
+/// given, the signature headers of `signer` (one producer per topic: a new
+/// idempotent producer first asks for an id).
+async fn send_to(
+    kafka: &KafkaConfig,
+    partition: i32,
+    key: &str,
+    payload: &str,
+    signer: Option<&shared::kafka::signing::EventSigner>,
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use shared::kafka::signing::{KEY_ID_HEADER, SIGNATURE_HEADER};
     static PRODUCERS: Mutex<Vec<(String, rdkafka::producer::FutureProducer)>> =
         Mutex::new(Vec::new());
     let producer = {
@@ -345,22 +336,38 @@ async fn send_to(kafka: &KafkaConfig, partition: i32, key: &str, payload: &str) 
             }
         }
     };
+    let mut headers = OwnedHeaders::new();
+    if let Some(signer) = signer {
+        headers = headers
+            .insert(Header {
+                key: KEY_ID_HEADER,
+                value: Some(signer.key_id().as_str()),
+            })
+            .insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(signer.sign(payload.as_bytes()).as_str()),
+            });
+    }
     producer
         .send(
             FutureRecord::to(&kafka.topic)
                 .partition(partition)
                 .key(key)
-                .payload(payload),
+                .payload(payload)
+                .headers(headers),
             Duration::from_secs(10),
         )
         .await
         .unwrap();
 }
 
-/// Sends `event` to `partition`, keyed by its order id, as the relay would.
+/// Sends `event` to `partition`, keyed by its order id and signed, as the
+/// relay would.
 async fn send_event(kafka: &KafkaConfig, partition: i32, event: &Event) {
     let payload = serde_json::to_string(event).unwrap();
-    send_to(kafka, partition, &event.key(), &payload).await;
+    let producer = shared::kafka::events::producer_of(event.payload.event_type()).unwrap();
+    let signer = shared::testing::event_signer(producer);
+    send_to(kafka, partition, &event.key(), &payload, Some(&signer)).await;
 }
 
 fn waiting_seconds(metrics: &KafkaMetrics, kafka: &KafkaConfig, partition: i32) -> f64 {
@@ -391,12 +398,13 @@ async fn only_what_can_never_succeed_is_dead_lettered() {
     )
     .unwrap();
 
-    send_to(&kafka, 0, "1", "{not json").await;
+    send_to(&kafka, 0, "1", "{not json", None).await;
     send_to(
         &kafka,
         0,
         "1",
         r#"{"event_type":"order_shipped","order_id":1}"#,
+        None,
     )
     .await;
     // A known type the handler can never apply: a permanent error.

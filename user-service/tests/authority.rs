@@ -360,3 +360,103 @@ async fn the_admin_bootstrap_with_a_new_password_revokes_older_tokens() {
     let new = rotated.login(ADMIN_EMAIL, "admin-password-2").await;
     assert_eq!(session(&rotated, &new).await.1["role"], "admin");
 }
+
+/// A user-service that stops answering (its packets dropped: no refusal,
+/// no reset) costs the other services' requests milliseconds, not seconds:
+/// under load, with every session check past its cache, the check's
+/// deadline and breaker send each request to the fallback at once, so
+/// p99 stays under 1 s and no request fails for it; a kept admin answer
+/// still serves, and checks resume once user-service is back.
+#[tokio::test]
+async fn a_partitioned_user_service_costs_requests_milliseconds() {
+    let users = spawn_app().await;
+    let upstream = users.base.trim_start_matches("http://").to_string();
+    let proxy = shared::testing::TcpProxy::start(upstream).await;
+    let through = format!("http://{}", proxy.addr);
+    let stop = shared::shutdown::CancellationToken::new();
+    let (product_http, _) = product_service::testing::spawn_with(
+        &stop,
+        &[
+            ("USER_SERVICE_URL", through.as_str()),
+            // Every check leaves the cache at once.
+            ("SESSION_CACHE_MS", "50"),
+            ("RATE_LIMIT_WRITES_PER_MIN", "1000000"),
+            ("RATE_LIMIT_WRITES_BURST", "1000000"),
+        ],
+    )
+    .await;
+    let root = users.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut customers = Vec::new();
+    for i in 0..10 {
+        let email = format!("c{i}@x.io");
+        users.register("C", &email, "password1").await;
+        customers.push(users.login(&email, "password1").await);
+    }
+    let http = reqwest::Client::new();
+    let create = |token: String| {
+        let http = http.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let status = http
+                .post(format!("http://{product_http}/products"))
+                .bearer_auth(token)
+                .json(&json!({"name": "Lamp", "price": 1.5, "stock": 3}))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            (status, started.elapsed())
+        }
+    };
+    // Both kinds of token are known before the partition.
+    assert_eq!(create(root.clone()).await.0, 201);
+    for token in &customers {
+        assert_eq!(create(token.clone()).await.0, 403);
+    }
+
+    proxy.stall();
+    let partition = std::time::Instant::now();
+    let mut latencies = Vec::new();
+    while partition.elapsed() < std::time::Duration::from_secs(8) {
+        // 11 requests at once, every 100 ms: about 100 a second.
+        let round = customers
+            .iter()
+            .map(|t| (t.clone(), 403))
+            .chain(std::iter::once((root.clone(), 201)))
+            .map(|(token, expected)| {
+                let request = create(token);
+                async move { (request.await, expected) }
+            });
+        for ((status, took), expected) in futures::future::join_all(round).await {
+            assert_eq!(status, expected, "a request failed for the partition");
+            latencies.push(took);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    let worst = latencies[latencies.len() - 1];
+    assert!(
+        p99 < std::time::Duration::from_secs(1),
+        "p99 {p99:?} (worst {worst:?}) over {} requests",
+        latencies.len()
+    );
+
+    // Back: a logout shows again.
+    proxy.restore();
+    let bye = customers[0].clone();
+    assert_eq!(logout(&users, &bye).await, 204);
+    let mut refused = false;
+    for _ in 0..100 {
+        if create(bye.clone()).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refused,
+        "once user-service answers again, its answers count"
+    );
+    stop.cancel();
+}

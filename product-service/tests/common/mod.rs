@@ -33,6 +33,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
+    spawn(redis_url, &[]).await
+}
+
+/// [`spawn_app`], with `overrides` over the test settings.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn(&testing::redis_url(), overrides).await
+}
+
+async fn spawn(redis_url: &str, overrides: &[(&str, &str)]) -> TestApp {
     let database_url = testing::fresh_database("product").await;
     let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
     let mut vars = vec![
@@ -51,6 +60,7 @@ pub async fn spawn_app_with_redis(redis_url: &str) -> TestApp {
         ("RATE_LIMIT_WRITES_BURST", "10000"),
     ];
     vars.extend(testing::pki::trusted().vars("product-service"));
+    vars.extend_from_slice(overrides);
     let env = Env::with_overrides(&vars);
     let config = Config::from_env(env).expect("test configuration is valid");
     let app = app::build(config).await.expect("product-service starts");

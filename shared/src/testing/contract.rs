@@ -190,15 +190,23 @@ mod tests {
     use crate::money::Money;
 
     fn message(payload: Value, key: &str, event_type: &str, event_id: &str) -> Raw {
+        let payload = serde_json::to_vec(&payload).unwrap();
+        let signer = crate::testing::event_signer(crate::kafka::events::Producer::OrderService);
+        let signature = signer.sign(&payload);
         Raw {
             partition: 0,
             offset: 7,
             key: Some(key.into()),
-            headers: [("event_type", event_type), ("event_id", event_id)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            payload: serde_json::to_vec(&payload).unwrap(),
+            headers: [
+                ("event_type", event_type),
+                ("event_id", event_id),
+                ("signature_key_id", signer.key_id().as_str()),
+                ("signature", signature.as_str()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            payload,
         }
     }
 
