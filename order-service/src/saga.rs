@@ -290,17 +290,8 @@ impl Saga {
                 let Ok(total) = order_total(reserved.iter().map(|i| (i.unit_price, i.quantity)))
                 else {
                     tracing::error!(order_id = %order.id, "reserved lines over the largest order total: releasing them");
-                    self.reject(
-                        &order,
-                        OrderReason::TotalTooLarge,
-                        None,
-                        StockState::Unknown,
-                        false,
-                        caller,
-                    )
-                    .await?;
-                    self.settle(&self.current(order.id).await?, caller.cause())
-                        .await;
+                    self.reject_and_release(&order, OrderReason::TotalTooLarge, caller)
+                        .await?;
                     return Err(PlaceError::TotalTooLarge { order_id: order.id });
                 };
                 if total.cents() != answer.total_cents {
@@ -317,17 +308,8 @@ impl Saga {
                     // fail every round of the recovery loop on it.
                     Err(e) if !shared::db::is_transient(&e) => {
                         tracing::error!(order_id = %order.id, error = %e, "the held order could not be recorded: rejecting it, releasing its units");
-                        self.reject(
-                            &order,
-                            OrderReason::StepFailed,
-                            None,
-                            StockState::Unknown,
-                            false,
-                            caller,
-                        )
-                        .await?;
-                        self.settle(&self.current(order.id).await?, caller.cause())
-                            .await;
+                        self.reject_and_release(&order, OrderReason::StepFailed, caller)
+                            .await?;
                         return Err(PlaceError::Refused(format!(
                             "the order could not be recorded: {e}"
                         )));
@@ -493,6 +475,21 @@ impl Saga {
             }
         };
         result.unwrap_or_else(PlaceError::Db)
+    }
+
+    /// Rejects a pending order whose units product-service holds, and
+    /// releases them now (or, if that fails, by the recovery loop).
+    async fn reject_and_release(
+        &self,
+        order: &Order,
+        reason: OrderReason,
+        caller: Caller,
+    ) -> Result<(), sqlx::Error> {
+        self.reject(order, reason, None, StockState::Unknown, false, caller)
+            .await?;
+        self.settle(&self.current(order.id).await?, caller.cause())
+            .await;
+        Ok(())
     }
 
     async fn reject(

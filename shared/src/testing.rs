@@ -168,7 +168,6 @@ pub async fn publish_signed(
     event: &crate::kafka::events::Event,
     signer: Option<&crate::kafka::signing::EventSigner>,
 ) {
-    use crate::kafka::signing::{KEY_ID_HEADER, SIGNATURE_HEADER};
     use rdkafka::message::{Header, OwnedHeaders};
     let payload = serde_json::to_string(event).expect("events serialize");
     let key = event.key();
@@ -183,15 +182,7 @@ pub async fn publish_signed(
             value: Some(event_id.as_str()),
         });
     if let Some(signer) = signer {
-        headers = headers
-            .insert(Header {
-                key: KEY_ID_HEADER,
-                value: Some(signer.key_id().as_str()),
-            })
-            .insert(Header {
-                key: SIGNATURE_HEADER,
-                value: Some(signer.sign(payload.as_bytes()).as_str()),
-            });
+        headers = signer.sign_headers(headers, payload.as_bytes());
     }
     kafka
         .producer()

@@ -321,8 +321,6 @@ async fn send_to(
     payload: &str,
     signer: Option<&shared::kafka::signing::EventSigner>,
 ) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use shared::kafka::signing::{KEY_ID_HEADER, SIGNATURE_HEADER};
     static PRODUCERS: Mutex<Vec<(String, rdkafka::producer::FutureProducer)>> =
         Mutex::new(Vec::new());
     let producer = {
@@ -336,17 +334,9 @@ async fn send_to(
             }
         }
     };
-    let mut headers = OwnedHeaders::new();
+    let mut headers = rdkafka::message::OwnedHeaders::new();
     if let Some(signer) = signer {
-        headers = headers
-            .insert(Header {
-                key: KEY_ID_HEADER,
-                value: Some(signer.key_id().as_str()),
-            })
-            .insert(Header {
-                key: SIGNATURE_HEADER,
-                value: Some(signer.sign(payload.as_bytes()).as_str()),
-            });
+        headers = signer.sign_headers(headers, payload.as_bytes());
     }
     producer
         .send(

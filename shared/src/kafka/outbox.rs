@@ -227,16 +227,7 @@ impl Relay {
             }
             let payload: String = row.get("payload");
             if let Some(signer) = &self.config.signer {
-                let signature = signer.sign(payload.as_bytes());
-                headers = headers
-                    .insert(Header {
-                        key: super::signing::KEY_ID_HEADER,
-                        value: Some(signer.key_id().as_str()),
-                    })
-                    .insert(Header {
-                        key: super::signing::SIGNATURE_HEADER,
-                        value: Some(signature.as_str()),
-                    });
+                headers = signer.sign_headers(headers, payload.as_bytes());
             }
             let key = row.get::<i64, _>("order_id").to_string();
             messages.push((

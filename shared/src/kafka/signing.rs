@@ -125,6 +125,26 @@ impl EventSigner {
         BASE64.encode(self.key.sign(&message).to_bytes())
     }
 
+    /// `headers` with this key's id and the signature of `payload`, as
+    /// every signed event is sent.
+    pub fn sign_headers(
+        &self,
+        headers: rdkafka::message::OwnedHeaders,
+        payload: &[u8],
+    ) -> rdkafka::message::OwnedHeaders {
+        use rdkafka::message::Header;
+        let signature = self.sign(payload);
+        headers
+            .insert(Header {
+                key: KEY_ID_HEADER,
+                value: Some(self.key_id.as_str()),
+            })
+            .insert(Header {
+                key: SIGNATURE_HEADER,
+                value: Some(signature.as_str()),
+            })
+    }
+
     /// This key's line in a keyring, as `producer`'s.
     pub fn keyring_line(&self, producer: Producer) -> String {
         let der = self
