@@ -15,8 +15,8 @@
 //! A user-service that stops answering (a partition drops its packets:
 //! no refusal, no reset) costs a request at most `SESSION_DEADLINE_MS`
 //! (250 ms), and after `SESSION_BREAKER_FAILURES` (3) such calls in a row a
-//! circuit breaker opens: for `SESSION_BREAKER_OPEN_MS` (5 s, growing while
-//! the failures go on) nobody asks, and every request takes the fallback
+//! circuit breaker opens: for `SESSION_BREAKER_OPEN_MS` (5 s, up to twice
+//! that while the failures go on) nobody asks, and every request takes the fallback
 //! above at once; then one call tries again.
 
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ pub struct SessionConfig {
     /// unreachable, after which the breaker opens.
     pub breaker_failures: u32,
     /// `SESSION_BREAKER_OPEN_MS`: how long it stays open (at least 1 s;
-    /// grows, with jitter, up to ten times that while failures go on).
+    /// grows, with jitter, up to twice that while failures go on).
     pub breaker_open: Duration,
 }
 
@@ -117,7 +117,9 @@ impl RemoteAuthority {
             .ok()?;
         let policy = failsafe::failure_policy::consecutive_failures(
             config.breaker_failures,
-            failsafe::backoff::equal_jittered(config.breaker_open, config.breaker_open * 10),
+            // At most twice as long: a revocation must show soon after
+            // user-service is back.
+            failsafe::backoff::equal_jittered(config.breaker_open, config.breaker_open * 2),
         );
         let breaker = failsafe::Config::new()
             .failure_policy(policy)
