@@ -20,7 +20,11 @@ use sqlx::PgPool;
 
 const ADMIN: i64 = 1;
 
+#[derive(Clone)]
 struct Options {
+    /// Event keys over the test ones: every consumer's keyring
+    /// (`EVENT_KEYS`) and order-service's signing key.
+    event_keys: &'static [(&'static str, &'static str)],
     success_rate: &'static str,
     max_amount: &'static str,
     payment_timeout_secs: &'static str,
@@ -32,6 +36,7 @@ struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
+            event_keys: &[],
             success_rate: "1.0",
             max_amount: "100.00",
             payment_timeout_secs: "60",
@@ -92,7 +97,8 @@ async fn start_payment(
             ("PAYMENT_SUCCESS_RATE", options.success_rate),
             ("PAYMENT_MAX_AMOUNT", options.max_amount),
         ])
-        .and(&testing::event_vars("payment-service")),
+        .and(&testing::event_vars("payment-service"))
+        .and(keyring_only(options.event_keys)),
     )
     .unwrap();
     let app = payment_service::app::build(config).await.unwrap();
@@ -137,6 +143,7 @@ async fn start_order(
     ];
     vars.extend(testing::pki::trusted().vars("order-service"));
     vars.extend(testing::event_vars("order-service"));
+    vars.extend_from_slice(options.event_keys);
     let config = order_service::Config::from_env(Env::with_overrides(&vars)).unwrap();
     let app = order_service::app::build(config).await.unwrap();
     let urls = (
@@ -145,6 +152,17 @@ async fn start_order(
     );
     tokio::spawn(app.run(stop.clone()));
     urls
+}
+
+/// The keyring among `keys` (a consumer that produces nothing gets no
+/// signing key).
+fn keyring_only<'a>(
+    keys: &'a [(&'static str, &'static str)],
+) -> &'a [(&'static str, &'static str)] {
+    match keys.iter().position(|(k, _)| *k == "EVENT_KEYS") {
+        Some(i) => &keys[i..=i],
+        None => &[],
+    }
 }
 
 async fn spawn_stack(options: Options) -> Stack {
@@ -185,7 +203,8 @@ async fn spawn_stack(options: Options) -> Stack {
                 ("KAFKA_GROUP_PREFIX", &kafka.group_prefix),
                 ("NOTIFY_POLL_MS", "200"),
             ])
-            .and(&testing::event_vars("notification-service")),
+            .and(&testing::event_vars("notification-service"))
+            .and(keyring_only(options.event_keys)),
         )
         .unwrap(),
         Arc::new(notification_service::notifier::LogNotifier),
@@ -2209,5 +2228,121 @@ async fn events_not_signed_by_their_producer_are_refused_and_change_nothing() {
     assert!(
         real >= 2,
         "the genuine order_created and payment_success: {real}"
+    );
+}
+
+/// A signing key rotated with no event lost: every consumer trusts the old
+/// and the new key of order-service; an order placed before order-service
+/// restarts with its new key, and one after, are both paid and notified,
+/// their events signed with each key. A keyring without the old key
+/// refuses what it signed.
+#[tokio::test]
+async fn a_rotated_signing_key_loses_no_event() {
+    use shared::kafka::events::Producer;
+
+    let old = testing::event_signer(Producer::OrderService);
+    let (new_pem, new) = testing::other_event_key(0x5e);
+    let both: &'static str = Box::leak(
+        format!(
+            "{}\n{}\n",
+            testing::event_keyring(),
+            new.keyring_line(Producer::OrderService)
+        )
+        .into_boxed_str(),
+    );
+    let keys: &'static [(&'static str, &'static str)] =
+        Box::leak(vec![("EVENT_KEYS", both)].into_boxed_slice());
+    let stack = spawn_stack(Options {
+        event_keys: keys,
+        ..Options::default()
+    })
+    .await;
+    let product = stack.product(5.0, 10).await;
+    let (_, before) = stack
+        .place(71, json!({"product_id": product, "quantity": 1}), None)
+        .await;
+    let before = before["id"].as_i64().unwrap();
+    assert_eq!(stack.settled(before).await["status"], "paid");
+
+    // order-service restarts with the new key.
+    stack.order_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let new_pem: &'static str = Box::leak(new_pem.into_boxed_str());
+    let rotated = Options {
+        event_keys: Box::leak(
+            vec![("EVENT_KEYS", both), ("EVENT_SIGNING_KEY", new_pem)].into_boxed_slice(),
+        ),
+        ..stack.options.clone()
+    };
+    let restart = CancellationToken::new();
+    let (restarted, _) = start_order(
+        &stack.kafka,
+        &stack.order_url,
+        &stack.product_grpc,
+        &rotated,
+        &restart,
+    )
+    .await;
+    let (_, after) = stack
+        .place_at(
+            &restarted,
+            71,
+            json!({"product_id": product, "quantity": 1}),
+            None,
+        )
+        .await;
+    let after = after["id"].as_i64().unwrap();
+    assert_eq!(stack.settled_at(&restarted, after).await["status"], "paid");
+
+    // Each order's order_created was signed with its key, and notified.
+    for (order, signer) in [(before, &old), (after, &new)] {
+        let notified = testing::wait_for_count(
+            &stack.notification_db,
+            &format!("SELECT count(*) FROM notifications WHERE order_id = {order}"),
+            3,
+        )
+        .await;
+        assert!(
+            notified >= 3,
+            "order {order}: placed, paid, confirmed: {notified}"
+        );
+        let key = testing::contract::read_topic(&stack.kafka)
+            .await
+            .into_iter()
+            .find(|m| {
+                m.key.as_deref() == Some(order.to_string().as_str())
+                    && m.headers.get("event_type").map(String::as_str) == Some("order_created")
+            })
+            .and_then(|m| m.headers.get("signature_key_id").cloned());
+        assert_eq!(
+            key.as_deref(),
+            Some(signer.key_id().as_str()),
+            "order {order}"
+        );
+    }
+    restart.cancel();
+
+    // Once the old key is dropped from a keyring, what it signed is refused.
+    let only_new =
+        shared::kafka::signing::Keyring::parse(&new.keyring_line(Producer::OrderService)).unwrap();
+    let confirmed = Event::new(
+        testing::order(before),
+        testing::user(71),
+        EventPayload::OrderConfirmed {
+            total_price: shared::money::Money(500),
+        },
+    );
+    let payload = serde_json::to_vec(&confirmed).unwrap();
+    let signature = old.sign(&payload);
+    let old_id = old.key_id().as_str().as_bytes();
+    assert!(
+        only_new
+            .verify(
+                &confirmed,
+                &payload,
+                Some(old_id),
+                Some(signature.as_bytes())
+            )
+            .is_err()
     );
 }

@@ -103,6 +103,18 @@ pub fn event_signer(
     crate::kafka::signing::EventSigner::new(event_key(producer))
 }
 
+/// Another key, from `seed`: its PKCS#8 PEM (as `EVENT_SIGNING_KEY`
+/// takes it) and its signer (for its keyring line and key id).
+pub fn other_event_key(seed: u8) -> (String, crate::kafka::signing::EventSigner) {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let pem = key
+        .to_pkcs8_pem(Default::default())
+        .expect("a test key encodes")
+        .to_string();
+    (pem, crate::kafka::signing::EventSigner::new(key))
+}
+
 /// A signer with a key no test keyring holds.
 pub fn untrusted_event_signer() -> crate::kafka::signing::EventSigner {
     crate::kafka::signing::EventSigner::new(ed25519_dalek::SigningKey::from_bytes(&[0x42; 32]))
