@@ -926,7 +926,20 @@ async fn a_hundred_concurrent_orders_for_forty_units_never_oversell() {
         .collect();
     assert_eq!(created.len(), 40, "exactly the stock is sold: {statuses:?}");
     assert_eq!(refused, 60, "{statuses:?}");
-    assert_eq!(stack.stock(product).await, 0, "never below zero");
+    // Every unit is held now, but a payment declined meanwhile may already
+    // have given its unit back: never below zero, and never more than the
+    // failed orders' (the exact count is the conservation check below).
+    let left = stack.stock(product).await;
+    let failed_so_far = stack
+        .count(
+            &stack.order_db,
+            "SELECT count(*) FROM orders WHERE status = 'failed'",
+        )
+        .await;
+    assert!(
+        (0..=failed_so_far).contains(&left),
+        "never below zero: {left} left, {failed_so_far} failed so far"
+    );
 
     for id in &created {
         stack.settled(*id).await;
