@@ -30,7 +30,7 @@ impl FromEnv for Config {
             jwt: JwtConfig::read(&mut env),
             kafka: {
                 let kafka = KafkaConfig::read(&mut env);
-                let events = EventKeys::read(&mut env, crate::app::SERVICE, None);
+                let events = EventKeys::read(&mut env, None);
                 kafka.with_events(events)
             },
             smtp_url: env.opt("SMTP_URL").filter(|u: &String| !u.is_empty()),

@@ -36,8 +36,7 @@ impl FromEnv for Config {
             jwt: JwtConfig::read(&mut env),
             kafka: {
                 let kafka = KafkaConfig::read(&mut env);
-                let events =
-                    EventKeys::read(&mut env, crate::app::SERVICE, Some(Producer::OrderService));
+                let events = EventKeys::read(&mut env, Some(Producer::OrderService));
                 kafka.with_events(events)
             },
             rate_limits: RateLimitConfig::read(&mut env),

@@ -37,11 +37,7 @@ impl FromEnv for Config {
             jwt: JwtConfig::read(&mut env),
             kafka: {
                 let kafka = KafkaConfig::read(&mut env);
-                let events = EventKeys::read(
-                    &mut env,
-                    crate::app::SERVICE,
-                    Some(Producer::PaymentService),
-                );
+                let events = EventKeys::read(&mut env, Some(Producer::PaymentService));
                 kafka.with_events(events)
             },
             gateway: SimulatedGateway {

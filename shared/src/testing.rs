@@ -106,13 +106,16 @@ pub fn event_signer(
 /// Another key, from `seed`: its PKCS#8 PEM (as `EVENT_SIGNING_KEY`
 /// takes it) and its signer (for its keyring line and key id).
 pub fn other_event_key(seed: u8) -> (String, crate::kafka::signing::EventSigner) {
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
     let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let pem = key
-        .to_pkcs8_pem(Default::default())
+    (pem_of(&key), crate::kafka::signing::EventSigner::new(key))
+}
+
+/// `key` as `EVENT_SIGNING_KEY` takes it: PKCS#8 PEM.
+fn pem_of(key: &ed25519_dalek::SigningKey) -> String {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    key.to_pkcs8_pem(Default::default())
         .expect("a test key encodes")
-        .to_string();
-    (pem, crate::kafka::signing::EventSigner::new(key))
+        .to_string()
 }
 
 /// A signer with a key no test keyring holds.
@@ -148,13 +151,7 @@ pub fn event_vars(service: &str) -> Vec<(&'static str, &'static str)> {
     static KEYRING: OnceLock<String> = OnceLock::new();
     static PEMS: OnceLock<[String; 2]> = OnceLock::new();
     let pems = PEMS.get_or_init(|| {
-        [Producer::OrderService, Producer::PaymentService].map(|p| {
-            use ed25519_dalek::pkcs8::EncodePrivateKey;
-            event_key(p)
-                .to_pkcs8_pem(Default::default())
-                .expect("a test key encodes")
-                .to_string()
-        })
+        [Producer::OrderService, Producer::PaymentService].map(|p| pem_of(&event_key(p)))
     });
     let mut vars = vec![("EVENT_KEYS", KEYRING.get_or_init(event_keyring).as_str())];
     match Producer::parse(service) {

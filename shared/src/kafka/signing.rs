@@ -40,6 +40,11 @@ pub const SIGNATURE_HEADER: &str = "signature";
 /// What is signed before the payload's bytes.
 const CONTEXT: &[u8] = b"minishop-event-v1\n";
 
+/// The bytes a signature is over: [`CONTEXT`], then the payload.
+fn signed_bytes(payload: &[u8]) -> Vec<u8> {
+    [CONTEXT, payload].concat()
+}
+
 /// A key's id: the first 8 bytes of its public key, in hex. It only picks
 /// which trusted key to verify with; the signature is what proves.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -119,10 +124,7 @@ impl EventSigner {
 
     /// The signature of `payload`, in base64, for [`SIGNATURE_HEADER`].
     pub fn sign(&self, payload: &[u8]) -> String {
-        let mut message = Vec::with_capacity(CONTEXT.len() + payload.len());
-        message.extend_from_slice(CONTEXT);
-        message.extend_from_slice(payload);
-        BASE64.encode(self.key.sign(&message).to_bytes())
+        BASE64.encode(self.key.sign(&signed_bytes(payload)).to_bytes())
     }
 
     /// `headers` with this key's id and the signature of `payload`, as
@@ -219,10 +221,6 @@ impl Keyring {
         Ok(Self { keys })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// The producers with a trusted key.
     pub fn producers(&self) -> Vec<Producer> {
         let mut producers: Vec<Producer> = self.keys.values().map(|(p, _)| *p).collect();
@@ -260,10 +258,8 @@ impl Keyring {
             .ok()
             .and_then(|bytes| Signature::from_slice(&bytes).ok())
             .ok_or_else(bad)?;
-        let mut message = Vec::with_capacity(CONTEXT.len() + payload.len());
-        message.extend_from_slice(CONTEXT);
-        message.extend_from_slice(payload);
-        key.verify_strict(&message, &signature).map_err(|_| bad())?;
+        key.verify_strict(&signed_bytes(payload), &signature)
+            .map_err(|_| bad())?;
         let event_type = event.payload.event_type();
         match producer_of(event_type) {
             Some(producer) if producer == *signer => Ok(producer),
@@ -287,21 +283,21 @@ pub struct EventKeys {
     pub keyring: Keyring,
 }
 
-/// Where `make up` puts the event keys (scripts/keys.sh): `<dir>/<service>-key.pem`
+/// Where `make up` puts the event keys (scripts/keys.sh): `<dir>/<producer>-key.pem`
 /// and `<dir>/keyring`.
 pub const DEFAULT_KEY_DIR: &str = ".local/keys/events";
 
 impl EventKeys {
-    /// Reads `EVENT_SIGNING_KEY` (PKCS#8 PEM; producers only: `producer`
-    /// is `Some`) and `EVENT_KEYS` (the keyring), inline or as `_FILE`,
+    /// Reads `EVENT_SIGNING_KEY` (PKCS#8 PEM; only a service that is
+    /// `producer`) and `EVENT_KEYS` (the keyring), inline or as `_FILE`,
     /// by default from [`DEFAULT_KEY_DIR`]. A service that consumes needs
     /// a keyring with a key of every producer.
-    pub fn read(env: &mut crate::config::Env, service: &str, producer: Option<Producer>) -> Self {
-        let signer = producer.and_then(|_| {
+    pub fn read(env: &mut crate::config::Env, producer: Option<Producer>) -> Self {
+        let signer = producer.and_then(|producer| {
             let pem = crate::config::read_pem(
                 env,
                 "EVENT_SIGNING_KEY",
-                &format!("{DEFAULT_KEY_DIR}/{service}-key.pem"),
+                &format!("{DEFAULT_KEY_DIR}/{producer}-key.pem"),
             );
             match EventSigner::from_pem(&pem) {
                 Ok(signer) => Some(signer),
