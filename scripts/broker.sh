@@ -14,7 +14,7 @@ install() {
   if [ -x "$NISSHI_BIN" ]; then return 0; fi
   log "building the broker (nisshi $NISSHI_VERSION) into $CACHE_DIR; this takes 8 to 20 minutes once per machine"
   cargo install --locked --ignore-rust-version nisshi --version "$NISSHI_VERSION" \
-    --root "$CACHE_DIR/nisshi-$NISSHI_VERSION"
+    --no-default-features --features "$NISSHI_FEATURES" --root "$NISSHI_ROOT"
 }
 
 start() {

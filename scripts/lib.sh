@@ -19,7 +19,12 @@ BROKER_ADDR=${BROKER_ADDR:-127.0.0.1:9092}
 # The Kubernetes versions deploy/k8s is validated against (scripts/check-deploy.sh).
 K8S_VERSIONS=${K8S_VERSIONS:-1.30.0 1.31.0 1.32.0}
 NISSHI_VERSION=0.8.1
-NISSHI_BIN=$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi
+# Only the storage the project uses: PostgreSQL (durable) and memory (object_store's
+# in-memory store, behind the "dynostore" feature). The default features add libSQL,
+# Turso and SlateDB, which triple the build.
+NISSHI_FEATURES=postgres,dynostore
+NISSHI_ROOT=$CACHE_DIR/nisshi-$NISSHI_VERSION-${NISSHI_FEATURES//,/-}
+NISSHI_BIN=$NISSHI_ROOT/bin/nisshi
 # A second stack can run beside `make up`'s (scripts/chaos.sh does) with its
 # own MINISHOP_STATE_DIR, DB_PREFIX, ports, broker address and Redis port.
 DB_PREFIX=${DB_PREFIX:-}
