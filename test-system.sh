@@ -4,7 +4,7 @@
 # ✓/✗ line per step and a summary, and exits non-zero on any failure.
 #
 #   ./test-system.sh
-#   USER_URL=... PRODUCT_URL=... ORDER_URL=... PAYMENT_URL=... NOTIFICATION_URL=... ./test-system.sh
+#   USER_URL=... PRODUCT_URL=... ORDER_URL=... PAYMENT_URL=... NOTIFICATION_URL=... WEB_URL=... ./test-system.sh
 #   ADMIN_EMAIL=... ADMIN_PASSWORD=...   (default: read from .local/admin.env)
 #
 # The failing payment is forced the documented way: an order above
@@ -197,6 +197,20 @@ check "compensated order $FAILED: placed, reserved, payment received, failed, re
 show_timeline "$FAILED"
 call GET "$ORDER_URL/api/v1/orders/$FAILED/timeline" ""
 check "a timeline without a token is 401" is "$STATUS" 401
+
+section "The web front (storefront and saga console)"
+if [ -z "${WEB_URL:-}" ]; then
+  bad "WEB_URL is not set"
+else
+  call GET "$WEB_URL/health" ""
+  check "web /health answers 200" is "$STATUS" 200
+  web_page=$(curl -sS -D - "$WEB_URL/?q=Smoke%20mug" 2>&1)
+  check "the storefront finds a product by name" grep -q "Smoke mug" <<<"$web_page"
+  check "the storefront's pages have a Content-Security-Policy" grep -qi "^content-security-policy: default-src 'none'" <<<"$web_page"
+  check "the sign-in form carries a CSRF token" grep -q 'name="csrf" value="[A-Za-z0-9_-]\{43\}"' <<<"$(curl -sS "$WEB_URL/signin")"
+  web_status=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$WEB_URL/cart/add" -d "product_id=$MUG&quantity=1")
+  check "a form without its CSRF token is refused (403)" is "$web_status" 403
+fi
 
 section "The event contract"
 for url in "$ORDER_URL" "$PAYMENT_URL"; do

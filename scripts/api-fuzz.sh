@@ -15,17 +15,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-case ${1:-} in
-  "") ;;
-  --own-stack)
-    side_stack fuzz 18380 15351 19392
-    export BROKER_MODE=memory
-    trap '"$ROOT/scripts/down.sh" >/dev/null 2>&1 || true' EXIT
-    log "bringing up a stack for schemathesis (.local/fuzz)"
-    side_stack_up
-    ;;
-  *) die "usage: $0 [--own-stack]" ;;
-esac
+own_stack_if_asked schemathesis fuzz 18380 15351 19392 "$@"
 
 SCHEMATHESIS_VERSION=4.32.5
 if ! st --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then

@@ -36,21 +36,24 @@ done
 # The services listen on HTTP_PORT_BASE + their offset in scripts/roster.sh.
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
 ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
+# Where web receives the services' spans (OTLP/gRPC) for its trace viewer.
+OTLP_PORT=${OTLP_PORT:-4317}
 PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
 # 1, or 2 for a second replica of each saga service (NAME-2, scripts/up.sh).
 REPLICAS=${MINISHOP_REPLICAS:-1}
 case $REPLICAS in 1 | 2) ;; *) echo "error: MINISHOP_REPLICAS must be 1 or 2" >&2; exit 1 ;; esac
 # Every instance scripts/up.sh may start, in the order scripts/down.sh
-# stops them: the second replicas, then the roster backwards.
+# stops them: the second replicas, then web and the roster backwards.
 INSTANCES=("${SAGA_SERVICES[@]/%/-2}")
-for ((i = ${#ROSTER[@]} - 1; i >= 0; i--)); do INSTANCES+=("${ROSTER[$i]%% *}"); done
+for ((i = ${#EVERYTHING[@]} - 1; i >= 0; i--)); do INSTANCES+=("${EVERYTHING[$i]%% *}"); done
 unset entry db i
 # The database of the broker's durable storage, and the PostgreSQL port it is
 # on (the services' own by default; scripts/chaos.sh keeps it apart, so that
 # stopping the services' PostgreSQL leaves the broker serving).
 NISSHI_DB=${NISSHI_DB:-nisshi}
-# The broker's logins: one per service, and one for the operator tools.
-BROKER_USERS=(user-service product-service order-service payment-service notification-service minishop-admin)
+# The broker's logins: one per service and web (the console reads the topic),
+# and one for the operator tools.
+BROKER_USERS=(user-service product-service order-service payment-service notification-service web minishop-admin)
 # broker_auth: scram (a durable broker requires logins) or none (BROKER_AUTH=none).
 broker_auth() { echo "${BROKER_AUTH:-scram}"; }
 # broker_password_file USER: where scripts/keys.sh put USER's broker password.
@@ -156,7 +159,7 @@ side_stack() {
   local name=$1 svc
   export MINISHOP_STATE_DIR=$ROOT/.local/$name DB_PREFIX=${name}_ CACHE_KEY_PREFIX=$name
   export HTTP_PORT_BASE=$2 ORDER_GRPC_PORT=$3 PRODUCT_GRPC_PORT=$(($3 + 1))
-  export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi
+  export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi OTLP_PORT=$(($2 + 9))
   roster_urls "$2" force
   export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
   export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000
@@ -182,6 +185,23 @@ side_stack_up() {
   # shellcheck disable=SC1091
   source "$STATE_DIR/admin.env"
   export ADMIN_EMAIL ADMIN_PASSWORD
+}
+
+# own_stack_if_asked WHAT NAME HTTP_PORT_BASE ORDER_GRPC_PORT BROKER_PORT [ARG]:
+# with ARG --own-stack, brings up a side stack NAME (memory broker) for WHAT,
+# stopped when the script exits; without ARG, nothing (the running stack).
+own_stack_if_asked() {
+  local what=$1 name=$2
+  case ${6:-} in
+    "") return 0 ;;
+    --own-stack) ;;
+    *) die "usage: $0 [--own-stack]" ;;
+  esac
+  side_stack "$name" "$3" "$4" "$5"
+  export BROKER_MODE=memory
+  trap '"$ROOT/scripts/down.sh" >/dev/null 2>&1 || true' EXIT
+  log "bringing up a stack for $what (.local/$name)"
+  side_stack_up
 }
 
 # Partitions assigned to an instance's consumer: the series of its lag

@@ -3,7 +3,7 @@
 # only defines names.
 # shellcheck shell=bash
 
-# name, HTTP port as an offset from HTTP_PORT_BASE (8080 locally), its
+# The services: name, HTTP port as an offset from HTTP_PORT_BASE (8080 locally), its
 # database (before DB_PREFIX), and the variable that holds its base URL.
 ROSTER=(
   "user-service 0 userdb USER_URL"
@@ -12,6 +12,11 @@ ROSTER=(
   "payment-service 3 paymentdb PAYMENT_URL"
   "notification-service 4 notificationdb NOTIFICATION_URL"
 )
+# The browser's front (storefront and saga console): HTTP_PORT_BASE + 5,
+# no database of its own (it calls the services' APIs), the same columns.
+WEB_ENTRY="web 5 - WEB_URL"
+# Every process of the system: the services, then the front.
+EVERYTHING=("${ROSTER[@]}" "$WEB_ENTRY")
 # The services of the saga, which can run a second replica
 # (MINISHOP_REPLICAS=2, scripts/up.sh): NAME-2, HTTP on NAME's port + 10.
 SAGA_SERVICES=(order-service payment-service notification-service)
@@ -23,7 +28,7 @@ EVENT_PRODUCERS=(order-service payment-service)
 # variable) of NAME's entry; NAME-2 is NAME's second replica.
 roster_field() {
   local entry name rest
-  for entry in "${ROSTER[@]}"; do
+  for entry in "${EVERYTHING[@]}"; do
     read -r name rest <<<"$entry"
     if [ "$name" = "${1%-2}" ]; then
       read -r -a rest <<<"$rest"
@@ -46,7 +51,7 @@ service_port() {
 # for the HTTP ports from BASE; without `force` only those not set already.
 roster_urls() {
   local entry name offset db var
-  for entry in "${ROSTER[@]}"; do
+  for entry in "${EVERYTHING[@]}"; do
     read -r name offset db var <<<"$entry"
     if [ "${2:-}" = force ] || [ -z "${!var:-}" ]; then
       export "$var=http://127.0.0.1:$(($1 + offset))"

@@ -37,6 +37,10 @@ env "${login[@]}" cargo nextest run --workspace --all-targets "$@"
 log "schemathesis: generated requests against every service"
 "$ROOT/scripts/api-fuzz.sh" --own-stack
 
+# The storefront in Debian's Chromium, on a seeded stack of its own.
+log "browser tests: the web front in Chromium"
+"$ROOT/scripts/e2e.sh" --own-stack
+
 # The short chaos run: its own stack under load, services killed, the broker
 # restarted, Redis and product-service stopped; then every invariant.
 log "chaos (short): faults under load, then the invariants"

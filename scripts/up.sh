@@ -39,17 +39,34 @@ cargo build --profile "$PROFILE" --bins
 # What an instance needs beyond the common environment.
 extra_env() {
   case $1 in
-    user-service) echo "ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD" ;;
+    # web (on this host) passes each visitor's address on with their sign-ins.
+    user-service) echo "ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD TRUST_FORWARDED_FOR=127.0.0.1" ;;
     product-service) echo "GRPC_ADDR=$BIND_ADDR:$PRODUCT_GRPC_PORT" ;;
     order-service) echo "GRPC_ADDR=$BIND_ADDR:$ORDER_GRPC_PORT PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
     order-service-2) echo "GRPC_ADDR=$BIND_ADDR:$((ORDER_GRPC_PORT + 2)) PRODUCT_GRPC_URL=https://127.0.0.1:$PRODUCT_GRPC_PORT" ;;
+    web) web_env ;;
   esac
+}
+
+# web calls every service, checks every instance, and receives their spans.
+web_env() {
+  local entry name var instances=()
+  for entry in "${ROSTER[@]}"; do
+    read -r name _ _ var <<<"$entry"
+    printf '%s_URL=http://127.0.0.1:%s ' "$(tr 'a-z-' 'A-Z_' <<<"$name")" "$(service_port "$name")"
+  done
+  for name in "${names[@]}"; do
+    [ "$name" = web ] || instances+=("$name=http://127.0.0.1:$(service_port "$name")")
+  done
+  local IFS=,
+  echo "WEB_INSTANCES=${instances[*]} OTLP_ADDR=127.0.0.1:$OTLP_PORT"
 }
 
 # name  http-port  database  extra environment, from scripts/roster.sh
 names=()
 for entry in "${ROSTER[@]}"; do names+=("${entry%% *}"); done
 [ "$REPLICAS" = 2 ] && names+=("${SAGA_SERVICES[@]/%/-2}")
+names+=(web)
 SERVICES=()
 for name in "${names[@]}"; do
   SERVICES+=("$name $(service_port "$name") $DB_PREFIX$(roster_field "$name" 2) $(extra_env "$name")")
@@ -82,6 +99,7 @@ for entry in "${SERVICES[@]}"; do
     EVENT_SIGNING_KEY_FILE="$STATE_DIR/keys/events/${name%-[0-9]}-key.pem" \
     EVENT_KEYS_FILE="$STATE_DIR/keys/events/keyring" \
     $(broker_login_env "${name%-[0-9]}") \
+    OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" \
     RUST_LOG="${RUST_LOG:-info}" \
     $extra \
     "$BIN_DIR/${name%-[0-9]}"
@@ -118,8 +136,11 @@ echo
 echo "minishop is up."
 for entry in "${SERVICES[@]}"; do
   read -r name port _ <<<"$entry"
+  [ "$name" = web ] && continue
   printf '  %-22s http://127.0.0.1:%s   docs http://127.0.0.1:%s/docs%s\n' "$name" "$port" "$port" "$(grpc_of "$name")"
 done
+web_port=$(service_port web)
+printf '  %-22s http://127.0.0.1:%s   saga console http://127.0.0.1:%s/console\n' "storefront (web)" "$web_port" "$web_port"
 cat <<INFO
   gRPC                   TLS with the CA $STATE_DIR/keys/tls/ca.pem (server names
                          product-service, order-service); product-service also

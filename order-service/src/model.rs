@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::id::{OrderId, ProductId, UserId};
 use shared::money::{Currency, Money};
 use shared::stock::{OrderLine, Shortfall};
@@ -53,7 +53,7 @@ shared::text_enum! {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderItem {
     pub product_id: ProductId,
     pub quantity: i32,
@@ -96,7 +96,7 @@ impl shared::auth::Owned for Order {
 }
 
 /// An order as the API shows it (docs/contracts.md, "HTTP conventions").
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
     pub id: OrderId,
     pub user_id: UserId,

@@ -10,7 +10,7 @@
 //! (migrations/0004_order_steps.sql).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shared::id::OrderId;
 use shared::kafka::events::Event;
 use sqlx::Postgres;
@@ -182,7 +182,7 @@ pub async fn record(
 }
 
 /// A step as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Step {
     /// Its place in the timeline (increasing, not consecutive).
     pub seq: i64,
@@ -200,7 +200,7 @@ pub struct Step {
 }
 
 /// An order's timeline.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Timeline {
     pub order_id: OrderId,
     /// The order's status now.

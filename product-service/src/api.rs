@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::auth::AdminUser;
-use shared::error::{ApiError, ApiJson, ErrorBody, ErrorCode, IdPath};
+use shared::error::{ApiError, ApiJson, ApiQuery, ErrorBody, ErrorCode, IdPath};
 use shared::http::{Listed, Page, PageParams};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,16 +35,35 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_product, update_product, delete_product))
 }
 
-/// Lists products by id, a page at a time.
+/// What to list: names that contain a text.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductQuery {
+    /// Only products whose name contains this (1 to 100 characters, any case).
+    pub q: Option<String>,
+}
+
+/// Lists products by id, a page at a time, those whose name contains `q` if given.
 #[utoipa::path(
-    get, path = "/products", tag = "products", params(PageParams),
-    responses((status = 200, description = "A page of products", body = [Product]))
+    get, path = "/products", tag = "products", params(ProductQuery, PageParams),
+    responses(
+        (status = 200, description = "A page of products", body = [Product]),
+        (status = 400, description = "`q` is empty or longer than 100 characters", body = ErrorBody),
+    )
 )]
 async fn list_products(
     State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ProductQuery>,
     page: Page,
 ) -> Result<Listed<Product>, ApiError> {
-    Ok(Listed::new(state.store.list(page).await?))
+    let search = match query.q.as_deref().map(str::trim) {
+        None => None,
+        Some(q) if (1..=100).contains(&q.chars().count()) => Some(q),
+        Some(_) => {
+            return Err(ApiError::invalid_field("q", "must be 1 to 100 characters"));
+        }
+    };
+    Ok(Listed::new(state.store.list(search, page).await?))
 }
 
 /// One product, from the cache when it can be; `If-None-Match` with the current ETag gives 304.

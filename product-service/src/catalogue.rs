@@ -25,11 +25,17 @@ pub enum UpdateError {
 }
 
 impl Store {
-    /// One page of live products by id, and how many there are in all.
+    /// One page of live products by id (those whose name contains
+    /// `search`, if given), and how many there are in all.
     #[tracing::instrument(name = "SELECT products", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn list(&self, page: Page) -> Result<(Vec<Product>, i64), sqlx::Error> {
+    pub async fn list(
+        &self,
+        search: Option<&str>,
+        page: Page,
+    ) -> Result<(Vec<Product>, i64), sqlx::Error> {
         Listing::of("products", PRODUCT_COLUMNS)
             .condition("deleted_at IS NULL")
+            .containing("name", search)
             .fetch_as(self.live()?, page)
             .await
     }

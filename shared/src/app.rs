@@ -494,16 +494,29 @@ impl Tasks {
     }
 }
 
+/// What a binary serves until it is told to stop: an [`Application`], or
+/// a front without a database of its own (web).
+pub trait Serve {
+    fn serve(self, shutdown: CancellationToken) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+impl Serve for Application {
+    fn serve(self, shutdown: CancellationToken) -> impl Future<Output = Result<(), Error>> + Send {
+        self.run(shutdown)
+    }
+}
+
 /// Every service's `main`: answers the container health probe if asked
 /// (`healthcheck` argument), else sets up telemetry, reads the service's
 /// configuration from the environment, builds the service with `build`,
 /// and serves until SIGTERM/SIGINT. A start-up or serving failure is logged
 /// with its causes and exits 1.
-pub async fn main<C, F, Fut>(service: &'static str, default_port: u16, build: F) -> ExitCode
+pub async fn main<C, A, F, Fut>(service: &'static str, default_port: u16, build: F) -> ExitCode
 where
     C: FromEnv,
+    A: Serve,
     F: FnOnce(C) -> Fut,
-    Fut: Future<Output = Result<Application, Error>>,
+    Fut: Future<Output = Result<A, Error>>,
 {
     if let Some(code) = crate::probe::run_if_requested(default_port) {
         return code;
@@ -511,7 +524,7 @@ where
     let telemetry = crate::telemetry::init(service);
     let result = async {
         let app = build(C::from_env(Env::new())?).await?;
-        app.run(crate::shutdown::on_signal()).await
+        app.serve(crate::shutdown::on_signal()).await
     }
     .await;
     telemetry.shutdown();

@@ -199,17 +199,7 @@ impl CommonConfig {
             db_max_connections: env.in_range("DB_MAX_CONNECTIONS", 10, 1..=500),
             db_timeout: env.millis("DB_TIMEOUT_MS", 5_000),
             db_connect_timeout: env.millis("DB_CONNECT_TIMEOUT_MS", 30_000),
-            http_limits: crate::http::ServerLimits {
-                header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000),
-                request_timeout: env.millis("HTTP_REQUEST_TIMEOUT_MS", 30_000),
-                idle_timeout: env.millis("HTTP_IDLE_TIMEOUT_MS", 20_000),
-                max_connections: env.in_range("HTTP_MAX_CONNECTIONS", 1024, 1..=1_000_000),
-                max_connections_per_client: env.in_range(
-                    "HTTP_MAX_CONNECTIONS_PER_CLIENT",
-                    512,
-                    1..=1_000_000,
-                ),
-            },
+            http_limits: crate::http::ServerLimits::read(env),
         }
     }
 }

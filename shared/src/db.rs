@@ -224,8 +224,28 @@ impl<'a> Listing<'a> {
         self
     }
 
+    /// Only rows whose `column` contains `text` (case-insensitive; `%`,
+    /// `_` and backslashes in it are matched as themselves), if there is a text.
+    pub fn containing(self, column: &str, text: Option<&str>) -> Self {
+        let pattern = text.map(|t| {
+            let escaped = t
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        self.compare(column, "ILIKE", pattern)
+    }
+
     /// Only rows whose `column` is `value`, if there is a value.
-    pub fn filter<'t, T>(mut self, column: &str, value: Option<T>) -> Self
+    pub fn filter<'t, T>(self, column: &str, value: Option<T>) -> Self
+    where
+        T: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
+        self.compare(column, "=", value)
+    }
+
+    fn compare<'t, T>(mut self, column: &str, operator: &str, value: Option<T>) -> Self
     where
         T: sqlx::Encode<'t, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
     {
@@ -235,7 +255,7 @@ impl<'a> Listing<'a> {
             self.error.get_or_insert(e);
         }
         self.conditions
-            .push(format!("{column} = ${}", self.args.len()));
+            .push(format!("{column} {operator} ${}", self.args.len()));
         self
     }
 

@@ -214,16 +214,7 @@ async fn require_database(
 impl ServiceRouter {
     /// The finished router.
     pub fn build(self) -> Router {
-        let ops = OpsState {
-            service: self.service,
-            readiness: self.readiness,
-            metrics: self.metrics.clone(),
-        };
-        let ops_routes = Router::new()
-            .route("/health", get(health))
-            .route("/ready", get(ready))
-            .route("/metrics", get(render_metrics))
-            .with_state(ops);
+        let ops_routes = ops_routes(self.service, self.readiness, self.metrics.clone());
         let api = match self.database {
             Some(health) => self
                 .api
@@ -270,16 +261,37 @@ impl ServiceRouter {
         if let Some(authority) = self.authority {
             router = router.layer(axum::Extension(authority));
         }
-        router
-            .fallback(error::no_route)
-            .method_not_allowed_fallback(error::method_not_allowed)
-            .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-            .layer(middleware::from_fn_with_state(
-                self.metrics,
-                metrics::track_http,
-            ))
-            .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::server_span))
+        observed(
+            router
+                .fallback(error::no_route)
+                .method_not_allowed_fallback(error::method_not_allowed)
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+            self.metrics,
+        )
     }
+}
+
+/// `/health`, `/ready` (what `readiness` checks) and `/metrics`, as every
+/// service serves them.
+pub fn ops_routes(service: &'static str, readiness: Readiness, metrics: Arc<Metrics>) -> Router {
+    let ops = OpsState {
+        service,
+        readiness,
+        metrics,
+    };
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(ops)
+}
+
+/// `router` with RED metrics into `metrics` and a server span per request
+/// (joining the caller's trace), as every service's routes have them.
+pub fn observed(router: Router, metrics: Arc<Metrics>) -> Router {
+    router
+        .layer(middleware::from_fn_with_state(metrics, metrics::track_http))
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::server_span))
 }
 
 /// What one HTTP client may hold of a server: a slow client (slowloris)
@@ -303,6 +315,24 @@ pub struct ServerLimits {
     /// `HTTP_MAX_CONNECTIONS_PER_CLIENT` (default 512: half the slots, so
     /// one client, or one proxy in front, can never take them all).
     pub max_connections_per_client: usize,
+}
+
+impl ServerLimits {
+    /// `HTTP_HEADER_TIMEOUT_MS`, `HTTP_REQUEST_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_MS`,
+    /// `HTTP_MAX_CONNECTIONS` and `HTTP_MAX_CONNECTIONS_PER_CLIENT`.
+    pub fn read(env: &mut crate::config::Env) -> Self {
+        Self {
+            header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000),
+            request_timeout: env.millis("HTTP_REQUEST_TIMEOUT_MS", 30_000),
+            idle_timeout: env.millis("HTTP_IDLE_TIMEOUT_MS", 20_000),
+            max_connections: env.in_range("HTTP_MAX_CONNECTIONS", 1024, 1..=1_000_000),
+            max_connections_per_client: env.in_range(
+                "HTTP_MAX_CONNECTIONS_PER_CLIENT",
+                512,
+                1..=1_000_000,
+            ),
+        }
+    }
 }
 
 /// A response body that keeps its request under way until it is sent or

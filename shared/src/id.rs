@@ -15,6 +15,13 @@ pub struct InvalidId {
     pub value: i64,
 }
 
+/// Text that is not an id (a path segment, a form field, a cookie).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{what} must be a positive integer")]
+pub struct ParseIdError {
+    pub what: &'static str,
+}
+
 /// An id refused at a gRPC edge is the caller's mistake.
 impl From<InvalidId> for tonic::Status {
     fn from(e: InvalidId) -> Self {
@@ -73,6 +80,17 @@ macro_rules! id_type {
                     "format": "int64",
                     "description": concat!("`", $what, "`: a positive integer."),
                 })
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ParseIdError;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                text.parse::<i64>()
+                    .ok()
+                    .and_then(|value| Self::new(value).ok())
+                    .ok_or(ParseIdError { what: $what })
             }
         }
 

@@ -4,8 +4,10 @@
 //! error. Each key has its own GCRA bucket (the `governor` crate), so one
 //! client at its limit never slows another.
 //!
-//! The client IP is the TCP peer, unless `TRUST_FORWARDED_FOR` is set: then
-//! it is the last `X-Forwarded-For` entry, the one our own proxy appended
+//! The client IP is the TCP peer, unless the peer is a proxy that
+//! `TRUST_FORWARDED_FOR` trusts (`true`: any peer, when every request comes
+//! through your own proxy; or a list of addresses and networks, such as web's):
+//! then it is the last `X-Forwarded-For` entry, the one that proxy appended
 //! (entries before it are whatever the client claimed, so never trusted).
 
 use std::hash::Hash;
@@ -29,7 +31,7 @@ use crate::error::{ApiError, ErrorCode};
 const PRUNE_ABOVE_KEYS: usize = 10_000;
 
 /// Limits as configured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RateLimitConfig {
     /// `RATE_LIMIT_AUTH_PER_MIN`: register/login requests per client IP per minute.
     pub auth_per_minute: u32,
@@ -39,8 +41,62 @@ pub struct RateLimitConfig {
     pub writes_per_minute: u32,
     /// `RATE_LIMIT_WRITES_BURST`: how many of those may come at once.
     pub writes_burst: u32,
-    /// `TRUST_FORWARDED_FOR`: the service runs behind a proxy that appends `X-Forwarded-For`.
-    pub trust_forwarded_for: bool,
+    /// `TRUST_FORWARDED_FOR`: whose `X-Forwarded-For` names the client.
+    pub trust_forwarded_for: ForwardedFor,
+}
+
+/// Which peers' `X-Forwarded-For` says who the client is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// No one's (`false`, the default): the client is the TCP peer.
+    #[default]
+    Never,
+    /// Any peer's (`true`): every request comes through your own proxy.
+    Anyone,
+    /// Only these proxies' (`127.0.0.1,10.0.0.0/8`).
+    From(Vec<ipnet::IpNet>),
+}
+
+impl std::str::FromStr for ForwardedFor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "" | "false" => Ok(Self::Never),
+            "true" => Ok(Self::Anyone),
+            list => list
+                .split(',')
+                .map(str::trim)
+                .map(|entry| {
+                    entry
+                        .parse::<ipnet::IpNet>()
+                        .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| format!("{entry:?} is not an address or a network"))
+                })
+                .collect::<Result<_, _>>()
+                .map(Self::From),
+        }
+    }
+}
+
+impl ForwardedFor {
+    /// The client behind a request from `peer` with these `headers`.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+        let trusted = match (self, peer) {
+            (Self::Never, _) => false,
+            (Self::Anyone, _) => true,
+            (Self::From(proxies), Some(peer)) => proxies.iter().any(|p| p.contains(&peer)),
+            (Self::From(_), None) => false,
+        };
+        let forwarded = || {
+            headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|last| last.trim().parse::<IpAddr>().ok())
+        };
+        trusted.then(forwarded).flatten().or(peer)
+    }
 }
 
 impl RateLimitConfig {
@@ -51,7 +107,7 @@ impl RateLimitConfig {
             auth_burst: env.in_range("RATE_LIMIT_AUTH_BURST", 5, 1..=1_000_000),
             writes_per_minute: env.in_range("RATE_LIMIT_WRITES_PER_MIN", 60, 1..=1_000_000),
             writes_burst: env.in_range("RATE_LIMIT_WRITES_BURST", 20, 1..=1_000_000),
-            trust_forwarded_for: env.get("TRUST_FORWARDED_FOR", false),
+            trust_forwarded_for: env.get("TRUST_FORWARDED_FOR", ForwardedFor::Never),
         }
     }
 }
@@ -98,7 +154,7 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
 pub struct RateLimits {
     per_ip: KeyedLimit<IpAddr>,
     per_user: KeyedLimit<crate::id::UserId>,
-    trust_forwarded_for: bool,
+    trust_forwarded_for: ForwardedFor,
     verifier: Arc<JwtVerifier>,
 }
 
@@ -131,19 +187,11 @@ impl RateLimits {
     }
 
     fn client_ip(&self, req: &Request) -> Option<IpAddr> {
-        if self.trust_forwarded_for
-            && let Some(ip) = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|last| last.trim().parse::<IpAddr>().ok())
-        {
-            return Some(ip);
-        }
-        req.extensions()
+        let peer = req
+            .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
+            .map(|ConnectInfo(addr)| addr.ip());
+        self.trust_forwarded_for.client(peer, req.headers())
     }
 }
 
@@ -221,6 +269,37 @@ pub async fn limit_writes_per_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_trusted_proxies_say_who_the_client_is() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        let peer = |ip: &str| Some(ip.parse::<IpAddr>().unwrap());
+        let client = |trust: &str, from: &str| {
+            trust
+                .parse::<ForwardedFor>()
+                .unwrap()
+                .client(peer(from), &headers)
+                .map(|ip| ip.to_string())
+        };
+        assert_eq!(client("false", "10.0.0.5").as_deref(), Some("10.0.0.5"));
+        assert_eq!(client("true", "10.0.0.5").as_deref(), Some("203.0.113.9"));
+        assert_eq!(
+            client("10.0.0.0/8, ::1", "10.0.0.5").as_deref(),
+            Some("203.0.113.9")
+        );
+        assert_eq!(client("127.0.0.1", "10.0.0.5").as_deref(), Some("10.0.0.5"));
+        assert_eq!(
+            client("127.0.0.1", "127.0.0.1").as_deref(),
+            Some("203.0.113.9")
+        );
+        assert!("10.0.0.0/33".parse::<ForwardedFor>().is_err());
+        assert!("proxy.local".parse::<ForwardedFor>().is_err());
+        assert_eq!(
+            ForwardedFor::Anyone.client(peer("10.0.0.5"), &axum::http::HeaderMap::new()),
+            peer("10.0.0.5")
+        );
+    }
 
     #[test]
     fn a_key_over_its_burst_is_refused_with_a_retry_time_and_others_are_not() {
