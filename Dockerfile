@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # One image per service from one build of the workspace:
 #   docker build --build-arg SERVICE=order-service -t minishop/order-service .
-# The build stages take no SERVICE, so the five images share them: compose
+#   docker build --build-arg SERVICE=web -t minishop/web .
+# The build stages take no SERVICE, so the six images (the five services
+# and web) share them: compose
 # and the GitHub workflow build the workspace once and copy one binary into
 # each image.
 #
@@ -40,7 +42,8 @@ RUN cargo build --release --locked --bins \
  && mkdir -p /out \
  && for s in user product order payment notification; do \
       cp "target/release/$s-service" /out/; \
-    done
+    done \
+ && cp target/release/web /out/web
 
 # Runtime: distroless (glibc, CA certificates, no shell, no package manager),
 # running as its unprivileged `nonroot` user (uid and gid 65532).

@@ -260,29 +260,32 @@ check "no 5xx and no schema violation from generated requests (scripts/api-fuzz.
   PAYMENT_URL="$PAYMENT_URL" NOTIFICATION_URL="$NOTIFICATION_URL" "$(dirname "$0")/scripts/api-fuzz.sh"
 
 section "Prometheus scrapes every service"
-# The real Prometheus with compose's prometheus.yml, the services' names
-# replaced by 127.0.0.1 and without Alertmanager, for as long as it takes to
-# see every target up (it listens on 127.0.0.1:9090, as the config's
-# self-scrape expects).
+# The Prometheus `make up` runs (or compose's) when one answers on
+# 127.0.0.1:9090; else the real Prometheus with the same configuration
+# (scripts/prometheus-config.sh) for as long as it takes to see every target
+# up. Targets: the services, web and Prometheus itself.
+expected_targets=$((${#EVERYTHING[@]} + 1))
 targets_up() {
   local health
   health=$(curl -fsS "http://127.0.0.1:9090/api/v1/targets" 2>/dev/null \
-    | jq -r '[.data.activeTargets[] | .health] | if length == 6 then unique | join(",") else "incomplete" end')
+    | jq -r --argjson n "$expected_targets" '[.data.activeTargets[] | .health] | if length == $n then unique | join(",") else "incomplete" end')
   [ "$health" = up ]
 }
-if ! command -v prometheus >/dev/null; then
+if curl -fsS -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; then
+  check "the running Prometheus sees all $expected_targets targets up (the services, web and itself)" wait_for 60 targets_up
+  rules=$(curl -fsS http://127.0.0.1:9090/api/v1/rules 2>/dev/null | jq '[.data.groups[].rules[]] | length' 2>/dev/null)
+  check "the running Prometheus has the alert rules loaded" test "${rules:-0}" -gt 0
+elif ! command -v prometheus >/dev/null; then
   bad "prometheus is not installed (scripts/deps.sh installs the Debian package)"
-elif curl -fsS -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; then
-  bad "something already listens on 127.0.0.1:9090; stop it to run this step"
 else
   prom_data=$(mktemp -d)
-  sed -E 's/^( *- *)[a-z]+-service:/\1127.0.0.1:/; s/"localhost:9090"/"127.0.0.1:9090"/; /^alerting:/,/^$/d' \
-    prometheus.yml >"$prom_data/prometheus.yml"
-  cp deploy/prometheus/alerts.yml "$prom_data/"
+  scripts/prometheus-config.sh "$prom_data"
+  # Without Alertmanager: this one only scrapes.
+  sed -i '/^alerting:/,/^$/d' "$prom_data/prometheus.yml"
   prometheus --config.file="$prom_data/prometheus.yml" --storage.tsdb.path="$prom_data/tsdb" \
     --web.listen-address=127.0.0.1:9090 >"$prom_data/prometheus.log" 2>&1 &
   prom_pid=$!
-  check "Prometheus sees all six targets up (five services and itself)" wait_for 60 targets_up
+  check "Prometheus sees all $expected_targets targets up (the services, web and itself)" wait_for 60 targets_up
   kill "$prom_pid" 2>/dev/null; wait "$prom_pid" 2>/dev/null
   rm -rf "$prom_data"
 fi

@@ -248,8 +248,10 @@ sleep 3
 
 every_service_ready() {
   local name
+  local port
   for name in "${INSTANCES[@]}"; do
-    ready "$(service_port "$name")" || return 1
+    port=$(service_port "$name") || continue # not a service (Prometheus)
+    ready "$port" || return 1
   done
 }
 if [ -n "${PG_OUTAGE:-}" ]; then

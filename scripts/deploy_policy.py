@@ -16,6 +16,8 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SERVICES = ["user-service", "product-service", "order-service", "payment-service", "notification-service"]
+# What is built and deployed from this repository: the services and the web front.
+APPS = SERVICES + ["web"]
 INFRA = ["postgres", "redis", "kafka", "kafdrop", "otel-collector", "jaeger", "prometheus", "alertmanager",
          "grafana", "loki", "promtail"]
 # The configs that stand at the top level, beside docker-compose.yml (as in
@@ -43,7 +45,7 @@ def compose_rules() -> None:
     compose = load("docker-compose.yml")
     services = compose["services"]
     secrets = compose.get("secrets", {})
-    for name in SERVICES + INFRA:
+    for name in APPS + INFRA:
         check(name in services, f"compose: service {name} is missing")
     for name, svc in services.items():
         image = svc.get("image", "")
@@ -79,10 +81,10 @@ def compose_rules() -> None:
     for name, spec in secrets.items():
         check("file" in spec, f"compose: secret {name} does not come from a file")
     # Least exposure: only what a user opens is published, on loopback only.
-    published = {"kafdrop", "jaeger", "prometheus", "alertmanager", "grafana", *SERVICES}
+    published = {"kafdrop", "jaeger", "prometheus", "alertmanager", "grafana", *APPS}
     for name, svc in services.items():
         for port in svc.get("ports") or []:
-            check(name in published, f"compose: {name} publishes {port}; only the REST APIs and UIs may")
+            check(name in published, f"compose: {name} publishes {port}; only the REST APIs, web and UIs may")
             check(str(port).startswith("127.0.0.1:"), f"compose: {name} publishes {port} beyond 127.0.0.1")
     superuser = services["postgres"]["environment"]["POSTGRES_USER"]
     roles = set()
@@ -215,7 +217,7 @@ def k8s_rules(paths: list[str]) -> None:
         for d in docs:
             kinds.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
         deployments = kinds.get("Deployment", {})
-        check(sorted(deployments) == sorted(SERVICES), f"{path}: Deployments {sorted(deployments)} are not the five services")
+        check(sorted(deployments) == sorted(APPS), f"{path}: Deployments {sorted(deployments)} are not the five services and web")
         for name, d in deployments.items():
             pod = d["spec"]["template"]["spec"]
             check(pod.get("securityContext", {}).get("runAsNonRoot") is True, f"{path}: {name} may run as root")
@@ -409,7 +411,7 @@ def workflow_rules() -> None:
     check("matrix" not in (images.get("strategy") or {}), "workflow: images are built once per service (a matrix)")
     builds = [s.get("with", {}) for s in images.get("steps", []) if "build-push-action" in str(s.get("uses", ""))]
     built = {str(b.get("build-args", "")).removeprefix("SERVICE=") for b in builds}
-    check(built == set(SERVICES), f"workflow: the images job builds {sorted(built)}, not the five services")
+    check(built == set(APPS), f"workflow: the images job builds {sorted(built)}, not the five services and web")
     for b in builds:
         check("ghcr.io" in str(b.get("tags", "")) + str(images.get("env", {})) and "github.sha" in str(b.get("tags", "")),
               "workflow: an image is not tagged ghcr.io/...:<commit SHA>")

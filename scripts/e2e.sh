@@ -33,5 +33,11 @@ fi
 source "$STATE_DIR/admin.env"
 export WEB_URL=${WEB_URL:-http://127.0.0.1:$(service_port web)}
 export ADMIN_EMAIL ADMIN_PASSWORD SCREENSHOTS=${SCREENSHOTS:-$ROOT/web/e2e/screenshots}
+# A poison message for the dead-letter test: the broker's own tool, which
+# cannot log in, so only where the broker asks for no login.
+if [ "${BROKER_MODE:-durable}" = memory ] || [ "$(broker_auth)" = none ]; then
+  export E2E_POISON_COMMAND="printf '{\"key\": \"%s\", \"value\": \"poison\"}\\n' \"\$1\" \
+    | $NISSHI_BIN cat produce --broker tcp://$BROKER_ADDR --silent ${KAFKA_TOPIC:-order_events}"
+fi
 log "browser tests against $WEB_URL (screenshots in $SCREENSHOTS)"
 node --test --test-concurrency=1 --test-reporter=spec web/e2e/

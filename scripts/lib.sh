@@ -38,13 +38,19 @@ HTTP_PORT_BASE=${HTTP_PORT_BASE:-8080}
 ORDER_GRPC_PORT=${ORDER_GRPC_PORT:-50051}
 # Where web receives the services' spans (OTLP/gRPC) for its trace viewer.
 OTLP_PORT=${OTLP_PORT:-4317}
+# Prometheus and Alertmanager for the console (1: started by up.sh).
+MONITORING=${MINISHOP_MONITORING:-1}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-9093}
 PRODUCT_GRPC_PORT=${PRODUCT_GRPC_PORT:-50052}
 # 1, or 2 for a second replica of each saga service (NAME-2, scripts/up.sh).
 REPLICAS=${MINISHOP_REPLICAS:-1}
 case $REPLICAS in 1 | 2) ;; *) echo "error: MINISHOP_REPLICAS must be 1 or 2" >&2; exit 1 ;; esac
 # Every instance scripts/up.sh may start, in the order scripts/down.sh
-# stops them: the second replicas, then web and the roster backwards.
+# stops them: the second replicas, Prometheus and Alertmanager, then web
+# and the roster backwards.
 INSTANCES=("${SAGA_SERVICES[@]/%/-2}")
+INSTANCES+=(prometheus alertmanager)
 for ((i = ${#EVERYTHING[@]} - 1; i >= 0; i--)); do INSTANCES+=("${EVERYTHING[$i]%% *}"); done
 unset entry db i
 # The database of the broker's durable storage, and the PostgreSQL port it is
@@ -159,7 +165,7 @@ side_stack() {
   local name=$1 svc
   export MINISHOP_STATE_DIR=$ROOT/.local/$name DB_PREFIX=${name}_ CACHE_KEY_PREFIX=$name
   export HTTP_PORT_BASE=$2 ORDER_GRPC_PORT=$3 PRODUCT_GRPC_PORT=$(($3 + 1))
-  export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi OTLP_PORT=$(($2 + 9))
+  export BROKER_ADDR=127.0.0.1:$4 NISSHI_DB=${name}_nisshi OTLP_PORT=$(($2 + 9)) MINISHOP_MONITORING=0
   roster_urls "$2" force
   export RATE_LIMIT_AUTH_PER_MIN=1000000 RATE_LIMIT_AUTH_BURST=100000
   export RATE_LIMIT_WRITES_PER_MIN=1000000 RATE_LIMIT_WRITES_BURST=100000

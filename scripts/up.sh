@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings the whole local stack up as processes (no Docker): PostgreSQL and
 # Redis (started if needed), the five databases, a JWT key pair, the broker,
-# and the five services; waits until every /ready answers and prints the URLs.
+# the five services and web, Prometheus and Alertmanager; waits until every
+# /ready answers and prints the URLs.
 # Running it again only starts what is not running. `make down` stops it.
 #   MINISHOP_PROFILE=release scripts/up.sh    optimised build (for benchmarks)
 #   BROKER_MODE=memory scripts/up.sh          throwaway broker storage
@@ -60,6 +61,7 @@ web_env() {
   done
   local IFS=,
   echo "WEB_INSTANCES=${instances[*]} OTLP_ADDR=127.0.0.1:$OTLP_PORT"
+  [ "$MONITORING" = 1 ] && echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
 }
 
 # name  http-port  database  extra environment, from scripts/roster.sh
@@ -120,12 +122,45 @@ for entry in "${SERVICES[@]}"; do
   fi
 done
 
+# Prometheus and Alertmanager (Debian's packages) with the top-level
+# prometheus.yml, for the console's charts and alerts (MINISHOP_MONITORING=0:
+# not started; side stacks don't).
+if [ "$MONITORING" = 1 ]; then
+  prom_dir=$STATE_DIR/prometheus
+  "$ROOT/scripts/prometheus-config.sh" "$prom_dir"
+  for name in prometheus alertmanager; do
+    port=$PROMETHEUS_PORT; [ "$name" = alertmanager ] && port=$ALERTMANAGER_PORT
+    if is_running "$name"; then continue; fi
+    if port_open "127.0.0.1:$port"; then
+      log "warning: something else listens on 127.0.0.1:$port; $name not started"
+      continue
+    fi
+    case $name in
+      prometheus)
+        start_bg prometheus prometheus --config.file="$prom_dir/prometheus.yml" \
+          --storage.tsdb.path="$prom_dir/data" --storage.tsdb.retention.time=2d \
+          --web.listen-address="$BIND_ADDR:$port" ;;
+      alertmanager)
+        start_bg alertmanager prometheus-alertmanager \
+          --config.file="$ROOT/deploy/alertmanager/alertmanager.yml" \
+          --storage.path="$STATE_DIR/alertmanager" --cluster.listen-address= \
+          --web.listen-address="$BIND_ADDR:$port" ;;
+    esac
+    wait_until 30 "$name" serving "$name" "127.0.0.1:$port" \
+      || log "warning: $name did not start; see $STATE_DIR/logs/$name.log"
+  done
+fi
+
 grpc_of() {
   case $1 in
     product-service) echo "   gRPC 127.0.0.1:$PRODUCT_GRPC_PORT" ;;
     order-service) echo "   gRPC 127.0.0.1:$ORDER_GRPC_PORT" ;;
     order-service-2) echo "   gRPC 127.0.0.1:$((ORDER_GRPC_PORT + 2))" ;;
   esac
+}
+monitoring_hint() {
+  [ "$MONITORING" = 1 ] || return 0
+  printf '\n  Prometheus             http://127.0.0.1:%s   Alertmanager http://127.0.0.1:%s' "$PROMETHEUS_PORT" "$ALERTMANAGER_PORT"
 }
 login_hint() {
   local login
@@ -145,7 +180,7 @@ cat <<INFO
   gRPC                   TLS with the CA $STATE_DIR/keys/tls/ca.pem (server names
                          product-service, order-service); product-service also
                          wants a client certificate: order-service's for stock calls
-  Kafka broker           $BROKER_ADDR (nisshi)$(login_hint)
+  Kafka broker           $BROKER_ADDR (nisshi)$(login_hint)$(monitoring_hint)
   admin login            $ADMIN_EMAIL / $ADMIN_PASSWORD   (from $STATE_DIR/admin.env)
   logs                   $STATE_DIR/logs/
 Stop everything with: make down

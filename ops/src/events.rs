@@ -216,6 +216,9 @@ impl Filter {
 pub struct TailOptions {
     /// From the oldest message kept, rather than from now on.
     pub from_beginning: bool,
+    /// With `from_beginning`: from at most this many messages before each
+    /// partition's end (a console showing the recent past).
+    pub last: Option<i64>,
     /// Stop at the end of the topic as it was when `tail` started, rather
     /// than wait for new events.
     pub exit_at_end: bool,
@@ -268,7 +271,11 @@ pub fn tail(
         let (low, high) = consumer
             .fetch_watermarks(topic, partition, TIMEOUT)
             .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
-        let start = if options.from_beginning { low } else { high };
+        let start = match (options.from_beginning, options.last) {
+            (true, Some(last)) => low.max(high - last.max(0)),
+            (true, None) => low,
+            (false, _) => high,
+        };
         assignment.add_partition_offset(topic, partition, Offset::Offset(start))?;
         if high > start {
             ends.insert(partition, high);
@@ -330,6 +337,7 @@ pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
     let mut records = Vec::new();
     let options = TailOptions {
         from_beginning: true,
+        last: None,
         exit_at_end: true,
         max: None,
     };

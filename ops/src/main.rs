@@ -148,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let filter = Filter { order, event_types };
             let options = TailOptions {
                 from_beginning,
+                last: None,
                 exit_at_end: exit,
                 max,
             };

@@ -5,116 +5,18 @@
 //   WEB_URL=http://127.0.0.1:8085 ADMIN_EMAIL=... ADMIN_PASSWORD=... node --test web/e2e/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import {
+  browserUp, browserDown, newPage, shot, signUp, signIn, addToCart, settledStatus, orderCount,
+  untilNotLimited, unique, WEB,
+} from "./helpers.mjs";
 
 const require = createRequire(import.meta.url);
-const WEB = process.env.WEB_URL ?? "http://127.0.0.1:8085";
-const SHOTS = process.env.SCREENSHOTS ?? new URL("./screenshots/", import.meta.url).pathname;
-const ADMIN_EMAIL = process.env.ADMIN_EMAIL;
-const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
 // The seeded product priced over the payment limit (scripts/seed.sh).
 const DECLINED_PRODUCT = process.env.DECLINED_PRODUCT ?? "Grand piano (forces a payment decline: over 10000.00)";
-const SAGA_TIMEOUT = 60_000;
 
-mkdirSync(SHOTS, { recursive: true });
-let browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
-});
-after(async () => browser?.close());
-
-async function newPage(options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, ...options });
-  const page = await context.newPage();
-  page.on("pageerror", (e) => console.error("page error:", e.message));
-  return page;
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-}
-
-function unique(prefix) {
-  return `${prefix}-${Date.now()}-${Math.floor(Math.random() * 1e6)}@e2e.minishop.local`;
-}
-
-/**
- * Sends a sign-in or sign-up form (`fill` fills it, `send` sends it) until
- * it is not refused as too many requests: sign-ins are limited per address,
- * and every browser here has the same one. Waits as long as the page says.
- */
-async function untilNotLimited(page, fill, send) {
-  for (let tries = 0; ; tries++) {
-    await fill();
-    const heading = await page.locator("h1").innerText();
-    await send();
-    await page.waitForLoadState("load");
-    // Another form now (an account created, its sign-in refused): not a retry.
-    if (await page.locator("h1").innerText() !== heading) return;
-    const alert = await page.locator("[role=alert]").first().innerText({ timeout: 200 }).catch(() => "");
-    const wait = /Too many requests\. Try again in (\d+) s/.exec(alert);
-    if (!wait || tries > 20) return;
-    await page.waitForTimeout(Number(wait[1]) * 1000 + 200);
-  }
-}
-
-async function signUp(page, email) {
-  await untilNotLimited(page, async () => {
-    await page.goto(`${WEB}/signup`);
-    await page.getByLabel("Name").fill("E2E Customer");
-    await page.getByLabel("Email").fill(email);
-    await page.getByLabel("Password").fill("correct horse battery");
-  }, () => page.getByRole("button", { name: "Create account" }).click());
-  // Created, but its sign-in was refused for now: sign in.
-  if (page.url().endsWith("/signup") && await page.getByRole("heading", { name: "Sign in" }).count()) {
-    await signIn(page, email, "correct horse battery");
-  }
-  if (page.url() !== `${WEB}/`) {
-    await shot(page, "failed-sign-up");
-    const alert = await page.locator("[role=alert]").first().innerText({ timeout: 200 }).catch(() => "none");
-    assert.fail(`signed up as ${email}: at ${page.url()}, alert: ${alert}`);
-  }
-  assert.match(await page.locator("header .who").innerText(), new RegExp(email.split("@")[0]));
-}
-
-async function signIn(page, email, password) {
-  await untilNotLimited(page, async () => {
-    await page.goto(`${WEB}/signin`);
-    await page.getByLabel("Email").fill(email);
-    await page.getByLabel("Password").fill(password);
-  }, () => page.getByRole("button", { name: "Sign in" }).click());
-}
-
-/** Adds `name` to the cart from its product page; returns its page URL. */
-async function addToCart(page, name, quantity = 1) {
-  await page.goto(`${WEB}/?q=${encodeURIComponent(name)}`);
-  await page.getByRole("link", { name, exact: true }).first().click();
-  await page.getByLabel("Quantity").fill(String(quantity));
-  await page.getByRole("button", { name: "Add to cart" }).click();
-  await page.waitForURL(/\/cart/);
-  return page.url();
-}
-
-/** The order page's status once the saga has settled it. */
-async function settledStatus(page) {
-  const status = page.getByTestId("order-status");
-  await page.waitForSelector('[data-testid="order-status"][data-settled="true"]', { timeout: SAGA_TIMEOUT });
-  return status.getAttribute("data-status");
-}
-
-async function orderCount(page) {
-  await page.goto(`${WEB}/orders`);
-  return page.locator("table.lines tbody tr").count();
-}
+before(browserUp);
+after(browserDown);
 
 test("a customer signs up, buys, and watches the order become paid", async () => {
   const page = await newPage();

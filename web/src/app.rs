@@ -17,11 +17,16 @@ use shared::metrics::Metrics;
 use shared::shutdown::CancellationToken;
 use tokio::net::TcpListener;
 
+use shared::kafka::KafkaConfig;
+
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::console;
+use crate::feed::Feed;
 use crate::pages::PageError;
 use crate::session::Sessions;
 use crate::shop;
+use crate::traces::TraceStore;
 
 /// The name in logs, metrics and traces.
 pub const SERVICE: &str = "web";
@@ -34,6 +39,18 @@ pub struct AppState {
     pub live_poll: Duration,
     /// Where trace links go: Jaeger's UI if configured, else the console.
     pub jaeger_url: Option<String>,
+    pub console: Arc<ConsoleState>,
+}
+
+/// What the console reads besides the APIs.
+#[derive(Debug)]
+pub struct ConsoleState {
+    pub kafka: KafkaConfig,
+    pub feed: Arc<Feed>,
+    pub traces: Arc<TraceStore>,
+    pub trace_capacity: usize,
+    pub instances: Vec<crate::config::Instance>,
+    pub prometheus_url: Option<String>,
 }
 
 impl AppState {
@@ -46,11 +63,13 @@ impl AppState {
     }
 }
 
-/// web with its port bound, not yet serving.
+/// web with its ports bound, not yet serving.
 pub struct Web {
     http: TcpListener,
+    otlp: Option<(TcpListener, Option<String>)>,
     router: Router,
     limits: shared::http::ServerLimits,
+    console: Arc<ConsoleState>,
 }
 
 impl Web {
@@ -60,12 +79,33 @@ impl Web {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown`, then finishes the requests under way.
+    /// Where it receives spans, if it does.
+    pub fn otlp_addr(&self) -> Option<SocketAddr> {
+        self.otlp.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown`, then finishes the requests under way; reads
+    /// the topic and receives spans meanwhile.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        tracing::info!(http = %self.http_addr(), "{SERVICE} listening");
-        shared::http::serve(self.http, self.router, self.limits, shutdown)
-            .await
-            .map_err(Error::Http)?;
+        tracing::info!(http = %self.http_addr(), otlp = ?self.otlp_addr(), "{SERVICE} listening");
+        self.console
+            .feed
+            .start(&self.console.kafka, shutdown.clone());
+        let otlp = self.otlp.map(|(listener, token)| {
+            tokio::spawn(crate::traces::receive(
+                listener,
+                self.console.traces.clone(),
+                token,
+                shutdown.clone(),
+            ))
+        });
+        let served =
+            shared::http::serve(self.http, self.router, self.limits, shutdown.clone()).await;
+        shutdown.cancel();
+        if let Some(otlp) = otlp {
+            let _ = otlp.await;
+        }
+        served.map_err(Error::Http)?;
         tracing::info!("{SERVICE} stopped");
         Ok(())
     }
@@ -114,6 +154,13 @@ pub fn routes(state: AppState) -> Router {
         .route("/orders/{id}", get(shop::order))
         .route("/orders/{id}/live", get(shop::order_live))
         .route("/orders/{id}/cancel", post(shop::cancel))
+        .route("/console", get(console::overview))
+        .route("/console/feed/live", get(console::feed_live))
+        .route("/console/orders/{id}", get(console::order))
+        .route("/console/dlq", get(console::letters))
+        .route("/console/dlq/replay", post(console::replay))
+        .route("/console/traces", get(console::traces))
+        .route("/console/traces/{id}", get(console::trace))
         .route(
             "/static/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
@@ -147,7 +194,16 @@ pub async fn build(config: Config) -> Result<Web, Error> {
         },
         live_poll: config.live_poll,
         jaeger_url: config.jaeger_url.clone(),
+        console: Arc::new(ConsoleState {
+            kafka: config.kafka.clone(),
+            feed: Feed::new(config.feed_capacity),
+            traces: TraceStore::new(config.trace_capacity),
+            trace_capacity: config.trace_capacity,
+            instances: config.instances.clone(),
+            prometheus_url: config.prometheus_url.clone(),
+        }),
     };
+    let console = state.console.clone();
     let metrics = Arc::new(Metrics::new(SERVICE));
     let readiness = Readiness::default()
         .optional("user-service", upstream(&backend, &config.services.user))
@@ -163,10 +219,16 @@ pub async fn build(config: Config) -> Result<Web, Error> {
     ));
     let router = shared::http::observed(router, metrics);
     let http = shared::http::bind(config.http_addr).await?;
+    let otlp = match config.otlp_addr {
+        Some(addr) => Some((shared::http::bind(addr).await?, config.otlp_token.clone())),
+        None => None,
+    };
     Ok(Web {
         http,
+        otlp,
         router,
         limits: config.http_limits,
+        console,
     })
 }
 

@@ -52,6 +52,9 @@ pub struct Config {
     /// and keeps the last `TRACE_CAPACITY` traces (default 500) in memory.
     pub otlp_addr: Option<SocketAddr>,
     pub trace_capacity: usize,
+    /// `OTLP_TOKEN` (or `OTLP_TOKEN_FILE`): what a sender of spans must
+    /// present in `x-otlp-token` (none: any sender that reaches `OTLP_ADDR`).
+    pub otlp_token: Option<String>,
     /// `COOKIE_SECURE`: mark the cookies Secure (set it where web is
     /// served over TLS; default false, as `make up` serves plain HTTP).
     pub cookie_secure: bool,
@@ -126,6 +129,7 @@ impl FromEnv for Config {
             jaeger_url: optional_url(&mut env, "JAEGER_URL"),
             otlp_addr: env.opt("OTLP_ADDR"),
             trace_capacity: env.in_range("TRACE_CAPACITY", 500, 1..=100_000),
+            otlp_token: env.opt("OTLP_TOKEN"),
             cookie_secure: env.get("COOKIE_SECURE", false),
             trust_forwarded_for: env.get("TRUST_FORWARDED_FOR", ForwardedFor::Never),
             api_timeout: env.millis("WEB_API_TIMEOUT_MS", 10_000),

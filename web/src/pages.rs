@@ -117,6 +117,9 @@ pub enum PageError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// Something the page needs (the broker) cannot be reached now.
+    #[error("{0}")]
+    Unavailable(String),
     /// An API refused or did not answer.
     #[error(transparent)]
     Call(#[from] CallError),
@@ -151,6 +154,7 @@ impl PageError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Call(e) => e.page_status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

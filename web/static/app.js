@@ -4,6 +4,8 @@
 //    would place one order anyway: the form carries one Idempotency-Key).
 // 2. An element with data-live follows its server-sent events: each
 //    `update` replaces its content; `end` replaces it a last time and stops.
+// 3. A list with data-feed puts each `entry` event it receives on top,
+//    keeping the newest 200.
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -34,6 +36,15 @@ function follow(element) {
   // On an error the browser reconnects by itself; nothing to do.
 }
 
+function feed(list) {
+  const source = new EventSource(list.dataset.feed);
+  source.addEventListener("entry", (e) => {
+    list.insertAdjacentHTML("afterbegin", e.data);
+    while (list.children.length > 200) list.lastElementChild.remove();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   for (const element of document.querySelectorAll("[data-live]")) follow(element);
+  for (const list of document.querySelectorAll("[data-feed]")) feed(list);
 });
