@@ -36,11 +36,12 @@ if [ ! -f "$secrets/postgres_password" ]; then
   log "wrote the compose secrets into $secrets"
 fi
 # One database password per service role, Grafana's own admin password,
-# and a password per broker login (BROKER_USERS in lib.sh: one per service,
-# and `minishop-admin` for the operator tools); made when missing, so an
-# older secrets folder gets them too.
+# a password per broker login (BROKER_USERS in lib.sh: one per service,
+# and `minishop-admin` for the operator tools), and the token the services
+# send their spans to web with (otlp_token); made when missing, so an older
+# secrets folder gets them too.
 for name in db_user_service db_product_service db_order_service db_payment_service \
-            db_notification_service grafana_password "${BROKER_USERS[@]/#/kafka_}"; do
+            db_notification_service grafana_password otlp_token "${BROKER_USERS[@]/#/kafka_}"; do
   if [ ! -f "$secrets/$name" ]; then
     (umask 022; openssl rand -hex 16 >"$secrets/$name")
     chmod 644 "$secrets/$name"

@@ -60,8 +60,8 @@ web_env() {
     [ "$name" = web ] || instances+=("$name=http://127.0.0.1:$(service_port "$name")")
   done
   local IFS=,
-  echo "WEB_INSTANCES=${instances[*]} OTLP_ADDR=127.0.0.1:$OTLP_PORT"
-  [ "$MONITORING" = 1 ] && echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"
+  echo "WEB_INSTANCES=${instances[*]} OTLP_ADDR=127.0.0.1:$OTLP_PORT OTLP_TOKEN_FILE=$STATE_DIR/secrets/otlp_token"
+  if [ "$MONITORING" = 1 ]; then echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"; fi
 }
 
 # name  http-port  database  extra environment, from scripts/roster.sh
@@ -102,6 +102,7 @@ for entry in "${SERVICES[@]}"; do
     EVENT_KEYS_FILE="$STATE_DIR/keys/events/keyring" \
     $(broker_login_env "${name%-[0-9]}") \
     OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$OTLP_PORT" \
+    OTEL_EXPORTER_OTLP_HEADERS="x-otlp-token=$(cat "$STATE_DIR/secrets/otlp_token")" \
     RUST_LOG="${RUST_LOG:-info}" \
     $extra \
     "$BIN_DIR/${name%-[0-9]}"

@@ -366,6 +366,59 @@ mod tests {
         );
     }
 
+    fn export(trace_id: [u8; 16]) -> ExportTraceServiceRequest {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as OtlpSpan};
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                            value: Some(AnyValue::StringValue("order-service".into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![OtlpSpan {
+                        trace_id: trace_id.to_vec(),
+                        span_id: vec![1; 8],
+                        name: "POST /api/v1/orders".into(),
+                        kind: 2,
+                        start_time_unix_nano: 10,
+                        end_time_unix_nano: 30,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn spans_are_taken_only_with_the_token() {
+        let store = TraceStore::new(10);
+        let receiver = Receiver {
+            store: store.clone(),
+            token: Some("secret-token".into()),
+        };
+        let refused = receiver.export(tonic::Request::new(export([7; 16]))).await;
+        assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
+        let mut wrong = tonic::Request::new(export([7; 16]));
+        wrong.metadata_mut().insert("x-otlp-token", "not-it".parse().unwrap());
+        assert!(receiver.export(wrong).await.is_err());
+        assert!(store.is_empty());
+        let mut right = tonic::Request::new(export([7; 16]));
+        right.metadata_mut().insert("x-otlp-token", "secret-token".parse().unwrap());
+        receiver.export(right).await.unwrap();
+        let trace = store.get(&"07".repeat(16)).unwrap();
+        assert_eq!(trace.spans[0].service, "order-service");
+        assert_eq!((trace.spans[0].kind, trace.spans[0].duration_ms()), ("server", 0.00002));
+    }
+
     #[test]
     fn the_store_keeps_the_newest_traces_and_bounds_each() {
         let store = TraceStore::new(2);
