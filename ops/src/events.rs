@@ -353,6 +353,20 @@ pub fn read_all(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
     Ok(records)
 }
 
+/// How many messages `topic` holds now: each partition's end minus its
+/// oldest kept offset.
+pub fn count(brokers: &str, topic: &str) -> anyhow::Result<i64> {
+    let consumer = client(brokers, "minishop-ops")?;
+    let mut total = 0;
+    for partition in partitions(&consumer, brokers, topic)? {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, TIMEOUT)
+            .with_context(|| format!("cannot read the offsets of {topic}/{partition}"))?;
+        total += high - low;
+    }
+    Ok(total)
+}
+
 /// How far one consumer group is behind on one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lag {

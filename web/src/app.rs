@@ -47,6 +47,8 @@ pub struct AppState {
 pub struct ConsoleState {
     pub kafka: KafkaConfig,
     pub feed: Arc<Feed>,
+    pub watch: Arc<crate::watch::Watch>,
+    pub watch_every: Duration,
     pub traces: Arc<TraceStore>,
     pub trace_capacity: usize,
     pub instances: Vec<crate::config::Instance>,
@@ -197,6 +199,8 @@ pub async fn build(config: Config) -> Result<Web, Error> {
         console: Arc::new(ConsoleState {
             kafka: config.kafka.clone(),
             feed: Feed::new(config.feed_capacity),
+            watch: crate::watch::Watch::new(),
+            watch_every: config.watch_every,
             traces: TraceStore::new(config.trace_capacity),
             trace_capacity: config.trace_capacity,
             instances: config.instances.clone(),

@@ -68,6 +68,9 @@ pub struct Config {
     pub live_poll: Duration,
     /// `WEB_FEED_CAPACITY`: how many events the console's feed keeps (default 5000).
     pub feed_capacity: usize,
+    /// `WEB_WATCH_MS`: how often the console measures the lag and the dead
+    /// letters (default 5 s).
+    pub watch_every: Duration,
 }
 
 fn url(env: &mut Env, var: &str, port: u16) -> String {
@@ -135,6 +138,7 @@ impl FromEnv for Config {
             api_timeout: env.millis("WEB_API_TIMEOUT_MS", 10_000),
             live_poll: env.millis("WEB_LIVE_POLL_MS", 300),
             feed_capacity: env.in_range("WEB_FEED_CAPACITY", 5000, 10..=1_000_000),
+            watch_every: env.millis("WEB_WATCH_MS", 5_000),
         };
         env.finish()?;
         Ok(config)

@@ -115,7 +115,9 @@ struct ConsolePage {
     chrome: Chrome,
     instances: Vec<InstanceRow>,
     lag: Result<Vec<ops::events::Lag>, String>,
-    dead_letters: Result<usize, String>,
+    dead_letters: Result<i64, String>,
+    /// When the lag and the dead letters were measured.
+    measured: String,
     alerts: Option<Result<Vec<AlertRow>, String>>,
     charts: Vec<Chart>,
     prometheus: Option<String>,
@@ -129,28 +131,12 @@ struct ConsolePage {
 /// `GET /console`.
 pub async fn overview(State(state): State<AppState>, admin: Admin) -> Result<Response, PageError> {
     let console = &state.console;
-    let kafka = console.kafka.clone();
-    let lag = tokio::task::spawn_blocking(move || {
-        ops::events::lag(&kafka.brokers, &kafka.topic, &[], &kafka.group_prefix)
-    });
-    let kafka = console.kafka.clone();
-    let dead =
-        tokio::task::spawn_blocking(move || ops::dlq::read_all(&kafka.brokers, &kafka.dlq_topic()));
     let (instances, alerts, charts) = tokio::join!(
         instances(&state),
         alerts(&state),
         crate::charts::saga_charts(state.backend.http(), console.prometheus_url.as_deref()),
     );
-    let lag = match lag.await {
-        Ok(Ok(lag)) => Ok(lag),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(e) => Err(e.to_string()),
-    };
-    let dead_letters = match dead.await {
-        Ok(Ok(letters)) => Ok(letters.len()),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(e) => Err(e.to_string()),
-    };
+    let broker = console.watch.view();
     let feed = console
         .feed
         .recent(FEED_SHOWN)
@@ -171,8 +157,11 @@ pub async fn overview(State(state): State<AppState>, admin: Admin) -> Result<Res
     Ok(render(&ConsolePage {
         chrome: Chrome::new(&admin.visitor, "Saga console"),
         instances,
-        lag,
-        dead_letters,
+        lag: broker.lag,
+        dead_letters: broker.dead_letters,
+        measured: broker
+            .at
+            .map_or("not yet".into(), |t| t.format("%H:%M:%S").to_string()),
         alerts,
         charts,
         prometheus: console.prometheus_url.clone(),

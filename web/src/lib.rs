@@ -24,5 +24,6 @@ pub mod session;
 pub mod shop;
 pub mod steps;
 pub mod traces;
+pub mod watch;
 
 pub use config::Config;

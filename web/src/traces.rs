@@ -408,15 +408,22 @@ mod tests {
         let refused = receiver.export(tonic::Request::new(export([7; 16]))).await;
         assert_eq!(refused.unwrap_err().code(), tonic::Code::Unauthenticated);
         let mut wrong = tonic::Request::new(export([7; 16]));
-        wrong.metadata_mut().insert("x-otlp-token", "not-it".parse().unwrap());
+        wrong
+            .metadata_mut()
+            .insert("x-otlp-token", "not-it".parse().unwrap());
         assert!(receiver.export(wrong).await.is_err());
         assert!(store.is_empty());
         let mut right = tonic::Request::new(export([7; 16]));
-        right.metadata_mut().insert("x-otlp-token", "secret-token".parse().unwrap());
+        right
+            .metadata_mut()
+            .insert("x-otlp-token", "secret-token".parse().unwrap());
         receiver.export(right).await.unwrap();
         let trace = store.get(&"07".repeat(16)).unwrap();
         assert_eq!(trace.spans[0].service, "order-service");
-        assert_eq!((trace.spans[0].kind, trace.spans[0].duration_ms()), ("server", 0.00002));
+        assert_eq!(
+            (trace.spans[0].kind, trace.spans[0].duration_ms()),
+            ("server", 0.00002)
+        );
     }
 
     #[test]
