@@ -39,5 +39,10 @@ if [ "${BROKER_MODE:-durable}" = memory ] || [ "$(broker_auth)" = none ]; then
   export E2E_POISON_COMMAND="printf '{\"key\": \"%s\", \"value\": \"poison\"}\\n' \"\$1\" \
     | $NISSHI_BIN cat produce --broker tcp://$BROKER_ADDR --silent ${KAFKA_TOPIC:-order_events}"
 fi
+# payment-service's pid: the cancel test pauses it (SIGSTOP) to keep an order pending.
+if [ "${1:-}" = --own-stack ] && is_running payment-service; then
+  E2E_PAYMENT_PID=$(cat "$(pid_file payment-service)")
+  export E2E_PAYMENT_PID
+fi
 log "browser tests against $WEB_URL (screenshots in $SCREENSHOTS)"
 node --test --test-concurrency=1 --test-reporter=spec web/e2e/

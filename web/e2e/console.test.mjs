@@ -29,6 +29,7 @@ test("a customer is kept out of the console", async () => {
   const response = await page.goto(`${WEB}/console`);
   assert.equal(response.status(), 403);
   assert.match(await page.getByRole("alert").innerText(), /admins only/);
+  await shot(page, "console-forbidden");
   const anonymous = await newPage();
   await anonymous.goto(`${WEB}/console/dlq`);
   assert.match(anonymous.url(), /\/signin\?next=%2Fconsole%2Fdlq/);
@@ -82,6 +83,8 @@ test("an admin follows an order's swimlane and its trace", async () => {
     assert.ok(summary.includes(service), `the trace crosses ${service}: ${summary}`);
   }
   assert.ok(await page.locator("[data-testid=waterfall] rect").count() > 5);
+  await page.goto(`${WEB}/console/traces`);
+  await shot(page, "console-traces");
 });
 
 test("an admin replays a dead letter", { skip: !POISON && "E2E_POISON_COMMAND is not set" }, async () => {

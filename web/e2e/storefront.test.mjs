@@ -24,6 +24,8 @@ test("a customer signs up, buys, and watches the order become paid", async () =>
   await shot(page, "catalogue");
   const cards = await page.locator(".card").count();
   assert.ok(cards > 0, "the catalogue shows products");
+  await page.goto(`${WEB}/signup`);
+  await shot(page, "signup");
   await signUp(page, unique("buyer"));
   // Search and paging.
   await page.getByLabel("Search products").fill("cup");
@@ -105,6 +107,30 @@ test("a double click on Place order makes one order", async () => {
   const answers = await Promise.all([send(), send()]);
   assert.deepEqual(answers, ["redirect", "redirect"]);
   assert.equal(await orderCount(page), 2);
+});
+
+// payment-service's pid (scripts/e2e.sh): paused, it leaves orders pending.
+const PAYMENT_PID = Number(process.env.E2E_PAYMENT_PID || 0);
+
+test("a pending order is cancelled by its owner and its stock comes back", { skip: !PAYMENT_PID && "E2E_PAYMENT_PID is not set" }, async () => {
+  const page = await newPage();
+  await signUp(page, unique("cancel"));
+  process.kill(PAYMENT_PID, "SIGSTOP");
+  try {
+    await addToCart(page, "Linen apron");
+    await page.getByRole("button", { name: "Place order" }).click();
+    await page.waitForURL(/\/orders\/\d+$/);
+    assert.equal(await page.getByTestId("order-status").getAttribute("data-status"), "pending");
+    await shot(page, "order-pending");
+    await page.getByRole("button", { name: "Cancel this order" }).click();
+    await page.waitForURL(/\/orders\/\d+$/);
+    assert.equal(await settledStatus(page), "cancelled");
+    assert.match(await page.getByTestId("timeline").innerText(), /Cancelled[\s\S]*Stock given back/);
+    assert.equal(await page.getByRole("button", { name: "Cancel this order" }).count(), 0);
+    await shot(page, "order-cancelled");
+  } finally {
+    process.kill(PAYMENT_PID, "SIGCONT");
+  }
 });
 
 test("errors of the APIs are clear messages on the page", async () => {
