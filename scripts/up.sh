@@ -59,9 +59,10 @@ web_env() {
   for name in "${names[@]}"; do
     [ "$name" = web ] || instances+=("$name=http://127.0.0.1:$(service_port "$name")")
   done
-  local IFS=,
-  echo "WEB_INSTANCES=${instances[*]} OTLP_ADDR=127.0.0.1:$OTLP_PORT OTLP_TOKEN_FILE=$STATE_DIR/secrets/otlp_token"
-  if [ "$MONITORING" = 1 ]; then echo "PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"; fi
+  local IFS=, prometheus=""
+  if [ "$MONITORING" = 1 ]; then prometheus="PROMETHEUS_URL=http://127.0.0.1:$PROMETHEUS_PORT"; fi
+  # One line: the caller reads the first only.
+  echo "WEB_INSTANCES=${instances[*]} OTLP_ADDR=127.0.0.1:$OTLP_PORT OTLP_TOKEN_FILE=$STATE_DIR/secrets/otlp_token $prometheus"
 }
 
 # name  http-port  database  extra environment, from scripts/roster.sh

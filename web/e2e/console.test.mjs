@@ -46,9 +46,16 @@ test("an admin follows an order's swimlane and its trace", async () => {
   await settledStatus(customer);
 
   const page = await admin();
-  await page.goto(`${WEB}/console`);
+  // The lag and the dead letters are measured in the background (every 5 s).
+  for (let i = 0; i < 20; i++) {
+    await page.goto(`${WEB}/console`);
+    if (await page.getByTestId("lag").count()) break;
+    await page.waitForTimeout(1000);
+  }
   await shot(page, "console");
   assert.match(await page.getByTestId("instances").innerText(), /order-service\s+up\s+ready/);
+  assert.match(await page.getByTestId("lag").innerText(), /payment-service/);
+  assert.match(await page.locator("main").innerText(), /\d+ dead letters?/);
   assert.match(await page.getByTestId("feed").innerText(), new RegExp(`order ${orderId}`));
   await page.getByRole("link", { name: `#${orderId}`, exact: true }).click();
   await page.waitForURL(new RegExp(`/console/orders/${orderId}$`));

@@ -93,6 +93,11 @@ impl Web {
         self.console
             .feed
             .start(&self.console.kafka, shutdown.clone());
+        self.console.watch.start(
+            &self.console.kafka,
+            self.console.watch_every,
+            shutdown.clone(),
+        );
         let otlp = self.otlp.map(|(listener, token)| {
             tokio::spawn(crate::traces::receive(
                 listener,

@@ -180,6 +180,10 @@ impl Backend {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
+            // Shorter than the services' own idle time (HTTP_IDLE_TIMEOUT_MS,
+            // 20 s), so no request goes out on a connection the service is
+            // closing ("connection closed before message completed").
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()?;
         Ok(Self { http, urls })
     }

@@ -48,8 +48,11 @@ pub struct OrderLine {
 /// The orders of `events` (newest first), each once with its newest event.
 pub fn latest_orders(events: &[Arc<Entry>], n: usize) -> Vec<OrderLine> {
     let mut seen = std::collections::HashSet::new();
+    // By time: the feed reads its backlog a partition after another.
+    let mut events: Vec<&Arc<Entry>> = events.iter().collect();
+    events.sort_by_key(|e| std::cmp::Reverse(e.at));
     events
-        .iter()
+        .into_iter()
         .filter_map(|e| {
             let order = e.order.clone()?;
             seen.insert(order.clone()).then(|| OrderLine {
