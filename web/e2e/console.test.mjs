@@ -5,7 +5,9 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { browserUp, browserDown, newPage, shot, signUp, signIn, addToCart, settledStatus, unique, WEB } from "./helpers.mjs";
+import {
+  browserUp, browserDown, newPage, shot, signUp, signIn, addToCart, settledStatus, unique, axeSerious, WEB,
+} from "./helpers.mjs";
 
 const ADMIN_EMAIL = process.env.ADMIN_EMAIL;
 const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
@@ -17,7 +19,8 @@ before(browserUp);
 after(browserDown);
 
 async function admin() {
-  const page = await newPage();
+  // Without the CSP only so that axe-core can be injected.
+  const page = await newPage({ bypassCSP: true });
   await signIn(page, ADMIN_EMAIL, ADMIN_PASSWORD);
   assert.match(await page.locator("header nav").innerText(), /Console/, "the admin is signed in");
   return page;
@@ -53,6 +56,7 @@ test("an admin follows an order's swimlane and its trace", async () => {
     await page.waitForTimeout(1000);
   }
   await shot(page, "console");
+  assert.deepEqual(await axeSerious(page), [], "axe on /console");
   assert.match(await page.getByTestId("instances").innerText(), /order-service\s+up\s+ready/);
   assert.match(await page.getByTestId("lag").innerText(), /payment-service/);
   assert.match(await page.locator("main").innerText(), /\d+ dead letters?/);
@@ -66,6 +70,7 @@ test("an admin follows an order's swimlane and its trace", async () => {
     await page.reload();
   }
   await shot(page, "console-swimlane");
+  assert.deepEqual(await axeSerious(page), [], "axe on the swimlane");
   const text = await lane.innerText();
   for (const expected of ["Order placed", "Stock reserved", "On the topic: order_created", "partition@offset", "event id", "trace:"]) {
     assert.ok(text.includes(expected), `the swimlane shows "${expected}":\n${text}`);
@@ -86,6 +91,7 @@ test("an admin follows an order's swimlane and its trace", async () => {
     await page.waitForTimeout(1000);
   }
   await shot(page, "console-trace");
+  assert.deepEqual(await axeSerious(page), [], "axe on the trace");
   for (const service of ["web", "order-service", "product-service", "payment-service", "notification-service"]) {
     assert.ok(summary.includes(service), `the trace crosses ${service}: ${summary}`);
   }
@@ -114,6 +120,7 @@ test("an admin replays a dead letter", { skip: !POISON && "E2E_POISON_COMMAND is
   execFileSync("sh", ["-c", POISON, "poison", `e2e-poison-${Date.now()}`], { stdio: "inherit" });
   const poisoned = await above(before);
   await shot(page, "console-dlq");
+  assert.deepEqual(await axeSerious(page), [], "axe on the dead letters");
   // The newest letter: the last row.
   const rows = page.getByTestId("letters").locator("tbody tr");
   assert.match(await rows.last().innerText(), /no event_type|malformed|not an event/i);

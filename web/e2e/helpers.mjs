@@ -3,7 +3,10 @@
 // customer takes (sign up, sign in, fill the cart, wait for the saga).
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
 
 export const WEB = process.env.WEB_URL ?? "http://127.0.0.1:8085";
 export const SHOTS = process.env.SCREENSHOTS ?? new URL("./screenshots/", import.meta.url).pathname;
@@ -110,3 +113,15 @@ export async function orderCount(page) {
   return page.locator("table.lines tbody tr").count();
 }
 
+
+/**
+ * The serious and critical accessibility violations axe-core finds on the
+ * page (its page must be opened with `bypassCSP: true`: axe is injected).
+ */
+export async function axeSerious(page) {
+  await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.length})`);
+}

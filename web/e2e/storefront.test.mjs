@@ -5,13 +5,11 @@
 //   WEB_URL=http://127.0.0.1:8085 ADMIN_EMAIL=... ADMIN_PASSWORD=... node --test web/e2e/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import {
   browserUp, browserDown, newPage, shot, signUp, signIn, addToCart, settledStatus, orderCount,
-  untilNotLimited, unique, WEB,
+  untilNotLimited, unique, axeSerious, WEB,
 } from "./helpers.mjs";
 
-const require = createRequire(import.meta.url);
 // The seeded product priced over the payment limit (scripts/seed.sh).
 const DECLINED_PRODUCT = process.env.DECLINED_PRODUCT ?? "Grand piano (forces a payment decline: over 10000.00)";
 
@@ -178,10 +176,7 @@ test("the pages work at 360 px, by keyboard, and pass axe", async () => {
     await page.goto(`${WEB}${path}`);
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(width <= 360, `${path} fits 360 px (is ${width})`);
-    await page.addScriptTag({ path: require.resolve("axe-core/axe.min.js") });
-    const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ["violations"] }));
-    const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-    assert.deepEqual(serious.map((v) => `${v.id}: ${v.help}`), [], `axe on ${path}`);
+    assert.deepEqual(await axeSerious(page), [], `axe on ${path}`);
   }
   await page.goto(WEB);
   await shot(page, "catalogue-360px");
