@@ -117,6 +117,8 @@ pub enum PageError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
     /// Something the page needs (the broker) cannot be reached now.
     #[error("{0}")]
     Unavailable(String),
@@ -154,6 +156,7 @@ impl PageError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Call(e) => e.page_status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -218,7 +221,13 @@ pub fn sign_in_path(next: &str) -> String {
 /// `next` if it is a path of this site, else `/`: a link can't send a
 /// visitor who signs in to another site.
 pub fn safe_next(next: &str) -> &str {
-    let local = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    // Browsers drop tabs and newlines in a URL and read `\` as `/`, so
+    // "/\t/evil.example" would be "//evil.example": none of them is let through.
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || c.is_whitespace());
     if local { next } else { "/" }
 }
 
@@ -232,6 +241,10 @@ mod tests {
         assert_eq!(safe_next("//evil.example/"), "/");
         assert_eq!(safe_next("https://evil.example/"), "/");
         assert_eq!(safe_next("/\\evil.example"), "/");
+        assert_eq!(safe_next("/\t/evil.example"), "/");
+        assert_eq!(safe_next("/\n/evil.example"), "/");
+        assert_eq!(safe_next("/ /evil.example"), "/");
+        assert_eq!(safe_next("/orders?page=2"), "/orders?page=2");
         assert_eq!(sign_in_path("/cart"), "/signin?next=%2Fcart");
     }
 }

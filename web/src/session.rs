@@ -302,7 +302,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Posted<T> {
     type Rejection = PageError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if cross_site(request.headers()) {
             return Err(PageError::Forbidden(
                 "This form was sent from another site, so it was not accepted.".into(),
@@ -313,12 +313,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Posted<T> {
             .get::<Visitor>()
             .cloned()
             .ok_or_else(|| PageError::internal("the visitor layer is missing"))?;
-        let body = axum::body::Bytes::from_request(request, state)
+        // Read no more than a form can be: a larger body is refused, not buffered.
+        let body = axum::body::to_bytes(request.into_body(), FORM_LIMIT)
             .await
-            .map_err(|_| PageError::BadRequest("The form could not be read.".into()))?;
-        if body.len() > FORM_LIMIT {
-            return Err(PageError::BadRequest("The form is too large.".into()));
-        }
+            .map_err(|_| {
+                PageError::TooLarge(format!("A form is at most {} KiB.", FORM_LIMIT / 1024))
+            })?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| PageError::BadRequest("The form could not be read.".into()))?;
         let sent = pairs
