@@ -83,6 +83,9 @@ test("an admin follows an order's swimlane and its trace", async () => {
   // Its trace: every service of the saga in one waterfall (spans arrive
   // within the exporters' batch delay).
   const link = await page.getByTestId("trace-link").getAttribute("href");
+  // An admin finds the same trace from the order's own page.
+  await page.goto(`${WEB}/orders/${orderId}`);
+  assert.equal(await page.getByTestId("trace-link").getAttribute("href"), link);
   let summary = "";
   for (let i = 0; i < 30; i++) {
     await page.goto(`${WEB}${link}`);

@@ -57,6 +57,8 @@ test("a customer signs up, buys, and watches the order become paid", async () =>
     assert.ok(timeline.includes(step), `the timeline shows "${step}":\n${timeline}`);
   }
   await shot(page, "order-paid");
+  // The trace shows the services' insides: the console's, for admins.
+  assert.equal(await page.getByTestId("trace-link").count(), 0);
   await page.goto(`${WEB}/orders`);
   await shot(page, "my-orders");
   assert.match(await page.locator("table.lines tbody tr").first().innerText(), /paid/);

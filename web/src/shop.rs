@@ -699,10 +699,12 @@ async fn order_view(
         })
         .collect();
     let live = OrderLive::new(&timeline);
+    // The trace shows the services' insides: for admins (the console's).
     let trace_link = timeline
         .steps
         .iter()
         .find_map(|s| s.trace_id.clone())
+        .filter(|_| customer.visitor.is_admin())
         .map(|trace| state.trace_link(&trace));
     let page = OrderPage {
         chrome,
