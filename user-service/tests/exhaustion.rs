@@ -77,6 +77,10 @@ async fn a_burst_of_wrong_passwords_from_four_accounts_leaves_others_signing_in(
         ("HASH_QUEUE", "8"),
         ("ARGON2_MEMORY_KIB", "19456"),
         ("ARGON2_ITERATIONS", "2"),
+        // A first lock long enough to outlast the rounds on a loaded
+        // machine: with 1 s it could run out before the last login below
+        // (seen once when other test stacks shared the two cores).
+        ("LOGIN_LOCKOUT_BASE_MS", "10000"),
     ])
     .await;
     let mut tokens = Vec::new();
