@@ -210,6 +210,20 @@ else
   check "the sign-in form carries a CSRF token" grep -q 'name="csrf" value="[A-Za-z0-9_-]\{43\}"' <<<"$(curl -sS "$WEB_URL/signin")"
   web_status=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$WEB_URL/cart/add" -d "product_id=$MUG&quantity=1")
   check "a form without its CSRF token is refused (403)" is "$web_status" 403
+  # The console, through web's own sign-in form, as the admin.
+  web_jar=$(mktemp)
+  web_csrf=$(curl -sS -c "$web_jar" -b "$web_jar" "$WEB_URL/signin" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -n 1)
+  curl -sS -o /dev/null -c "$web_jar" -b "$web_jar" -X POST "$WEB_URL/signin" --data-urlencode "csrf=$web_csrf" \
+    --data-urlencode "email=${ADMIN_EMAIL:-}" --data-urlencode "password=${ADMIN_PASSWORD:-}"
+  console=$(curl -sS -b "$web_jar" -w '\n%{http_code}' "$WEB_URL/console")
+  check "the admin opens the saga console (200)" is "${console##*$'\n'}" 200
+  check "the console shows every instance ready" \
+    test "$(grep -c '<span class="up">ready</span>' <<<"$console")" -ge "${#ROSTER[@]}"
+  if curl -fsS -o /dev/null http://127.0.0.1:9090/-/ready 2>/dev/null; then
+    check "the console charts from Prometheus and lists its alerts" \
+      grep -q 'Orders per second by outcome' <<<"$console"
+  fi
+  rm -f "$web_jar"
 fi
 
 section "The event contract"
