@@ -47,10 +47,13 @@ pub struct TotalTooLarge;
 pub fn order_total(lines: impl IntoIterator<Item = (Money, i32)>) -> Result<Money, TotalTooLarge> {
     let mut total = 0i64;
     for (price, quantity) in lines {
+        // Each on its own: a negative price times a negative quantity is positive.
+        if price.0 < 0 || quantity < 0 {
+            return Err(TotalTooLarge);
+        }
         let line = price
             .0
             .checked_mul(i64::from(quantity))
-            .filter(|line| *line >= 0)
             .ok_or(TotalTooLarge)?;
         total = total.checked_add(line).ok_or(TotalTooLarge)?;
     }
@@ -166,6 +169,41 @@ impl utoipa::ToSchema for Money {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every amount an order can hold reads back from its text and its JSON.
+        #[test]
+        fn every_amount_survives_its_text_and_its_json(cents in -MAX_ORDER_TOTAL.0..=MAX_ORDER_TOTAL.0) {
+            let money = Money(cents);
+            prop_assert_eq!(Money::parse_decimal(&money.to_string()), Some(money));
+            let json = serde_json::to_string(&money).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), money);
+        }
+
+        /// A total is the exact sum of its lines (computed in i128, where
+        /// nothing overflows), or refused: when it is over the largest
+        /// total, or when a line has a negative price or quantity.
+        #[test]
+        fn a_total_is_the_exact_sum_or_refused(
+            lines in proptest::collection::vec(
+                (
+                    prop_oneof![0..=MAX_PRICE.0, -10_000..0i64, any::<i64>()].prop_map(Money),
+                    prop_oneof![0..=10_000i32, -100..0i32, any::<i32>()],
+                ),
+                0..8,
+            )
+        ) {
+            let exact = lines.iter().try_fold(0i128, |sum, (price, quantity)| {
+                (price.0 >= 0 && *quantity >= 0)
+                    .then(|| sum + i128::from(price.0) * i128::from(*quantity))
+            });
+            let expected = exact
+                .filter(|total| *total <= i128::from(MAX_ORDER_TOTAL.0))
+                .map(|total| Money(i64::try_from(total).unwrap()));
+            prop_assert_eq!(order_total(lines.clone()).ok(), expected, "{:?}", lines);
+        }
+    }
 
     #[test]
     fn json_round_trip_keeps_two_decimals() {
