@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::auth::Role;
+use shared::http::Listed;
 use shared::id::{OrderId, ProductId, UserId};
 use shared::money::Money;
 
@@ -25,14 +26,6 @@ pub struct Product {
     pub name: String,
     pub price: Money,
     pub stock: i32,
-}
-
-/// A page of a list, as every API answers one: the items, and how many
-/// there are in all (its `X-Total-Count` header).
-#[derive(Debug, Clone)]
-pub struct Listed<T> {
-    pub items: Vec<T>,
-    pub total: i64,
 }
 
 /// Who signed in, as user-service answers a login.
@@ -221,6 +214,8 @@ impl Backend {
             })
     }
 
+    /// A page of a list: its items, and how many there are in all (the
+    /// `X-Total-Count` header every API sends with one).
     async fn send_listed<T: DeserializeOwned>(
         api: Api,
         request: RequestBuilder,
