@@ -14,43 +14,11 @@ pub const MAX_ITEMS: usize = 100;
 /// Most units of one product in one order.
 pub const MAX_QUANTITY: i32 = 10_000;
 
-shared::text_enum! {
-    /// What the customer sees of an order's progress.
-    pub enum OrderStatus {
-        /// Placed; waiting for payment.
-        Pending = "pending",
-        /// Paid; its units are sold.
-        Paid = "paid",
-        /// The payment was declined; stock given back.
-        Failed = "failed",
-        /// Cancelled by the customer or for lack of a payment in time; stock given back.
-        Cancelled = "cancelled",
-        /// Refused at once (not enough stock, unknown product, stock service down).
-        Rejected = "rejected",
-    }
-}
-
-impl OrderStatus {
-    pub fn is_terminal(self) -> bool {
-        self != Self::Pending
-    }
-}
+/// The saga's view of an order and its vocabulary (the `saga` crate).
+pub use saga::order::{OrderState, OrderStatus, StockState};
 
 /// Why an order was rejected, failed or cancelled: the events carry it too.
 pub use shared::kafka::events::OrderReason;
-
-shared::text_enum! {
-    /// Where an order's units are at product-service.
-    pub enum StockState {
-        /// ReserveStock was asked but not answered: units may be held.
-        Unknown = "unknown",
-        Held = "held",
-        Committed = "committed",
-        Released = "released",
-        /// Nothing was ever held.
-        None = "none",
-    }
-}
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -74,6 +42,8 @@ pub struct Order {
     /// For a rejection for lack of stock: the short product and its stock then.
     pub short: Option<Shortfall>,
     pub request_fingerprint: Option<String>,
+    /// Where the customer wants mail (their token's email when they ordered).
+    pub customer_email: Option<String>,
     pub items: Vec<OrderItem>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -86,6 +56,19 @@ impl Order {
             .iter()
             .map(|i| OrderLine::new(i.product_id, i.quantity))
             .collect()
+    }
+
+    /// What the saga decides on.
+    pub fn state(&self) -> OrderState {
+        OrderState {
+            id: self.id,
+            user_id: self.user_id,
+            status: self.status,
+            stock: self.stock,
+            total: self.total_price,
+            currency: self.currency,
+            customer_email: self.customer_email.clone(),
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use saga::order::{Call, Caller, Change, Decision, Input, Outcome, Refusal, Reservation, decide};
 use shared::auth::AuthUser;
 use shared::id::{OrderId, ProductId};
 use shared::kafka::consumer::{Handler, HandlerError};
@@ -30,16 +31,16 @@ use shared::kafka::events::{Event, EventItem, EventPayload};
 use shared::metrics::prometheus::{
     Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
 };
-use shared::money::{Money, order_total};
-use shared::proto::product::ReservationStatus;
+use shared::money::Money;
+use shared::proto::product::{ReservationStatus, ReserveStockResponse};
 use shared::shutdown::CancellationToken;
 use shared::stock::{OrderLine, Settlement, Shortfall};
 use tonic::Code;
 
 use crate::model::{IdempotencyKey, LineError, Lines, Order, OrderReason, OrderStatus, StockState};
 use crate::product_client::{CallError, ProductClient};
-use crate::store::{Change, Claims, Inserted, Store, Transition};
-use crate::timeline::{Cause, Timeline};
+use crate::store::{Inserted, Store, Transition};
+use crate::timeline::{Cause, NewStep, Timeline};
 
 /// How the saga paces itself.
 #[derive(Debug, Clone)]
@@ -143,29 +144,72 @@ pub enum PlaceError {
     Db(#[from] sqlx::Error),
 }
 
+impl PlaceError {
+    /// The error a request gets for the saga's refusal of order `order_id`.
+    fn from_refusal(order_id: OrderId, refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Insufficient { product_id, stock } => Self::Insufficient {
+                order_id,
+                product_id,
+                stock,
+            },
+            Refusal::ProductNotFound(message) => Self::ProductNotFound { order_id, message },
+            Refusal::TotalTooLarge => Self::TotalTooLarge { order_id },
+            Refusal::Unavailable => Self::Unavailable {
+                retry_after_secs: 5,
+            },
+            Refusal::Refused(message) => Self::Refused(message),
+        }
+    }
+}
+
+/// What the saga makes of ReserveStock's answer, or of its failure.
+fn reservation(result: Result<ReserveStockResponse, CallError>) -> Reservation {
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(CallError::Refused(status)) => {
+            return match status.code() {
+                Code::NotFound => Reservation::ProductNotFound(status.message().to_string()),
+                Code::OutOfRange => Reservation::TotalTooLarge,
+                _ => Reservation::Refused(status.message().to_string()),
+            };
+        }
+        Err(CallError::BreakerOpen) => return Reservation::Unavailable { sent: false },
+        Err(CallError::Unavailable(_)) => return Reservation::Unavailable { sent: true },
+    };
+    match answer.status() {
+        ReservationStatus::Reserved | ReservationStatus::Committed => Reservation::Held {
+            // An item without a valid product id is no line of this order:
+            // it leaves the lengths unequal, so nothing matches.
+            items: answer
+                .items
+                .iter()
+                .filter_map(|i| {
+                    Some(EventItem {
+                        product_id: ProductId::new(i.product_id).ok()?,
+                        quantity: i.quantity,
+                        unit_price: Money(i.unit_price_cents),
+                    })
+                })
+                .collect(),
+        },
+        // The proto says 0 for an unknown short product.
+        ReservationStatus::Insufficient => Reservation::Insufficient {
+            product_id: ProductId::new(answer.short_product_id).ok(),
+            available: answer.available_stock,
+        },
+        ReservationStatus::Released => Reservation::Released,
+        // No status, or one this version does not know (prost reads an
+        // unknown value as the default).
+        ReservationStatus::Unspecified => Reservation::Unknown,
+    }
+}
+
 /// A placed order; `replayed` when an idempotency key brought back an earlier one.
 #[derive(Debug)]
 pub struct Placed {
     pub order: Order,
     pub replayed: bool,
-}
-
-/// Who asks for a reservation: a request (answers the client now) or the
-/// recovery loop (may try again later).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
-    Request,
-    Recovery,
-}
-
-impl Caller {
-    /// The cause of the steps it takes, in the timeline.
-    fn cause(self) -> Cause<'static> {
-        match self {
-            Caller::Request => Cause::Request,
-            Caller::Recovery => Cause::Recovery,
-        }
-    }
 }
 
 /// The orchestrator: cheap to clone, shared by REST, gRPC, the consumer and the recovery loop.
@@ -236,285 +280,115 @@ impl Saga {
         })
     }
 
-    /// Asks product-service to hold the order's units and records the answer.
+    /// Asks product-service to hold the order's units and writes what the
+    /// saga decides of the answer.
     async fn reserve(&self, order: Order, caller: Caller) -> Result<Order, PlaceError> {
         let lines = order.lines();
-        let answer = match self.products.reserve(order.id, &lines).await {
-            Ok(answer) => answer,
-            Err(e) => return Err(self.reservation_failed(&order, e, caller).await),
-        };
-        match answer.status() {
-            ReservationStatus::Reserved | ReservationStatus::Committed => {
-                // An item without a valid product id is no line of this
-                // order: it leaves the lengths unequal, so nothing matches.
-                let reserved: Vec<EventItem> = answer
-                    .items
-                    .iter()
-                    .filter_map(|i| {
-                        Some(EventItem {
-                            product_id: ProductId::new(i.product_id).ok()?,
-                            quantity: i.quantity,
-                            unit_price: Money(i.unit_price_cents),
-                        })
-                    })
-                    .collect();
-                let matches = reserved.len() == lines.len()
-                    && reserved
-                        .iter()
-                        .zip(&lines)
-                        .all(|(r, l)| r.product_id == l.product_id && r.quantity == l.quantity);
-                if !matches {
-                    // Not this order's reservation: its id was used before
-                    // (the order database was reset but not the product one).
-                    // Touch nothing of it.
-                    tracing::error!(
-                        order_id = %order.id,
-                        "product-service holds a different reservation under this order id"
-                    );
-                    self.reject(
-                        &order,
-                        OrderReason::StockRefused,
-                        None,
-                        StockState::None,
-                        true,
-                        caller,
-                    )
-                    .await?;
-                    return Err(PlaceError::Refused(
-                        "order id already used at product-service".into(),
-                    ));
-                }
-                // The total is the lines' (checked); product-service refuses
-                // a reservation over the largest total, but one that did
-                // not (an older version) must not leave its units held.
-                let Ok(total) = order_total(reserved.iter().map(|i| (i.unit_price, i.quantity)))
-                else {
-                    tracing::error!(order_id = %order.id, "reserved lines over the largest order total: releasing them");
-                    self.reject_and_release(&order, OrderReason::TotalTooLarge, caller)
-                        .await?;
-                    return Err(PlaceError::TotalTooLarge { order_id: order.id });
+        let answer = reservation(self.products.reserve(order.id, &lines).await);
+        if let Reservation::Unknown | Reservation::Refused(_) = &answer {
+            tracing::error!(order_id = %order.id, ?answer, "product-service refused ReserveStock or gave no status this version knows");
+        }
+        let overdue = (chrono::Utc::now() - order.created_at)
+            .to_std()
+            .is_ok_and(|age| age > self.config.payment_timeout);
+        let state = order.state();
+        let decision = decide(
+            &state,
+            Input::Reserved {
+                lines: &lines,
+                answer,
+                by: caller,
+                overdue,
+            },
+        );
+        let refusal = match &decision.outcome {
+            Outcome::Rejected(refusal) => refusal.clone(),
+            Outcome::Later => {
+                return Err(PlaceError::Unavailable {
+                    retry_after_secs: 5,
+                });
+            }
+            Outcome::Done | Outcome::Contradicted(_) => {
+                let Change::Hold { items, total } = decision.change else {
+                    // Moved on meanwhile (a cancel, the recovery loop).
+                    return Ok(self.current(order.id).await?);
                 };
-                if total.cents() != answer.total_cents {
-                    tracing::warn!(order_id = %order.id, lines = %total, answered = %Money(answer.total_cents), "product-service's total is not its lines': using the lines'");
-                }
-                let held = match self
+                let steps = NewStep::all_decided(&decision.steps, Cause::of(caller));
+                let Some(announce) = decision.publish else {
+                    return Err(PlaceError::Refused(
+                        "the saga held stock without announcing it".into(),
+                    ));
+                };
+                return match self
                     .store
-                    .hold(order.id, &reserved, total, caller.cause())
+                    .hold(order.id, &items, total, &steps, announce)
                     .await
                 {
-                    Ok(held) => held,
+                    Ok(Some(held)) => {
+                        tracing::info!(order_id = %order.id, %total, "stock held; order_created queued");
+                        Ok(held)
+                    }
+                    // Someone else moved it on meanwhile (a cancel, the recovery loop).
+                    Ok(None) => Ok(self.current(order.id).await?),
                     // Trying again fails the same way: end the order now
                     // and give its units back, rather than hold them and
                     // fail every round of the recovery loop on it.
                     Err(e) if !shared::db::is_transient(&e) => {
                         tracing::error!(order_id = %order.id, error = %e, "the held order could not be recorded: rejecting it, releasing its units");
-                        self.reject_and_release(&order, OrderReason::StepFailed, caller)
-                            .await?;
-                        return Err(PlaceError::Refused(format!(
-                            "the order could not be recorded: {e}"
-                        )));
+                        let failed = decide(
+                            &state,
+                            Input::HoldFailed {
+                                error: e.to_string(),
+                            },
+                        );
+                        let Outcome::Rejected(refusal) = &failed.outcome else {
+                            return Err(e.into());
+                        };
+                        let refusal = refusal.clone();
+                        self.write_rejection(&order, failed, caller).await?;
+                        Err(PlaceError::from_refusal(order.id, refusal))
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => Err(e.into()),
                 };
-                match held {
-                    Some(held) => {
-                        tracing::info!(order_id = %order.id, %total, "stock held; order_created queued");
-                        Ok(held)
-                    }
-                    // Someone else moved it on meanwhile (a cancel, the recovery loop).
-                    None => Ok(self.current(order.id).await?),
-                }
-            }
-            ReservationStatus::Insufficient => {
-                // The proto says 0 for an unknown short product; this order's
-                // first line stands in for it then.
-                let product_id = ProductId::new(answer.short_product_id)
-                    .unwrap_or_else(|_| lines.first().map_or(ProductId::MIN, |l| l.product_id));
-                let short = Shortfall {
-                    product_id,
-                    available: answer.available_stock,
-                };
-                self.reject(
-                    &order,
-                    OrderReason::InsufficientStock,
-                    Some(short),
-                    StockState::None,
-                    false,
-                    caller,
-                )
-                .await?;
-                Err(PlaceError::Insufficient {
-                    order_id: order.id,
-                    product_id: short.product_id,
-                    stock: short.available,
-                })
-            }
-            ReservationStatus::Released => {
-                // A release came first (product-service released this order
-                // id before its reservation arrived): nothing is held and
-                // nothing will be. The order can't go on, so it ends here
-                // rather than staying pending for good.
-                tracing::warn!(
-                    order_id = %order.id,
-                    "product-service had already released this order: rejecting it"
-                );
-                self.reject(
-                    &order,
-                    OrderReason::StockRefused,
-                    None,
-                    StockState::Released,
-                    true,
-                    caller,
-                )
-                .await?;
-                Err(PlaceError::Refused(
-                    "product-service had already released this order".into(),
-                ))
-            }
-            // No status, or one this version does not know (prost reads an
-            // unknown value as the default): units may be held, so the
-            // rejection leaves the stock unknown and the recovery loop
-            // releases it.
-            ReservationStatus::Unspecified => {
-                tracing::error!(
-                    order_id = %order.id,
-                    status = answer.status,
-                    "product-service gave no reservation status this version knows: rejecting"
-                );
-                self.reject(
-                    &order,
-                    OrderReason::StockRefused,
-                    None,
-                    StockState::Unknown,
-                    true,
-                    caller,
-                )
-                .await?;
-                Err(PlaceError::Refused(
-                    "product-service gave no reservation status".into(),
-                ))
-            }
-        }
-    }
-
-    /// product-service gave no answer, or refused: reject the order (a
-    /// request) or leave it for the next round (the recovery loop, until the
-    /// payment timeout has passed).
-    async fn reservation_failed(&self, order: &Order, e: CallError, caller: Caller) -> PlaceError {
-        let result = match &e {
-            CallError::Refused(status) if status.code() == Code::NotFound => self
-                .reject(
-                    order,
-                    OrderReason::ProductNotFound,
-                    None,
-                    StockState::None,
-                    false,
-                    caller,
-                )
-                .await
-                .map(|_| PlaceError::ProductNotFound {
-                    order_id: order.id,
-                    message: status.message().to_string(),
-                }),
-            // Nothing was held: product-service refuses before it holds.
-            CallError::Refused(status) if status.code() == Code::OutOfRange => self
-                .reject(
-                    order,
-                    OrderReason::TotalTooLarge,
-                    None,
-                    StockState::None,
-                    false,
-                    caller,
-                )
-                .await
-                .map(|_| PlaceError::TotalTooLarge { order_id: order.id }),
-            CallError::Refused(status) => {
-                tracing::error!(order_id = %order.id, code = ?status.code(), message = status.message(), "ReserveStock refused");
-                self.reject(
-                    order,
-                    OrderReason::StockRefused,
-                    None,
-                    StockState::Unknown,
-                    true,
-                    caller,
-                )
-                .await
-                .map(|_| PlaceError::Refused(status.message().to_string()))
-            }
-            CallError::BreakerOpen | CallError::Unavailable(_) => {
-                let overdue = (chrono::Utc::now() - order.created_at)
-                    .to_std()
-                    .is_ok_and(|age| age > self.config.payment_timeout);
-                if caller == Caller::Request || overdue {
-                    // A request's first call with the breaker open sent
-                    // nothing; otherwise units may be held: release them.
-                    let stock = if caller == Caller::Request && matches!(e, CallError::BreakerOpen)
-                    {
-                        StockState::None
-                    } else {
-                        StockState::Unknown
-                    };
-                    tracing::warn!(order_id = %order.id, error = %e, "order rejected: product-service unavailable");
-                    self.reject(
-                        order,
-                        OrderReason::StockServiceUnavailable,
-                        None,
-                        stock,
-                        true,
-                        caller,
-                    )
-                    .await
-                    .map(|_| PlaceError::Unavailable {
-                        retry_after_secs: 5,
-                    })
-                } else {
-                    Ok(PlaceError::Unavailable {
-                        retry_after_secs: 5,
-                    })
-                }
             }
         };
-        result.unwrap_or_else(PlaceError::Db)
+        self.write_rejection(&order, decision, caller).await?;
+        Err(PlaceError::from_refusal(order.id, refusal))
     }
 
-    /// Rejects a pending order whose units product-service holds, and
-    /// releases them now (or, if that fails, by the recovery loop).
-    async fn reject_and_release(
+    /// Writes a rejection the saga decided on, and settles the units it may
+    /// hold if the saga says to now (else the recovery loop does).
+    async fn write_rejection(
         &self,
         order: &Order,
-        reason: OrderReason,
+        decision: Decision,
         caller: Caller,
     ) -> Result<(), sqlx::Error> {
-        self.reject(order, reason, None, StockState::Unknown, false, caller)
-            .await?;
-        self.settle(&self.current(order.id).await?, caller.cause())
-            .await;
-        Ok(())
-    }
-
-    async fn reject(
-        &self,
-        order: &Order,
-        reason: OrderReason,
-        short: Option<Shortfall>,
-        stock: StockState,
-        free_key: bool,
-        caller: Caller,
-    ) -> Result<(), sqlx::Error> {
-        if self
+        let Change::Reject {
+            reason,
+            short,
+            stock,
+            free_key,
+        } = decision.change
+        else {
+            return Ok(());
+        };
+        let steps = NewStep::all_decided(&decision.steps, Cause::of(caller));
+        if !self
             .store
-            .reject(order.id, reason, short, stock, free_key, caller.cause())
+            .reject(order.id, reason, short, stock, free_key, &steps)
             .await?
         {
-            self.metrics.finished(&Order {
-                status: OrderStatus::Rejected,
-                ..order.clone()
-            });
-            tracing::info!(
-                order_id = %order.id,
-                reason = reason.as_str(),
-                "order rejected"
-            );
+            return Ok(());
+        }
+        self.metrics.finished(&Order {
+            status: OrderStatus::Rejected,
+            ..order.clone()
+        });
+        tracing::info!(order_id = %order.id, reason = reason.as_str(), "order rejected");
+        if let Some(Call::Settle(how)) = decision.then {
+            self.settle(&self.current(order.id).await?, how, Cause::of(caller))
+                .await;
         }
         Ok(())
     }
@@ -538,49 +412,16 @@ impl Saga {
         self.store.get(id).await?.ok_or(sqlx::Error::RowNotFound)
     }
 
-    /// A payment result: the order is paid (stock committed) or failed
-    /// (stock released). Once per event; never moves a finished order.
-    pub async fn on_payment(&self, event: &Event) -> Result<(), HandlerError> {
-        let change = match &event.payload {
-            EventPayload::PaymentSuccess { amount, .. } => Change {
-                cause: Cause::Event(event),
-                to: OrderStatus::Paid,
-                reason: None,
-                detail: None,
-                claims: Some(Claims {
-                    user_id: event.user_id,
-                    amount: *amount,
-                }),
-                event: Box::new(|order: &Order| EventPayload::OrderConfirmed {
-                    total_price: order.total_price.unwrap_or(Money(0)),
-                }),
-            },
-            EventPayload::PaymentFailed { amount, reason, .. } => Change {
-                cause: Cause::Event(event),
-                to: OrderStatus::Failed,
-                reason: Some(OrderReason::PaymentFailed),
-                detail: Some(format!("declined: {reason}")),
-                claims: Some(Claims {
-                    user_id: event.user_id,
-                    amount: *amount,
-                }),
-                event: Box::new(|_: &Order| EventPayload::OrderCancelled {
-                    reason: OrderReason::PaymentFailed,
-                }),
-            },
-            EventPayload::PaymentRefunded { amount, reason, .. } => {
-                if !self
-                    .store
-                    .refunded(event, format!("{amount}: {reason}"))
-                    .await?
-                {
-                    tracing::warn!(order_id = %event.order_id, "a refund for an order this service does not have");
-                }
-                return Ok(());
-            }
-            _ => return Ok(()),
-        };
-        let transition = self.store.transition(event.order_id, change).await?;
+    /// An event from the topic: a payment result pays (stock committed) or
+    /// fails (stock released) a pending order, a refund is noted. Once per
+    /// event; never moves a finished order.
+    pub async fn on_event(&self, event: &Event) -> Result<(), HandlerError> {
+        let (transition, then) = self
+            .store
+            .transition(event.order_id, Cause::Event(event), |order| {
+                decide(order, Input::Event(event))
+            })
+            .await?;
         match transition {
             Transition::Done(order) => {
                 self.metrics.finished(&order);
@@ -589,13 +430,15 @@ impl Saga {
                     status = order.status.as_str(),
                     "payment result applied"
                 );
-                self.settle(&order, Cause::Event(event)).await;
+                if let Some(Call::Settle(how)) = then {
+                    self.settle(&order, how, Cause::Event(event)).await;
+                }
             }
             Transition::Refused(order) => tracing::info!(
                 order_id = %order.id,
                 status = order.status.as_str(),
                 event_type = event.payload.event_type(),
-                "payment result for a finished order: ignored"
+                "event applied to a finished order, or changing nothing"
             ),
             Transition::AlreadyProcessed => {
                 tracing::debug!(event_id = %event.event_id, "event already processed")
@@ -603,6 +446,10 @@ impl Saga {
             // Counted by the consumer as `outcome="refused"` (alert RefusedEvents).
             Transition::Contradicted(why) => return Err(HandlerError::Refused(why.into())),
             Transition::NotFound => {
+                if let EventPayload::PaymentRefunded { .. } = event.payload {
+                    tracing::warn!(order_id = %event.order_id, "a refund for an order this service does not have");
+                    return Ok(());
+                }
                 return Err(HandlerError::Permanent(
                     format!("order {} does not exist", event.order_id).into(),
                 ));
@@ -621,58 +468,46 @@ impl Saga {
             OrderReason::Timeout => Cause::PaymentTimeout,
             _ => Cause::CustomerCancel,
         };
-        let transition = self
+        let (transition, then) = self
             .store
-            .transition(
-                id,
-                Change {
-                    cause,
-                    to: OrderStatus::Cancelled,
-                    reason: Some(reason),
-                    detail: Some(reason.to_string()),
-                    claims: None,
-                    event: Box::new(move |_: &Order| EventPayload::OrderCancelled { reason }),
-                },
-            )
+            .transition(id, cause, |order| decide(order, Input::Cancel(reason)))
             .await?;
         if let Transition::Done(order) = &transition {
             self.metrics.finished(order);
             tracing::info!(order_id = %id, reason = reason.as_str(), "order cancelled");
-            self.settle(order, cause).await;
+            if let Some(Call::Settle(how)) = then {
+                self.settle(order, how, cause).await;
+            }
         }
         Ok(transition)
     }
 
-    /// Makes product-service match a finished order: commit a paid order's
-    /// units, release everyone else's. False when that failed: it is left
-    /// to the recovery loop.
-    pub async fn settle(&self, order: &Order, cause: Cause<'_>) -> bool {
-        let (how, from, to): (_, &[_], _) = match (order.status, order.stock) {
-            (OrderStatus::Paid, StockState::Held) => (
-                Settlement::Commit,
-                &[StockState::Held],
-                StockState::Committed,
-            ),
-            (
-                OrderStatus::Failed | OrderStatus::Cancelled | OrderStatus::Rejected,
-                StockState::Held | StockState::Unknown,
-            ) => (
-                Settlement::Release,
-                &[StockState::Held, StockState::Unknown],
-                StockState::Released,
-            ),
-            _ => return true,
-        };
+    /// Asks product-service to settle a finished order's units as `how`
+    /// says, and records it. False when that failed: it is left to the
+    /// recovery loop.
+    pub async fn settle(&self, order: &Order, how: Settlement, cause: Cause<'_>) -> bool {
         let result = match self.products.settle(order.id, how).await {
-            Ok(_) => self
-                .store
-                .set_stock(order.id, from, to, cause)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(_) => {
+                let decision = decide(&order.state(), Input::Settled(how));
+                match decision.change {
+                    Change::Stock { from, to } => self
+                        .store
+                        .set_stock(
+                            order.id,
+                            from,
+                            to,
+                            &NewStep::all_decided(&decision.steps, cause),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    _ => Ok(()),
+                }
+            }
             Err(e) => Err(e.to_string()),
         };
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 tracing::debug!(order_id = %order.id, "stock settled");
                 true
             }
@@ -722,8 +557,8 @@ impl Saga {
         count += orders.len();
         for order in orders {
             let id = order.id;
-            let finished = match (order.status, order.stock) {
-                (OrderStatus::Pending, StockState::Unknown) => {
+            let finished = match decide(&order.state(), Input::Recover).then {
+                Some(Call::Reserve) => {
                     match self.reserve(order, Caller::Recovery).await {
                         Ok(order) => {
                             tracing::info!(
@@ -748,7 +583,8 @@ impl Saga {
                         }
                     }
                 }
-                _ => self.settle(&order, Cause::Recovery).await,
+                Some(Call::Settle(how)) => self.settle(&order, how, Cause::Recovery).await,
+                None => true,
             };
             if !finished {
                 self.store
@@ -825,6 +661,6 @@ pub struct OrderHandler(pub Saga);
 
 impl Handler for OrderHandler {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        self.0.on_payment(event).await
+        self.0.on_event(event).await
     }
 }

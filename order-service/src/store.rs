@@ -16,11 +16,16 @@ use shared::money::Money;
 use shared::stock::Shortfall;
 use sqlx::{PgPool, Row};
 
-use crate::model::{IdempotencyKey, Lines, Order, OrderItem, OrderReason, OrderStatus, StockState};
+use saga::order::{Call, Change, Decision, Outcome};
+
+use crate::model::{
+    IdempotencyKey, Lines, Order, OrderItem, OrderReason, OrderState, OrderStatus, StockState,
+};
 use crate::timeline::{self, Cause, MAX_STEPS, NewStep, Step, StepKind};
 
 const COLUMNS: &str = "id, user_id, status, stock, (total_price * 100)::bigint AS total_cents, \
-     currency, reason, short_product_id, available_stock, request_fingerprint, created_at, updated_at";
+     currency, reason, short_product_id, available_stock, request_fingerprint, customer_email, \
+     created_at, updated_at";
 
 fn order_from_row(
     row: &sqlx::postgres::PgRow,
@@ -36,6 +41,7 @@ fn order_from_row(
         reason: row.try_get("reason")?,
         short: Shortfall::from_row(row)?,
         request_fingerprint: row.try_get("request_fingerprint")?,
+        customer_email: row.try_get("customer_email")?,
         items,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -67,64 +73,6 @@ pub enum Transition {
     Contradicted(String),
 }
 
-/// What a payment result says of its order, checked against the order
-/// before it moves (docs/saga.md, "Events are checked against the state").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claims {
-    /// The order's owner, as the payment saw it.
-    pub user_id: UserId,
-    /// What was charged (or refused): the order's total.
-    pub amount: Money,
-}
-
-impl Claims {
-    /// Why `order` contradicts these claims, if it does. The owner and the
-    /// total are fixed once stock is held, so they must match in any status;
-    /// a pending order must also hold its stock (a payment comes only after
-    /// `order_created`, which comes only after the hold).
-    fn contradiction(&self, order: &Order) -> Option<String> {
-        if order.user_id != self.user_id {
-            return Some(format!(
-                "the event names user {} but order {} belongs to user {}",
-                self.user_id, order.id, order.user_id
-            ));
-        }
-        if order.total_price != Some(self.amount) {
-            let total = order
-                .total_price
-                .map_or("none".to_string(), |m| m.to_string());
-            return Some(format!(
-                "the event's amount {} is not order {}'s total ({total})",
-                self.amount, order.id
-            ));
-        }
-        if order.status == OrderStatus::Pending && order.stock != StockState::Held {
-            return Some(format!(
-                "order {} holds no stock ({}): no payment can be for it",
-                order.id,
-                order.stock.as_str()
-            ));
-        }
-        None
-    }
-}
-
-/// A guarded status change and the event that announces it.
-pub struct Change<'a> {
-    /// What takes it: a payment result (claimed in the inbox in the same
-    /// transaction), the customer's cancel or the payment timeout.
-    pub cause: Cause<'a>,
-    pub to: OrderStatus,
-    pub reason: Option<OrderReason>,
-    /// What the timeline says of the new status (a reason).
-    pub detail: Option<String>,
-    /// What the cause claims of the order; the change happens only if the
-    /// order agrees.
-    pub claims: Option<Claims>,
-    /// The event, from the order as it was (still pending).
-    pub event: Box<dyn FnOnce(&Order) -> EventPayload + Send + 'a>,
-}
-
 /// The orders database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -147,9 +95,9 @@ impl Store {
         // outage between our insert and our lookup, which frees its key.
         for _ in 0..2 {
             let mut tx = self.pool.begin().await?;
-            let step = NewStep::new(StepKind::Placed, Cause::Request);
-            let row = step
-                .bind(
+            let step = [NewStep::new(StepKind::Placed, Cause::Request)];
+            let row = NewStep::bind(
+                    &step,
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "WITH placed AS (\
                          INSERT INTO orders (user_id, idempotency_key, request_fingerprint, customer_email) \
@@ -289,50 +237,40 @@ impl Store {
     }
 
     /// Stock is held for a pending order: records the reserved prices and
-    /// total and writes `order_created`, in one transaction. `reserved` is
-    /// the order's lines, in their order, with their prices. `None` when the
-    /// order had already moved on (another path recorded it, or it was
-    /// cancelled meanwhile).
+    /// total, the decision's steps and its event (`order_created`), in one
+    /// transaction. `items` is the order's lines, in their order, with
+    /// their prices. `None` when the order had already moved on (another
+    /// path recorded it, or it was cancelled meanwhile).
     #[tracing::instrument(name = "TX hold order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn hold(
         &self,
         id: OrderId,
-        reserved: &[EventItem],
+        items: &[EventItem],
         total: Money,
-        cause: Cause<'_>,
+        steps: &[NewStep],
+        announce: EventPayload,
     ) -> Result<Option<Order>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let prices: Vec<String> = reserved
-            .iter()
-            .map(|i| {
-                format!(
-                    "{} x product {} at {}",
-                    i.quantity, i.product_id, i.unit_price
-                )
-            })
-            .collect();
-        let step = NewStep::new(StepKind::StockReserved, cause)
-            .detail(format!("{}; total {total}", prices.join(", ")));
-        let row = step
-            .bind(
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH held AS (\
-                     UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
-                     WHERE id = $1 AND status = 'pending' AND stock = 'unknown' \
-                     RETURNING {COLUMNS}, customer_email), step AS ({}) SELECT * FROM held",
-                    NewStep::insert_from("held", 3)
-                )))
-                .bind(id)
-                .bind(total.cents()),
-            )
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = NewStep::bind(
+            steps,
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH held AS (\
+                 UPDATE orders SET stock = 'held', total_price = $2::bigint::numeric / 100, updated_at = now() \
+                 WHERE id = $1 AND status = 'pending' AND stock = 'unknown' \
+                 RETURNING {COLUMNS}), step AS ({}) SELECT * FROM held",
+                NewStep::insert_from("held", 3)
+            )))
+            .bind(id)
+            .bind(total.cents()),
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else {
             tx.rollback().await?;
             return Ok(None);
         };
-        let products: Vec<ProductId> = reserved.iter().map(|i| i.product_id).collect();
-        let prices: Vec<i64> = reserved.iter().map(|i| i.unit_price.cents()).collect();
+        let products: Vec<ProductId> = items.iter().map(|i| i.product_id).collect();
+        let prices: Vec<i64> = items.iter().map(|i| i.unit_price.cents()).collect();
         sqlx::query(
             "UPDATE order_items SET unit_price = u.price::numeric / 100 \
              FROM UNNEST($2::bigint[], $3::bigint[]) AS u(product_id, price) \
@@ -343,21 +281,12 @@ impl Store {
         .bind(&prices)
         .execute(&mut *tx)
         .await?;
-        let created = Event::new(
-            id,
-            row.try_get("user_id")?,
-            EventPayload::OrderCreated {
-                items: reserved.to_vec(),
-                total_price: total,
-                currency: row.try_get("currency")?,
-                customer_email: row.try_get("customer_email")?,
-            },
-        );
+        let created = Event::new(id, row.try_get("user_id")?, announce);
         outbox::enqueue(&mut tx, &created).await?;
         outbox::commit(tx).await?;
         // The order as written (RETURNING, and the lines at the prices just
-        // set: `reserved` is the order's lines, in their order).
-        let items = reserved
+        // set: `items` is the order's lines, in their order).
+        let items = items
             .iter()
             .map(|i| OrderItem {
                 product_id: i.product_id,
@@ -368,12 +297,11 @@ impl Store {
         order_from_row(&row, items).map(Some)
     }
 
-    /// Rejects a pending order whose stock was never confirmed held.
-    /// `stock` says whether units may still be held (`Unknown`: the recovery
-    /// loop releases them) or surely are not (`None`). `free_key` lets the
-    /// client retry with the same idempotency key (for outages, not for
-    /// answers). `false` when the order had already moved on.
+    /// Rejects a pending order whose stock was never confirmed held, with
+    /// the decision's steps ([`saga::order::Change::Reject`] says what its
+    /// fields mean). `false` when the order had already moved on.
     #[tracing::instrument(name = "TX reject order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    #[allow(clippy::too_many_arguments)]
     pub async fn reject(
         &self,
         id: OrderId,
@@ -381,62 +309,48 @@ impl Store {
         short: Option<Shortfall>,
         stock: StockState,
         free_key: bool,
-        cause: Cause<'_>,
+        steps: &[NewStep],
     ) -> Result<bool, sqlx::Error> {
-        // An answer of product-service's refused the stock; an outage did not.
-        let kind = match reason {
-            OrderReason::StockServiceUnavailable => StepKind::Rejected,
-            _ => StepKind::StockRefused,
-        };
-        let detail = match short {
-            Some(s) => format!(
-                "{reason}: product {} has {} in stock",
-                s.product_id, s.available
-            ),
-            None => reason.to_string(),
-        };
-        let step = NewStep::new(kind, cause).detail(detail);
-        let done = step
-            .bind(
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH rejected AS (\
-                     UPDATE orders SET status = 'rejected', stock = $2, reason = $3, short_product_id = $4, \
-                     available_stock = $5, updated_at = now(), \
-                     idempotency_key = CASE WHEN $6 THEN NULL ELSE idempotency_key END \
-                     WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING id) {}",
-                    NewStep::insert_from("rejected", 7)
-                )))
-                .bind(id)
-                .bind(stock.as_str())
-                .bind(reason.as_str())
-                .bind(short.map(|s| s.product_id))
-                .bind(short.map(|s| s.available))
-                .bind(free_key),
-            )
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(done == 1)
+        let done = NewStep::bind(
+            steps,
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH rejected AS (\
+                 UPDATE orders SET status = 'rejected', stock = $2, reason = $3, short_product_id = $4, \
+                 available_stock = $5, updated_at = now(), \
+                 idempotency_key = CASE WHEN $6 THEN NULL ELSE idempotency_key END \
+                 WHERE id = $1 AND status = 'pending' AND stock = 'unknown' RETURNING id) {}",
+                NewStep::insert_from("rejected", 7)
+            )))
+            .bind(id)
+            .bind(stock.as_str())
+            .bind(reason.as_str())
+            .bind(short.map(|s| s.product_id))
+            .bind(short.map(|s| s.available))
+            .bind(free_key),
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
     }
 
-    /// Moves a pending order to `change.to` and writes its event and its
-    /// steps, in one transaction with the inbox claim of the event that
-    /// caused it, if an event did.
+    /// Decides what order `id`, locked as it is now, does about `cause`
+    /// (`decide`, a call of [`saga::order::decide`]), and writes it: a
+    /// pending order moves to its new status with its steps and its event;
+    /// a finished one only gets the steps, if any. All in one transaction
+    /// with the inbox claim of the event that caused it, if an event did.
     #[tracing::instrument(name = "TX transition order", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn transition(
         &self,
         id: OrderId,
-        change: Change<'_>,
-    ) -> Result<Transition, sqlx::Error> {
+        cause: Cause<'_>,
+        decide: impl FnOnce(&OrderState) -> Decision,
+    ) -> Result<(Transition, Option<Call>), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let event = match change.cause {
-            Cause::Event(event) => Some(event),
-            _ => None,
-        };
-        if let Some(event) = event
+        if let Cause::Event(event) = cause
             && !claim(&mut tx, event).await?
         {
-            return Ok(Transition::AlreadyProcessed);
+            return Ok((Transition::AlreadyProcessed, None));
         }
         // NO KEY UPDATE: it serialises this order's transitions and updates
         // as FOR UPDATE would, without blocking the key-share lock the
@@ -448,109 +362,61 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Ok(Transition::NotFound);
+            return Ok((Transition::NotFound, None));
         };
         let order = order_from_row(&row, Vec::new())?;
-        if let Some(why) = change.claims.and_then(|c| c.contradiction(&order)) {
+        let decision = decide(&order.state());
+        if let Outcome::Contradicted(why) = decision.outcome {
             // Rolled back with the claim: the event is refused, not handled.
-            return Ok(Transition::Contradicted(why));
+            return Ok((Transition::Contradicted(why), None));
         }
-        if order.status != OrderStatus::Pending {
-            // Keep the inbox claim: the event is handled, by doing nothing,
-            // and the timeline says so.
-            if event.is_some() {
-                let ignored = NewStep::new(StepKind::PaymentReceived, change.cause).detail(
-                    format!("ignored: the order is already {}", order.status.as_str()),
-                );
-                timeline::record(&mut tx, id, &[ignored]).await?;
-            }
+        timeline::record(&mut tx, id, &NewStep::all_decided(&decision.steps, cause)).await?;
+        let Change::Finish { to, reason } = decision.change else {
+            // Nothing moves; the claim is kept: the event is handled.
             tx.commit().await?;
-            return Ok(Transition::Refused(self.must_get(id).await?));
-        }
+            return Ok((Transition::Refused(self.must_get(id).await?), None));
+        };
         sqlx::query("UPDATE orders SET status = $2, reason = $3, updated_at = now() WHERE id = $1")
             .bind(id)
-            .bind(change.to.as_str())
-            .bind(change.reason.map(OrderReason::as_str))
+            .bind(to.as_str())
+            .bind(reason.map(OrderReason::as_str))
             .execute(&mut *tx)
             .await?;
-        let mut steps = Vec::with_capacity(2);
-        if event.is_some() {
-            steps.push(NewStep::new(StepKind::PaymentReceived, change.cause));
+        if let Some(announce) = decision.publish {
+            let announced = Event::new(id, order.user_id, announce);
+            outbox::enqueue(&mut tx, &announced).await?;
         }
-        let kind = match change.to {
-            OrderStatus::Paid => StepKind::Paid,
-            OrderStatus::Failed => StepKind::Failed,
-            _ => StepKind::Cancelled,
-        };
-        let step = NewStep::new(kind, change.cause);
-        steps.push(match change.detail {
-            Some(detail) => step.detail(detail),
-            None => step,
-        });
-        timeline::record(&mut tx, id, &steps).await?;
-        let announced = Event::new(id, order.user_id, (change.event)(&order));
-        outbox::enqueue(&mut tx, &announced).await?;
         outbox::commit(tx).await?;
-        Ok(Transition::Done(self.must_get(id).await?))
+        Ok((Transition::Done(self.must_get(id).await?), decision.then))
     }
 
     /// Records that product-service now has the order's units in `to`,
-    /// if they were in one of `from`.
+    /// if they were in one of `from`, with the decision's steps.
     #[tracing::instrument(name = "UPDATE orders", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn set_stock(
         &self,
         id: OrderId,
         from: &[StockState],
         to: StockState,
-        cause: Cause<'_>,
+        steps: &[NewStep],
     ) -> Result<bool, sqlx::Error> {
         let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
-        let kind = match to {
-            StockState::Committed => StepKind::StockCommitted,
-            _ => StepKind::StockReleased,
-        };
-        let step = NewStep::new(kind, cause);
-        let done = step
-            .bind(
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH settled AS (\
-                     UPDATE orders SET stock = $3, updated_at = now() WHERE id = $1 AND stock = ANY($2) \
-                     RETURNING id) {}",
-                    NewStep::insert_from("settled", 4)
-                )))
-                .bind(id)
-                .bind(&from)
-                .bind(to.as_str()),
-            )
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(done == 1)
-    }
-
-    /// payment-service refunded order `refund.order_id`'s payment: a step
-    /// of its timeline, once per event (the inbox claim in the same
-    /// transaction). False when the order is not here.
-    #[tracing::instrument(name = "TX record refund", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn refunded(&self, refund: &Event, detail: String) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        if !claim(&mut tx, refund).await? {
-            return Ok(true);
-        }
-        let step = NewStep::new(StepKind::Refunded, Cause::Event(refund)).detail(detail);
-        let done = step
-            .bind(
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH target AS (SELECT id FROM orders WHERE id = $1) {}",
-                    NewStep::insert_from("target", 2)
-                )))
-                .bind(refund.order_id),
-            )
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(done == 1)
+        let done = NewStep::bind(
+            steps,
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH settled AS (\
+                 UPDATE orders SET stock = $3, updated_at = now() WHERE id = $1 AND stock = ANY($2) \
+                 RETURNING id) {}",
+                NewStep::insert_from("settled", 4)
+            )))
+            .bind(id)
+            .bind(&from)
+            .bind(to.as_str()),
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
     }
 
     /// The steps of order `id`, first to last (at most [`MAX_STEPS`]).

@@ -21,35 +21,8 @@ use uuid::Uuid;
 
 use crate::model::OrderStatus;
 
-shared::text_enum! {
-    /// A step of an order's saga.
-    pub enum StepKind {
-        /// The order was written, pending.
-        Placed = "placed",
-        /// product-service holds its units at the prices in `detail`.
-        StockReserved = "stock_reserved",
-        /// product-service refused the reservation (`detail`: why); the order is rejected.
-        StockRefused = "stock_refused",
-        /// Rejected without an answer from product-service (`detail`: why).
-        Rejected = "rejected",
-        /// The relay published the event `event_type`/`event_id` (the broker acknowledged it).
-        EventPublished = "event_published",
-        /// A payment result (`event_type`) arrived; `detail` says if it was ignored.
-        PaymentReceived = "payment_received",
-        /// The order is paid.
-        Paid = "paid",
-        /// The payment was declined (`detail`: the gateway's reason).
-        Failed = "failed",
-        /// The order was cancelled (`detail`: why).
-        Cancelled = "cancelled",
-        /// product-service sold the held units.
-        StockCommitted = "stock_committed",
-        /// product-service gave the units back.
-        StockReleased = "stock_released",
-        /// payment-service refunded the payment of a cancelled order (`detail`: amount and why).
-        Refunded = "refunded",
-    }
-}
+/// A step of an order's saga (the saga decides which it takes).
+pub use saga::order::StepKind;
 
 shared::text_enum! {
     /// What took a step.
@@ -77,6 +50,16 @@ pub enum Cause<'a> {
     Recovery,
     PaymentTimeout,
     Event(&'a Event),
+}
+
+impl Cause<'static> {
+    /// The cause of the steps a reservation's caller takes.
+    pub fn of(caller: saga::order::Caller) -> Self {
+        match caller {
+            saga::order::Caller::Request => Cause::Request,
+            saga::order::Caller::Recovery => Cause::Recovery,
+        }
+    }
 }
 
 impl Cause<'_> {
@@ -120,45 +103,71 @@ impl NewStep {
         }
     }
 
+    /// A step the saga decided on, taken now by `cause`.
+    pub fn decided(step: saga::order::Step, cause: Cause<'_>) -> Self {
+        Self {
+            detail: step.detail,
+            ..Self::new(step.kind, cause)
+        }
+    }
+
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
         self
     }
 
-    /// SQL that writes a step for each order `id` that `source` (a CTE of
-    /// the same statement) returns, taking its values from parameters
-    /// `$first` to `$first + 5`, which [`Self::bind`] fills. A step written
-    /// this way is part of the statement that takes it, and is written
-    /// only if that statement moved the order.
+    /// SQL that writes `steps` (a slice of them, bound by [`Self::bind`])
+    /// for each order `id` that `source` (a CTE of the same statement)
+    /// returns, taking their values from parameters `$first` to
+    /// `$first + 5`, one array each. Steps written this way are part of
+    /// the statement that takes them, and are written only if that
+    /// statement moved the order.
     pub fn insert_from(source: &str, first: usize) -> String {
-        format!("{INSERT} SELECT id, {} FROM {source}", placeholders(first))
+        let p: Vec<String> = (first..first + 6).map(|p| format!("${p}")).collect();
+        format!(
+            "{INSERT} SELECT s.id, u.step, u.cause, u.event_id, u.event_type, u.trace_id, u.detail \
+             FROM {source} s CROSS JOIN UNNEST({}::text[], {}::text[], {}::uuid[], {}::text[], {}::text[], {}::text[]) \
+             WITH ORDINALITY AS u(step, cause, event_id, event_type, trace_id, detail, n) ORDER BY u.n",
+            p[0], p[1], p[2], p[3], p[4], p[5]
+        )
     }
 
-    /// Binds this step's values, the parameters of [`Self::insert_from`].
+    /// Binds the values of `steps`, the parameters of [`Self::insert_from`].
     pub fn bind<'q>(
-        &'q self,
+        steps: &'q [NewStep],
         query: Query<'q, Postgres, PgArguments>,
     ) -> Query<'q, Postgres, PgArguments> {
         query
-            .bind(self.kind)
-            .bind(self.cause)
-            .bind(self.event_id)
-            .bind(self.event_type)
-            .bind(self.trace_id.as_deref())
-            .bind(self.detail.as_deref())
+            .bind(steps.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>())
+            .bind(steps.iter().map(|s| s.cause.as_str()).collect::<Vec<_>>())
+            .bind(steps.iter().map(|s| s.event_id).collect::<Vec<_>>())
+            .bind(steps.iter().map(|s| s.event_type).collect::<Vec<_>>())
+            .bind(
+                steps
+                    .iter()
+                    .map(|s| s.trace_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                steps
+                    .iter()
+                    .map(|s| s.detail.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+    }
+
+    /// The steps a decision took, taken now by `cause`.
+    pub fn all_decided(steps: &[saga::order::Step], cause: Cause<'_>) -> Vec<Self> {
+        steps
+            .iter()
+            .map(|s| Self::decided(s.clone(), cause))
+            .collect()
     }
 }
 
 /// The start of every step's insert; a step's six values follow `order_id`.
 const INSERT: &str =
     "INSERT INTO order_steps (order_id, step, cause, event_id, event_type, trace_id, detail)";
-
-/// `$first, ..., $first + 5`: the parameters of one step's values, in the
-/// order [`NewStep::bind`] binds them.
-fn placeholders(first: usize) -> String {
-    let values: Vec<String> = (first..first + 6).map(|p| format!("${p}")).collect();
-    values.join(", ")
-}
 
 /// Writes `steps` of order `id` in `tx`, in one statement.
 pub async fn record(
@@ -169,15 +178,13 @@ pub async fn record(
     if steps.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..steps.len())
-        .map(|i| format!("($1, {})", placeholders(2 + 6 * i)))
-        .collect();
-    let sql = format!("{INSERT} VALUES {}", rows.join(", "));
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
-    for step in steps {
-        query = step.bind(query);
-    }
-    query.execute(&mut **tx).await?;
+    let sql = format!(
+        "WITH target AS (SELECT $1::bigint AS id) {}",
+        NewStep::insert_from("target", 2)
+    );
+    NewStep::bind(steps, sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -9,12 +9,8 @@
 use shared::kafka::events::{DeclineReason, TransactionId};
 use shared::money::Money;
 
-/// What the gateway answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Charge {
-    Approved { transaction_id: TransactionId },
-    Declined { reason: DeclineReason },
-}
+/// What the gateway answered (the saga decides on it).
+pub use saga::payment::Charge;
 
 /// A payment gateway.
 pub trait PaymentGateway: Send + Sync + 'static {

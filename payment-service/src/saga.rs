@@ -2,20 +2,20 @@
 //! its outcome announced; `order_cancelled` is remembered, and a payment
 //! that succeeded is refunded.
 //!
-//! Every effect happens in one transaction with the inbox claim and the
+//! What to do is the saga's decision ([`saga::payment`]); this is its
+//! shell. Every effect happens in one transaction with the inbox claim and the
 //! outbox event it causes, so an event's effect happens once however often
 //! it is delivered, and no resulting event is lost.
 
-use shared::id::UserId;
+use saga::payment::{Charge, Decision, Input, Ledger, Payment, PaymentStatus, Record, decide};
+use shared::id::OrderId;
 use shared::kafka::consumer::{Handler, HandlerError};
-use shared::kafka::events::{DeclineReason, Event, EventPayload, RefundReason};
+use shared::kafka::events::{Event, RefundReason};
 use shared::kafka::{claim, outbox};
 use shared::metrics::prometheus::IntCounterVec;
-use shared::money::{Money, order_total};
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 
-use crate::gateway::{Charge, PaymentGateway};
-use crate::store::PaymentStatus;
+use crate::gateway::PaymentGateway;
 
 /// The saga step of the payment service.
 pub struct PaymentHandler<G> {
@@ -26,67 +26,86 @@ pub struct PaymentHandler<G> {
 }
 
 impl<G: PaymentGateway> Handler for PaymentHandler<G> {
+    /// Reads what this service knows of the event's order, lets the saga
+    /// decide ([`saga::payment::decide`]) and writes the decision, in one
+    /// transaction with the event's inbox claim and the event it causes.
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
-        match &event.payload {
-            EventPayload::OrderCreated {
-                items, total_price, ..
-            } => {
-                // A total within the range of every total, and its lines':
-                // anything else is refused before anything is charged.
-                match order_total(items.iter().map(|i| (i.unit_price, i.quantity))) {
-                    Ok(lines) if lines == *total_price => self.charge(event, lines).await,
-                    Ok(lines) => Err(HandlerError::Refused(
-                        format!("order_created's total {total_price} is not its lines' ({lines})")
-                            .into(),
-                    )),
-                    Err(e) => Err(HandlerError::Refused(
-                        format!("order_created's lines: {e}").into(),
-                    )),
-                }
-            }
-            EventPayload::OrderCancelled { .. } => self.cancelled(event).await,
-            _ => Ok(()), // not ours
-        }
-    }
-}
-
-impl<G: PaymentGateway> PaymentHandler<G> {
-    /// order_created: charge once, record the payment, announce the outcome.
-    async fn charge(&self, event: &Event, amount: Money) -> Result<(), HandlerError> {
         let mut tx = self.pool.begin().await?;
         if !claim(&mut tx, event).await? {
             return Ok(());
         }
-        let already: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1)")
-                .bind(event.order_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        if already {
-            // A second order_created for one order (a new event id): one payment only.
-            tx.commit().await?;
-            return Ok(());
-        }
-        let cancelled: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM cancelled_orders WHERE order_id = $1)",
-        )
-        .bind(event.order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let charge = if cancelled {
-            Charge::Declined {
-                reason: DeclineReason::OrderCancelled,
+        let ledger = ledger(&mut tx, event.order_id).await?;
+        let decision = match decide(&ledger, Input::Event(event)) {
+            Decision::Charge(amount) => {
+                let charge = self.gateway.charge(event.order_id.get(), amount);
+                decide(
+                    &ledger,
+                    Input::Charged {
+                        amount,
+                        charge: &charge,
+                    },
+                )
             }
-        } else {
-            self.gateway.charge(event.order_id.get(), amount)
+            decision => decision,
         };
-        let (status, transaction_id, reason) = match &charge {
-            Charge::Approved { transaction_id } => (
-                PaymentStatus::Succeeded,
-                Some(transaction_id.as_str()),
-                None,
-            ),
-            Charge::Declined { reason } => (PaymentStatus::Failed, None, Some(reason.as_str())),
+        match decision {
+            // Nothing to do: the claim is kept, the event is handled.
+            Decision::Nothing => {
+                tx.commit().await?;
+                Ok(())
+            }
+            // Dropping the transaction rolls the inbox claim back too.
+            Decision::Refuse(why) => Err(HandlerError::Refused(why.into())),
+            Decision::Charge(_) => Err(HandlerError::Permanent(
+                "the saga asked for a second charge of one event".into(),
+            )),
+            Decision::Record(record) => self.record(tx, event, record).await,
+            Decision::Cancel { refund } => self.cancel(tx, event, refund).await,
+        }
+    }
+}
+
+/// What this service knows of order `order_id`: its payment and whether
+/// it was cancelled.
+async fn ledger(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: OrderId,
+) -> Result<Ledger, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT p.id, p.user_id, (p.amount * 100)::bigint AS amount_cents, p.status, \
+         EXISTS (SELECT 1 FROM cancelled_orders c WHERE c.order_id = $1) AS cancelled \
+         FROM (SELECT 1) one LEFT JOIN payments p ON p.order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let payment = match row.try_get::<Option<i64>, _>("id")? {
+        Some(id) => Some(Payment {
+            id,
+            user_id: row.try_get("user_id")?,
+            amount: row.try_get("amount_cents")?,
+            status: row.try_get("status")?,
+        }),
+        None => None,
+    };
+    Ok(Ledger {
+        payment,
+        cancelled: row.try_get("cancelled")?,
+    })
+}
+
+impl<G: PaymentGateway> PaymentHandler<G> {
+    /// Records the payment the saga decided on and announces it.
+    async fn record(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        event: &Event,
+        record: Record,
+    ) -> Result<(), HandlerError> {
+        let status = record.status();
+        let (transaction_id, reason) = match &record.charge {
+            Charge::Approved { transaction_id } => (Some(transaction_id.as_str()), None),
+            Charge::Declined { reason } => (None, Some(reason.as_str())),
         };
         let payment_id: i64 = sqlx::query_scalar(
             "INSERT INTO payments (order_id, user_id, amount, status, transaction_id, reason) \
@@ -94,25 +113,13 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         )
         .bind(event.order_id)
         .bind(event.user_id)
-        .bind(amount.cents())
+        .bind(record.amount.cents())
         .bind(status.as_str())
         .bind(transaction_id)
         .bind(reason)
         .fetch_one(&mut *tx)
         .await?;
-        let payload = match charge {
-            Charge::Approved { transaction_id } => EventPayload::PaymentSuccess {
-                payment_id,
-                amount,
-                transaction_id,
-            },
-            Charge::Declined { reason } => EventPayload::PaymentFailed {
-                payment_id,
-                amount,
-                reason,
-            },
-        };
-        let outcome = Event::new(event.order_id, event.user_id, payload);
+        let outcome = Event::new(event.order_id, event.user_id, record.announce(payment_id));
         outbox::enqueue(&mut tx, &outcome).await?;
         outbox::commit(tx).await?;
         self.outcomes.with_label_values(&[status.as_str()]).inc();
@@ -125,58 +132,41 @@ impl<G: PaymentGateway> PaymentHandler<G> {
         Ok(())
     }
 
-    /// order_cancelled: remember it; a payment that succeeded is refunded.
-    /// Only a payment this service made can be refunded, so only an order
-    /// it saw created; a cancel that names another owner than the
-    /// payment's is refused (forged, or from a broken producer).
-    async fn cancelled(&self, event: &Event) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        if !claim(&mut tx, event).await? {
-            return Ok(());
-        }
-        let owner: Option<UserId> =
-            sqlx::query_scalar("SELECT user_id FROM payments WHERE order_id = $1")
-                .bind(event.order_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(owner) = owner
-            && owner != event.user_id
-        {
-            // Dropping the transaction rolls the inbox claim back too.
-            return Err(HandlerError::Refused(
-                format!(
-                    "order_cancelled names user {} but order {}'s payment is user {owner}'s",
-                    event.user_id, event.order_id
-                )
-                .into(),
-            ));
-        }
+    /// Remembers the cancel and refunds the payment the saga names, once
+    /// (only a payment still `succeeded` is refunded).
+    async fn cancel(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        event: &Event,
+        refund: Option<Payment>,
+    ) -> Result<(), HandlerError> {
         sqlx::query("INSERT INTO cancelled_orders (order_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(event.order_id)
             .execute(&mut *tx)
             .await?;
-        let refunded = sqlx::query(
-            "UPDATE payments SET status = 'refunded', reason = $2, updated_at = now() \
-             WHERE order_id = $1 AND status = 'succeeded' RETURNING id, (amount * 100)::bigint AS amount_cents",
-        )
-        .bind(event.order_id)
-        .bind(RefundReason::OrderCancelled)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = &refunded {
-            let refund = Event::new(
-                event.order_id,
-                event.user_id,
-                EventPayload::PaymentRefunded {
-                    payment_id: row.get("id"),
-                    amount: Money(row.get("amount_cents")),
-                    reason: RefundReason::OrderCancelled,
-                },
-            );
-            outbox::enqueue(&mut tx, &refund).await?;
+        let mut refunded = false;
+        if let Some(payment) = refund {
+            refunded = sqlx::query(
+                "UPDATE payments SET status = 'refunded', reason = $2, updated_at = now() \
+                 WHERE id = $1 AND status = 'succeeded'",
+            )
+            .bind(payment.id)
+            .bind(RefundReason::OrderCancelled)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if refunded {
+                let announced = Event::new(
+                    event.order_id,
+                    event.user_id,
+                    saga::payment::refund(&payment),
+                );
+                outbox::enqueue(&mut tx, &announced).await?;
+            }
         }
         outbox::commit(tx).await?;
-        if refunded.is_some() {
+        if refunded {
             self.outcomes
                 .with_label_values(&[PaymentStatus::Refunded.as_str()])
                 .inc();

@@ -25,17 +25,8 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
-shared::text_enum! {
-    /// Where a payment stands.
-    pub enum PaymentStatus {
-        /// Charged: the order is paid.
-        Succeeded = "succeeded",
-        /// Declined by the gateway, or the order was cancelled first.
-        Failed = "failed",
-        /// Charged, then given back: the order was cancelled meanwhile.
-        Refunded = "refunded",
-    }
-}
+/// Where a payment stands (the saga decides it).
+pub use saga::payment::PaymentStatus;
 
 impl shared::auth::Owned for Payment {
     fn owner_id(&self) -> UserId {

@@ -58,7 +58,7 @@ impl Shortfall {
 
 /// How a finished order's reservation ends (docs/saga.md): a paid order's
 /// held units are sold, everyone else's go back to stock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Settlement {
     Commit,
     Release,
