@@ -111,11 +111,6 @@ impl NewStep {
         }
     }
 
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
     /// SQL that writes `steps` (a slice of them, bound by [`Self::bind`])
     /// for each order `id` that `source` (a CTE of the same statement)
     /// returns, taking their values from parameters `$first` to
